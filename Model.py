@@ -1,0 +1,123 @@
+"""The single-frame encoder-decoder mask model (assignment Fig. 1) and the losses.
+
+Every mask model in this project follows one contract, so the training loop, the separation
+scripts and the evaluation treat them alike:
+
+* ``forward(mix_mag)`` takes mixture magnitudes ``(batch, frames, bins)`` and returns masks
+  ``(batch, n_sources, frames, bins)`` in [0, 1] for the sources named in ``model.sources``.
+  A model that only names ``("vocals",)`` leaves the accompaniment as mixture - vocals.
+* ``model.model_args`` holds the constructor arguments (saved in checkpoints).
+* ``model.context`` says how a long song may be cut into chunks: ``"frame"`` (frames are
+  independent), ``"causal"`` (carry a state from chunk to chunk) or ``"window"`` (needs past and
+  future: overlapping windows with cross-faded joins).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class MaskModel(nn.Module):
+    """Base class: input normalisation shared by all magnitude-mask models.
+
+    Features are ``(log1p(mag) - input_mean) / input_std`` per bin; the statistics are buffers,
+    set once from training data by :meth:`set_input_stats` and saved with the weights.
+    """
+
+    sources = ("vocals",)
+    context = "frame"
+
+    def __init__(self, n_bins: int):
+        super().__init__()
+        self.n_bins = n_bins
+        self.register_buffer("input_mean", torch.zeros(n_bins))
+        self.register_buffer("input_std", torch.ones(n_bins))
+
+    @torch.no_grad()
+    def set_input_stats(self, log_mags: torch.Tensor):
+        """log_mags: (frames, bins) of ``log1p(|X|)`` from training mixtures."""
+        self.input_mean.copy_(log_mags.mean(0))
+        self.input_std.copy_(log_mags.std(0).clamp_min(1e-3))
+
+    def features(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) magnitudes -> (B, T, F) normalised log-magnitudes."""
+        return (torch.log1p(mix_mag) - self.input_mean) / self.input_std
+
+
+class FrameMaskNet(MaskModel):
+    """Single-frame encoder-decoder (assignment Fig. 1): FC layers down to a code h_t, back up
+    to a sigmoid mask over all bins. Each frame is processed on its own.
+
+    Sizes: the default ``hidden=(1024, 512), code=256`` narrows 2049 bins (FFT 4096) or 513 bins
+    (FFT 1024) by about 2x per layer, a common autoencoder taper; the 256-d code is what the
+    recurrent model of part 2 summarises over time. Dropout regularises the wide first layer,
+    which holds most parameters.
+
+    Shapes: (B, T, F) -> encode -> (B, T, code) -> decode -> (B, 1, T, F).
+    """
+
+    def __init__(self, n_bins: int, hidden=(1024, 512), code: int = 256, dropout: float = 0.1):
+        super().__init__(n_bins)
+        self.model_args = {"n_bins": n_bins, "hidden": list(hidden), "code": code, "dropout": dropout}
+        sizes = [n_bins, *hidden, code]
+        enc = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            enc += [nn.Linear(a, b), nn.ReLU()]
+            if i == 0 and dropout:
+                enc.append(nn.Dropout(dropout))
+        self.encoder = nn.Sequential(*enc)
+        rev = sizes[::-1]
+        dec = []
+        for a, b in zip(rev[:-2], rev[1:-1]):
+            dec += [nn.Linear(a, b), nn.ReLU()]
+        dec += [nn.Linear(rev[-2], rev[-1]), nn.Sigmoid()]
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> h: (B, T, code)."""
+        return self.encoder(self.features(mix_mag))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, T, code) -> mask (B, 1, T, F)."""
+        return self.decoder(h).unsqueeze(1)
+
+    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(mix_mag))
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses on magnitudes. target, estimate: (..., frames, bins). Sum over bins; mean over
+# everything else (batch, sources, time steps), as the assignment asks.
+# ----------------------------------------------------------------------------------------------
+def generalized_kl(target: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Eq. (3): D(X||Y) = sum x (log(x+eps) - log(y+eps)) - x + y, X the target, Y the estimate.
+    Non-negative, zero iff X == Y."""
+    d = target * (torch.log(target + eps) - torch.log(estimate + eps)) - target + estimate
+    return d.sum(-1).mean()
+
+
+def generalized_kl_reverse(target, estimate, eps: float = 1e-8):
+    """The swapped direction D(Y||X)."""
+    return generalized_kl(estimate, target, eps)
+
+
+def mse(target, estimate, eps=None):
+    return ((target - estimate) ** 2).sum(-1).mean()
+
+
+def l1(target, estimate, eps=None):
+    return (target - estimate).abs().sum(-1).mean()
+
+
+def itakura_saito(target, estimate, eps: float = 1e-8):
+    """D_IS(X||Y) on power spectra: sum x/y - log(x/y) - 1 (scale invariant)."""
+    p, q = target ** 2 + eps, estimate ** 2 + eps
+    return (p / q - torch.log(p / q) - 1).sum(-1).mean()
+
+
+LOSSES = {"kl": generalized_kl, "kl_reverse": generalized_kl_reverse, "mse": mse, "l1": l1,
+          "is": itakura_saito}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

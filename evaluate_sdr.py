@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""BSS Eval v3 SDR/SIR/SAR of models, the unprocessed mixture and oracle masks over a test split.
+
+  python evaluate_sdr.py --model models/savedModel_feedforward_best.pt models/savedModel_RNN_best.pt \\
+      --data ../shared/data/mir1k/test_public --out results/mir1k
+
+Metric: BSS Eval v3 (Vincent et al. 2006) as in ``mir_eval.separation.bss_eval_sources`` with
+512-tap distortion filters, on whole tracks, two sources (vocals, accompaniment), no permutation
+search, on the mono mixture at the evaluation sample rate. ``--backend fast`` (default) is this
+project's vectorised reimplementation (``bss_eval.py``, equal to mir_eval within 0.01 dB),
+``--backend mir_eval`` the reference. ``--framewise`` switches to museval-v4-style 1-second
+windows (median over frames, then median over tracks).
+
+Rows: every ``--model``; ``mixture`` (the unprocessed mixture as the estimate of every source:
+the floor); the oracle masks from the true sources with the first model's STFT (the ceiling of
+any magnitude mask): ``irm`` (|V|/(|V|+|A|)), ``irm2`` (|V|^2/(|V|^2+|A|^2)), ``ibm`` (|V|>|A|),
+``psm`` (phase-sensitive, Re(V/X) clipped to [0,1]).
+Summary per row and source: GNSDR/GSIR/GSAR = means of NSDR (= SDR - SDR of the mixture),
+SIR and SAR weighted by track length (Huang et al. 2014), and mean and median SDR over tracks.
+Outputs: ``<out>/tracks.csv`` (one row per track, system and source) and ``<out>/summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import Data
+import separate
+import util
+from util import UserError
+
+ORACLES = ("irm", "irm2", "ibm", "psm")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, nargs="*", default=[],
+                   help="checkpoints to evaluate (any model of this project; rebuilt from the file)")
+    p.add_argument("--name", nargs="*", default=None, help="row names for the models (default: from the files)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="dataset folder (default: the synthetic demo set, generated if missing)")
+    p.add_argument("--split", choices=["train", "test"], default="test", help="which split (default test)")
+    p.add_argument("--sample-rate", type=int, default=None,
+                   help="evaluation sample rate in Hz (default: the first model's, else 16000)")
+    p.add_argument("--oracle", nargs="*", choices=ORACLES, default=list(ORACLES),
+                   help="oracle masks to include (default: all); give none to skip")
+    p.add_argument("--n-fft", type=int, default=None, help="STFT size for the oracles (default: first model's, else 1024)")
+    p.add_argument("--hop", type=int, default=None, help="STFT hop for the oracles (default: first model's, else 256)")
+    p.add_argument("--backend", choices=["fast", "mir_eval"], default="fast",
+                   help="BSS Eval implementation: fast (vectorised, equal within 0.01 dB) or mir_eval (default fast)")
+    p.add_argument("--framewise", action="store_true",
+                   help="museval v4 convention: 1 s windows, median over frames then over tracks")
+    p.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel worker processes (default: all cores)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tracks")
+    p.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE, help="decoded-audio cache (default .cache/audio)")
+    p.add_argument("--out", type=Path, default=None, help="folder for tracks.csv and summary.json (default: print only)")
+    p.add_argument("--force", action="store_true", help="overwrite existing results in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------------------------
+# Oracle masks. v, a: complex spectra (..., F, T) of vocals and accompaniment.
+# ----------------------------------------------------------------------------------------------
+def oracle_mask(kind: str, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    eps = 1e-10
+    if kind == "irm":
+        return v.abs() / (v.abs() + a.abs() + eps)
+    if kind == "irm2":
+        return v.abs() ** 2 / (v.abs() ** 2 + a.abs() ** 2 + eps)
+    if kind == "ibm":
+        return (v.abs() > a.abs()).float()
+    if kind == "psm":
+        x = v + a
+        return (v.abs() / (x.abs() + eps) * torch.cos(torch.angle(v) - torch.angle(x))).clamp(0, 1)
+    raise ValueError(kind)
+
+
+# ----------------------------------------------------------------------------------------------
+# Worker: everything for one track (decoding, separation, metrics)
+# ----------------------------------------------------------------------------------------------
+_W = {}
+
+
+def _init_worker(config):
+    torch.set_num_threads(1)
+    models = []
+    for path, name in zip(config["models"], config["names"]):
+        model, stft, sr, ckpt = util.load_model(path)
+        models.append((name, model, stft, sr))
+    _W.update(config, loaded=models, cache=Data.AudioCache(config["sample_rate"], config["cache_dir"]))
+
+
+def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles):
+    """sources (2, N) vocals/accompaniment at ``sr`` -> {system: ((2, N) estimate, seconds)}."""
+    mixture = sources.sum(0, keepdims=True)                             # (1, N)
+    out = {"mixture": (np.repeat(mixture, 2, 0), 0.0)}
+    for name, model, stft, model_sr in models:
+        t0 = time.perf_counter()
+        x = util.resample(mixture, sr, model_sr)
+        est = separate.separate_array(model, stft, x)                   # (S, 1, N')
+        vocals = util.resample(est[list(model.sources).index("vocals")], model_sr, sr)[0]
+        vocals = Data.fit_length(vocals, mixture.shape[1])
+        out[name] = (np.stack([vocals, mixture[0] - vocals]), time.perf_counter() - t0)
+    if oracles:
+        spec = oracle_stft.stft(torch.from_numpy(sources))              # (2, F, T)
+        for kind in oracles:
+            m = oracle_mask(kind, spec[0], spec[1])
+            vocals = oracle_stft.istft(m * (spec[0] + spec[1]), sources.shape[1]).numpy()
+            out[f"oracle {kind.upper()}"] = (np.stack([vocals, mixture[0] - vocals]), 0.0)
+    return out
+
+
+def _evaluate_track(index):
+    import bss_eval
+
+    track = _W["tracks"][index]
+    cache = _W["cache"]
+    sources = np.stack([cache.source(track, s) for s in Data.SOURCES]).astype(np.float64)
+    n = sources.shape[1]
+    silent = [s for s, x in zip(Data.SOURCES, sources) if not np.any(x)]
+    if silent:
+        return {"track": track.name, "skipped": f"silent reference: {', '.join(silent)}"}
+    if n < _W["oracle_stft"].n_fft:
+        return {"track": track.name, "skipped": f"too short ({n} samples)"}
+    ests = estimates_for_track(sources.astype(np.float32), _W["sample_rate"], _W["loaded"],
+                               _W["oracle_stft"], _W["oracles"])
+    rows = []
+    for system, (est, seconds) in ests.items():
+        est = est.astype(np.float64)
+        if _W["framewise"]:
+            win = _W["sample_rate"]
+            sdr, sir, sar = bss_eval.bss_eval_framewise(sources, est, win, win)
+            sdr, sir, sar = (bss_eval.median_over_frames(m) for m in (sdr, sir, sar))
+        else:
+            sdr, sir, sar, _ = bss_eval.evaluate(sources, est, backend=_W["backend"])
+        for i, src in enumerate(Data.SOURCES):
+            rows.append({"track": track.name, "system": system, "source": src, "samples": n,
+                         "sdr": float(sdr[i]), "sir": float(sir[i]), "sar": float(sar[i]),
+                         "seconds": seconds})
+    return {"track": track.name, "rows": rows}
+
+
+# ----------------------------------------------------------------------------------------------
+def summarise(rows, framewise=False):
+    """Per system and source: GNSDR/GSIR/GSAR (length-weighted) and mean/median SDR over tracks."""
+    mix = {(r["track"], r["source"]): r["sdr"] for r in rows if r["system"] == "mixture"}
+    out = {}
+    for system in dict.fromkeys(r["system"] for r in rows):
+        out[system] = {}
+        for src in Data.SOURCES:
+            rs = [r for r in rows if r["system"] == system and r["source"] == src]
+            w = np.array([r["samples"] for r in rs], float)
+            sdr = np.array([r["sdr"] for r in rs])
+            nsdr = sdr - np.array([mix[(r["track"], src)] for r in rs])
+            sir, sar = np.array([r["sir"] for r in rs]), np.array([r["sar"] for r in rs])
+            ok = np.isfinite(nsdr) & np.isfinite(sir) & np.isfinite(sar)
+            agg = np.median if framewise else np.mean
+            out[system][src] = {
+                "tracks": int(len(rs)),
+                "GNSDR": float(np.average(nsdr[ok], weights=w[ok])) if ok.any() else float("nan"),
+                "GSIR": float(np.average(sir[ok], weights=w[ok])) if ok.any() else float("nan"),
+                "GSAR": float(np.average(sar[ok], weights=w[ok])) if ok.any() else float("nan"),
+                "mean_SDR": float(agg(sdr)), "median_SDR": float(np.median(sdr)),
+                "mean_SIR": float(np.mean(sir)), "mean_SAR": float(np.mean(sar)),
+            }
+    return out
+
+
+def format_table(summary, meta, source="vocals") -> str:
+    conv = meta["convention"]
+    lines = [f"{source}: {conv}",
+             f"{'system':<22} {'GNSDR':>7} {'GSIR':>7} {'GSAR':>7} {'meanSDR':>8} {'medSDR':>8} "
+             f"{'params':>10} {'train s':>9} {'x realtime':>10}"]
+    for system, s in summary.items():
+        r = s[source]
+        info = meta["systems"].get(system, {})
+        params = f"{info['parameters']:,}" if info.get("parameters") else "-"
+        tmin = f"{info['train_seconds']:.0f}" if info.get("train_seconds") else "-"
+        speed = f"{s['speed_x_realtime']:.0f}" if s.get("speed_x_realtime") else "-"
+        lines.append(f"{system:<22} {r['GNSDR']:7.2f} {r['GSIR']:7.2f} {r['GSAR']:7.2f} {r['mean_SDR']:8.2f} "
+                     f"{r['median_SDR']:8.2f} {params:>10} {tmin:>9} {speed:>10}")
+    return "\n".join(lines)
+
+
+def evaluate(args) -> dict:
+    data = args.data
+    if data is None:
+        import training
+        import demo_data
+        data = demo_data.make_demo_dataset(training.DEMO_ROOT)
+    tracks = Data.find_tracks(data, args.split)
+    if args.limit:
+        tracks = tracks[:args.limit]
+    if not tracks:
+        raise UserError(f"{data}: no tracks in the {args.split} split")
+    names = args.name or []
+    if len(names) not in (0, len(args.model)):
+        raise UserError(f"--name gives {len(names)} names for {len(args.model)} models")
+    systems, first = {}, None
+    for i, path in enumerate(args.model):
+        model, stft, sr, ckpt = util.load_model(path)                  # validates before forking
+        name = names[i] if names else Path(path).stem.replace("savedModel_", "").replace("_best", "")
+        if name in systems:
+            name = f"{name}#{i + 1}"
+        hist = ckpt.get("history") or {}
+        systems[name] = {"checkpoint": str(path), "class": ckpt["model_class"], "parameters":
+                         sum(v.numel() for k, v in ckpt["state_dict"].items() if not k.startswith("input_")),
+                         "sample_rate": sr, "stft": ckpt["stft"],
+                         "train_seconds": ckpt.get("train_seconds") or (sum(hist.get("epoch_time", [])) or None),
+                         "epoch": ckpt.get("epoch")}
+        first = first or (stft, sr)
+    model_names = list(systems)
+    sample_rate = args.sample_rate or (first[1] if first else 16000)
+    oracle_stft = util.make_stft(args.n_fft or (first[0].n_fft if first else 1024),
+                                 args.hop or (first[0].hop if first else 256))
+    config = {"models": [str(p) for p in args.model], "names": model_names, "tracks": tracks,
+              "sample_rate": sample_rate, "cache_dir": str(args.cache_dir), "oracle_stft": oracle_stft,
+              "oracles": args.oracle, "backend": args.backend, "framewise": args.framewise}
+    # decode once in the parent so workers never race on the cache
+    cache = Data.AudioCache(sample_rate, args.cache_dir)
+    for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
+        cache.length(t)
+    t0 = time.time()
+    results = []
+    jobs = max(1, min(args.jobs or 1, len(tracks)))
+    if jobs == 1:
+        _init_worker(config)
+        it = map(_evaluate_track, range(len(tracks)))
+        results = list(tqdm(it, total=len(tracks), desc="evaluating", disable=args.quiet))
+    else:
+        ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(config,)) as pool:
+            it = pool.imap(_evaluate_track, range(len(tracks)))
+            results = list(tqdm(it, total=len(tracks), desc="evaluating", disable=args.quiet))
+    wall = time.time() - t0
+    rows = [r for res in results for r in res.get("rows", [])]
+    skipped = [(res["track"], res["skipped"]) for res in results if "skipped" in res]
+    for name, why in skipped:
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    if not rows:
+        raise UserError("every track was skipped; nothing to evaluate")
+    summary = summarise(rows, args.framewise)
+    audio_seconds = sum(r["samples"] for r in rows if r["system"] == "mixture" and r["source"] == "vocals") / sample_rate
+    for system in summary:
+        secs = sum(r["seconds"] for r in rows if r["system"] == system and r["source"] == "vocals")
+        summary[system]["speed_x_realtime"] = audio_seconds / secs if secs else None
+    convention = ("museval v4 framewise (1 s windows), median over frames, median over tracks"
+                  if args.framewise else
+                  f"BSS Eval v3 ({'mir_eval' if args.backend == 'mir_eval' else 'bss_eval.py, = mir_eval'}), "
+                  "whole tracks; G* = length-weighted means, NSDR = SDR - SDR(mixture)")
+    meta = {"data": str(data), "split": args.split, "tracks": len(tracks) - len(skipped),
+            "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
+            "backend": args.backend, "framewise": args.framewise, "convention": convention,
+            "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
+            "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
+    return {"meta": meta, "summary": summary, "rows": rows}
+
+
+def write_results(result, out: Path, force=False):
+    if out.exists() and (out / "summary.json").exists() and not force:
+        raise UserError(f"{out}: results exist (use --force to overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    util.write_json(out / "summary.json", {"meta": result["meta"], "summary": result["summary"]})
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(result["rows"][0]))
+            w.writeheader()
+            w.writerows(result["rows"])
+    util.atomic_write(out / "tracks.csv", write_csv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.out is not None and (args.out / "summary.json").exists() and not args.force:
+        raise UserError(f"{args.out}: results exist (use --force to overwrite)")
+    result = evaluate(args)
+    meta = result["meta"]
+    print(f"{meta['data']} [{meta['split']}]: {meta['tracks']} tracks, {meta['audio_seconds'] / 60:.1f} min of audio, "
+          f"evaluated at {meta['sample_rate']} Hz in {meta['wall_seconds']:.1f} s")
+    print(format_table(result["summary"], meta, "vocals"))
+    print()
+    print(format_table(result["summary"], meta, "accompaniment"))
+    if args.out is not None:
+        write_results(result, args.out, args.force)
+        print(f"\nwrote {args.out / 'tracks.csv'} and {args.out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    util.run_cli(main)

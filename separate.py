@@ -1,0 +1,437 @@
+#!/usr/bin/env python3
+"""Separate songs with any checkpoint of this project (the engine behind separate_*.py).
+
+A song streams through in chunks, so memory stays bounded whatever its length:
+
+  read block (input rate) -> resample to the model rate -> STFT frames -> mask from the mono
+  downmix's magnitude -> mask x each channel's spectrum -> inverse STFT, overlap-add (mixture
+  phase) -> resample back -> vocals; accompaniment = mixture - vocals (at the input rate).
+
+The frame layout is exactly that of ``util.STFT`` (periodic Hann, centred frames), so for a
+frame-wise model the streamed output equals whole-file processing to float precision. A causal
+recurrent model carries its state from chunk to chunk (again equal to whole-file processing); a
+bidirectional one runs on overlapping windows whose masks are cross-faded.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+import util
+from util import UserError
+
+ROOT = Path(__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------------------------
+# Masks over a stream of frames
+# ----------------------------------------------------------------------------------------------
+class MaskRunner:
+    """Push magnitude frames ``(T, F)``; get masks ``(T', S, F)`` back in order (T' may lag).
+
+    ``chunk_frames`` bounds the frames given to the model at once; ``overlap_frames`` is the
+    cross-fade length for models that need past and future context (``model.context == "window"``).
+    """
+
+    def __init__(self, model, chunk_frames=1024, overlap_frames=128):
+        self.model, self.context = model, getattr(model, "context", "frame")
+        self.chunk = int(chunk_frames)
+        self.overlap = min(int(overlap_frames), self.chunk // 2)
+        self.state = None
+        self.buffer = []            # window mode: frames waiting, (t, F) tensors
+        self.tail = None            # window mode: masks of the previous window's overlap (O, S, F)
+
+    @torch.no_grad()
+    def _run(self, mag):
+        """(T, F) -> (T, S, F)."""
+        x = mag[None]                                                   # (1, T, F)
+        if self.context == "causal":
+            masks, self.state = self.model(x, self.state, return_state=True)
+        else:
+            masks = self.model(x)                                       # (1, S, T, F)
+        return masks[0].transpose(0, 1)                                 # (T, S, F)
+
+    def push(self, mag: torch.Tensor) -> torch.Tensor:
+        if self.context != "window":
+            if mag.shape[0] == 0:
+                return mag.new_zeros(0, len(self.model.sources), mag.shape[1])
+            return torch.cat([self._run(mag[i:i + self.chunk]) for i in range(0, mag.shape[0], self.chunk)])
+        self.buffer.append(mag)
+        return self._windows(final=False)
+
+    def flush(self) -> torch.Tensor:
+        if self.context != "window":
+            return torch.zeros(0, len(self.model.sources), self.model.n_bins)
+        return self._windows(final=True)
+
+    def _windows(self, final):
+        buf = torch.cat(self.buffer) if self.buffer else torch.zeros(0, self.model.n_bins)
+        out = []
+        step = self.chunk - self.overlap
+        while buf.shape[0] >= self.chunk or (final and buf.shape[0] > 0):
+            window = buf[:self.chunk]
+            masks = self._run(window)                                   # (W, S, F)
+            if self.tail is not None:                                   # cross-fade the join
+                o = self.tail.shape[0]
+                ramp = ((torch.arange(o) + 0.5) / o).view(o, 1, 1)
+                masks[:o] = (1 - ramp) * self.tail + ramp * masks[:o]
+            if final and buf.shape[0] <= self.chunk:
+                out.append(masks)
+                buf = buf[:0]
+                self.tail = None
+                break
+            out.append(masks[:step])
+            self.tail = masks[step:]
+            buf = buf[step:]
+        self.buffer = [buf]
+        return torch.cat(out) if out else torch.zeros(0, len(self.model.sources), self.model.n_bins)
+
+
+# ----------------------------------------------------------------------------------------------
+# Streaming STFT -> mask -> ISTFT
+# ----------------------------------------------------------------------------------------------
+class StreamSeparator:
+    """Feed ``(C, n)`` blocks at the model rate; get ``(S, C, n')`` separated blocks back.
+
+    Output samples come out in order and, once all input is pushed and :meth:`finish` called,
+    total exactly the input length.
+    """
+
+    def __init__(self, model, stft: util.STFT, device="cpu", chunk_frames=1024, overlap_frames=128):
+        self.model, self.stft, self.device = model, stft, torch.device(device)
+        self.n_fft, self.hop = stft.n_fft, stft.hop
+        self.window = stft.window(self.device)
+        self.runner = MaskRunner(model, chunk_frames, overlap_frames)
+        self.chunk_frames = int(chunk_frames)
+        self.pending = None         # input samples not yet framed, padded coordinates from p0
+        self.p0 = 0
+        self.spec_queue = []        # spectra (C, t, F) waiting for their masks
+        self.next_frame = 0         # next frame index to be overlap-added
+        self.out = None             # (S, C, L) overlap-add accumulator from padded position o0
+        self.env = None             # (L,) sum of squared windows
+        self.o0 = 0
+        self.n_in = 0               # input samples seen
+        self.n_out = 0              # output samples emitted
+
+    def _frames(self):
+        """Cut every complete frame out of the pending samples."""
+        buf = self.pending
+        n_avail = buf.shape[1]
+        if n_avail < self.n_fft:
+            return None
+        k = (n_avail - self.n_fft) // self.hop + 1
+        frames = buf[:, :(k - 1) * self.hop + self.n_fft].unfold(1, self.n_fft, self.hop)  # (C, k, n_fft)
+        spec = torch.fft.rfft(frames * self.window, dim=-1)             # (C, k, F)
+        self.pending = buf[:, k * self.hop:]
+        self.p0 += k * self.hop
+        return spec
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """block: (C, n) float32 at the model rate -> separated (S, C, n') ready so far."""
+        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
+        if self.pending is None:                                        # centre padding, left side
+            x = torch.cat([x.new_zeros(x.shape[0], self.n_fft // 2), x], 1)
+            self.pending = x[:, :0]
+        self.n_in += block.shape[1]
+        self.pending = torch.cat([self.pending, x], 1)
+        return self._process(final=False)
+
+    def finish(self) -> np.ndarray:
+        if self.pending is None:
+            raise UserError("no audio was given")
+        self.pending = torch.cat([self.pending, self.pending.new_zeros(self.pending.shape[0], self.n_fft // 2)], 1)
+        return self._process(final=True)
+
+    def _process(self, final):
+        """Frame what is pending, run the model, overlap-add; return the finished samples."""
+        outs = []
+        spec = self._frames()
+        if spec is not None:
+            self.spec_queue.append(spec)
+            outs.append(self._synthesise(self.runner.push(spec.mean(0).abs())))  # mask from the mono downmix
+        if final:
+            outs.append(self._synthesise(self.runner.flush()))
+            outs.append(self._emit(final=True))
+        outs = [o for o in outs if o is not None and o.shape[-1]]
+        if not outs:
+            return np.zeros((len(self.model.sources), self.pending.shape[0], 0), np.float32)
+        return np.concatenate(outs, -1)
+
+    def _synthesise(self, masks):
+        """Overlap-add the frames whose masks are ready; return finalised output samples."""
+        k = masks.shape[0]
+        if k == 0:
+            return None
+        spec = torch.cat(self.spec_queue, 1)
+        use, keep = spec[:, :k], spec[:, k:]
+        self.spec_queue = [keep] if keep.shape[1] else []
+        est = masks.permute(1, 0, 2)[:, None] * use[None]               # (S, C, k, F)
+        frames = torch.fft.irfft(est, n=self.n_fft, dim=-1) * self.window  # (S, C, k, n_fft)
+        start = self.next_frame * self.hop                              # padded position of first frame
+        end = (self.next_frame + k - 1) * self.hop + self.n_fft
+        if self.out is None:
+            self.out = frames.new_zeros(*frames.shape[:2], 0)
+            self.env = frames.new_zeros(0)
+        need = end - self.o0
+        if need > self.out.shape[-1]:
+            self.out = torch.cat([self.out, self.out.new_zeros(*self.out.shape[:2], need - self.out.shape[-1])], -1)
+            self.env = torch.cat([self.env, self.env.new_zeros(need - self.env.shape[0])])
+        # overlap-add with fold: (S*C, n_fft, k) -> (S*C, 1, span)
+        s, c = frames.shape[:2]
+        span = end - start
+        ola = torch.nn.functional.fold(frames.reshape(s * c, k, self.n_fft).transpose(1, 2),
+                                       output_size=(1, span), kernel_size=(1, self.n_fft), stride=(1, self.hop))
+        self.out[..., start - self.o0:end - self.o0] += ola.reshape(s, c, span)
+        wsq = (self.window ** 2)[None, :, None].expand(1, self.n_fft, k)
+        self.env[start - self.o0:end - self.o0] += torch.nn.functional.fold(
+            wsq, output_size=(1, span), kernel_size=(1, self.n_fft), stride=(1, self.hop)).reshape(span)
+        self.next_frame += k
+        return self._emit(final=False)
+
+    def _emit(self, final):
+        """Samples before the next frame's start are complete: divide by the envelope, drop the
+        centre padding, hand them out."""
+        if self.out is None:
+            return None
+        done = self.out.shape[-1] if final else self.next_frame * self.hop - self.o0
+        block = self.out[..., :done] / torch.where(self.env[:done] > 1e-11, self.env[:done], 1.0)
+        self.out, self.env = self.out[..., done:], self.env[done:]
+        first = self.o0
+        self.o0 += done
+        # padded position p holds input sample p - n_fft//2
+        lo = max(first, self.n_fft // 2) - first
+        hi = min(self.o0, self.n_fft // 2 + self.n_in) - first
+        if hi <= lo:
+            return None
+        self.n_out += hi - lo
+        return block[..., lo:hi].cpu().numpy()
+
+
+def separate_array(model, stft, mixture: np.ndarray, device="cpu", chunk_frames=1024) -> np.ndarray:
+    """mixture (C, N) at the model rate -> masked sources (S, C, N), S = len(model.sources)."""
+    if mixture.shape[1] < stft.n_fft:
+        raise UserError(f"audio too short: {mixture.shape[1]} samples < one STFT frame ({stft.n_fft})")
+    sep = StreamSeparator(model, stft, device, chunk_frames)
+    parts = [sep.push(mixture), sep.finish()]
+    return np.concatenate([p for p in parts if p.shape[-1]], -1)
+
+
+def separate_whole(model, stft, mixture: np.ndarray, device="cpu") -> np.ndarray:
+    """Reference implementation without streaming: (C, N) -> (S, C, N)."""
+    x = torch.from_numpy(mixture).to(device)
+    spec = stft.stft(x)                                                 # (C, F, T)
+    mono = spec.mean(0).abs().T[None]                                   # (1, T, F)
+    with torch.no_grad():
+        masks = model(mono)[0]                                          # (S, T, F)
+    est = masks.transpose(-1, -2)[:, None] * spec[None]                 # (S, C, F, T)
+    return stft.istft(est, mixture.shape[1]).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+def expand_inputs(items) -> list[Path]:
+    """Files, folders (their audio files, recursively) and glob patterns -> list of paths."""
+    out = []
+    for item in items:
+        if any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise UserError(f"{item}: pattern matches no file")
+            out += [Path(m) for m in matches if Path(m).is_file()]
+        elif Path(item).is_dir():
+            found = sorted(p for p in Path(item).rglob("*") if p.is_file() and p.suffix.lower() in util.AUDIO_EXTENSIONS)
+            if not found:
+                raise UserError(f"{item}: folder holds no audio files")
+            out += found
+        else:
+            out.append(Path(item))
+    return out
+
+
+def track_name(path: Path) -> str:
+    """Output folder name: the file's stem, or its folder's name for ``<track>/mixture.wav``."""
+    return path.parent.name if path.stem.lower() in ("mixture", "mix") and path.parent.name else path.stem
+
+
+def read_blocks(path, block_samples):
+    with sf.SoundFile(str(path)) as f:
+        while True:
+            data = f.read(block_samples, dtype="float32", always_2d=True)
+            if not len(data):
+                break
+            yield data.T                                                  # (C, n)
+
+
+def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", subtype="PCM_16",
+                  device="cpu", block_seconds=30.0, progress=True, chunk_frames=1024):
+    """Stream ``path`` through the model into ``out_dir/{vocals,accompaniment,...}.<fmt>``.
+
+    Files are written to temporary names and renamed at the end, so a failure leaves nothing
+    half-written. Returns the written paths.
+    """
+    import soxr
+
+    info = util.audio_info(path)
+    sr, channels, n_total = info.samplerate, info.channels, info.frames
+    if n_total * model_sr / sr < stft.n_fft:
+        raise UserError(f"{path}: too short ({n_total / sr:.3f} s; one STFT frame is "
+                        f"{stft.n_fft / model_sr:.3f} s)")
+    names = list(model.sources)
+    if "accompaniment" not in names:
+        names.append("accompaniment")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"{out_dir}: output folder is not writable")
+    targets = {n: out_dir / f"{n}.{fmt}" for n in names}
+    tmp = {n: util.temp_path(out_dir, f".{n}.", f".{fmt}") for n in names}
+    sf_subtype = "VORBIS" if fmt == "ogg" else subtype
+    writers = {n: sf.SoundFile(str(tmp[n]), "w", sr, channels, subtype=sf_subtype, format=fmt.upper())
+               for n in names}
+    down = soxr.ResampleStream(sr, model_sr, channels, dtype="float32", quality="HQ") if sr != model_sr else None
+    up = [soxr.ResampleStream(model_sr, sr, channels, dtype="float32", quality="HQ") if sr != model_sr else None
+          for _ in model.sources]
+    sep = StreamSeparator(model, stft, device, chunk_frames)
+    mix_fifo = []                                                       # input-rate mixture awaiting vocals
+    written = {"n": 0}
+    clipped = []
+
+    def write(separated, last=False):
+        """separated: (S, C, n) at the model rate."""
+        if separated is None:
+            return
+        parts = []
+        for i, name in enumerate(model.sources):
+            x = separated[i].T                                          # (n, C)
+            if up[i] is not None:
+                x = up[i].resample_chunk(np.ascontiguousarray(x), last=last)
+            parts.append(x)
+        n = min(p.shape[0] for p in parts)
+        mix = np.concatenate(mix_fifo, 0) if mix_fifo else np.zeros((0, channels), np.float32)
+        if last:                                                        # resampler rounding: match input length
+            n = n_total - written["n"]
+            parts = [np.pad(p, ((0, max(0, n - p.shape[0])), (0, 0)))[:n] for p in parts]
+        n = min(n, mix.shape[0])
+        mix_fifo[:] = [mix[n:]]
+        for i, name in enumerate(model.sources):
+            chunk = parts[i][:n]
+            if name == "vocals":
+                vocals = chunk
+            _write(writers[name], chunk)
+        if "accompaniment" not in model.sources:
+            _write(writers["accompaniment"], mix[:n] - vocals)
+        written["n"] += n
+
+    def _write(w, x):
+        if subtype.startswith("PCM") and x.size and np.abs(x).max() > 1:
+            clipped.append(w.name)
+            x = np.clip(x, -1, 1)
+        w.write(x)
+
+    try:
+        bar = tqdm(total=n_total, unit="sample", unit_scale=True, desc=path.name[:30], disable=not progress,
+                   leave=False)
+        block = max(int(block_seconds * sr), 1)
+        for data in read_blocks(path, block):
+            if not np.isfinite(data).all():
+                raise UserError(f"{path}: audio contains NaN or infinite samples")
+            mix_fifo.append(data.T)
+            x = down.resample_chunk(np.ascontiguousarray(data.T)).T if down is not None else data
+            if x.shape[1]:
+                write(sep.push(x))
+            bar.update(data.shape[1])
+        if down is not None:
+            tail = down.resample_chunk(np.zeros((0, channels), np.float32), last=True).T
+            if tail.shape[1]:
+                write(sep.push(tail))
+        write(sep.finish(), last=True)
+        bar.close()
+        for w in writers.values():
+            w.close()
+        for n in names:
+            os.replace(tmp[n], targets[n])
+    except BaseException:
+        for w in writers.values():
+            if not w.closed:
+                w.close()
+        for p in tmp.values():
+            if p.exists():
+                p.unlink()
+        raise
+    if clipped:
+        print(f"warning: {path.name}: output exceeded full scale and was clipped", file=sys.stderr)
+    return list(targets.values())
+
+
+def build_parser(description, default_model):
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns (wav, flac, ogg, mp3, ...)")
+    p.add_argument("-o", "--outdir", type=Path, default=Path("separated"),
+                   help="output folder; each song goes to <outdir>/<name>/ (default separated/)")
+    p.add_argument("--model", type=Path, default=default_model,
+                   help=f"checkpoint to use (default {default_model.relative_to(ROOT) if default_model else 'none'})")
+    p.add_argument("--format", choices=["wav", "flac", "ogg"], default="wav", help="output format (default wav)")
+    p.add_argument("--subtype", choices=["16", "24", "float"], default="16",
+                   help="sample format: 16- or 24-bit integer, or 32-bit float (wav only) (default 16)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--block-seconds", type=float, default=30.0,
+                   help="audio read and processed per step, in seconds; bounds memory (default 30)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv=None, default_model=None, expect=None, description=__doc__):
+    args = build_parser(description, default_model).parse_args(argv)
+    if args.model is None:
+        raise UserError("no --model given")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.format == "flac" and args.subtype == "float":
+        raise UserError("FLAC cannot store float samples: use --subtype 16 or 24")
+    device = util.get_device(args.device)
+    model, stft, model_sr, _ = util.load_model(args.model, device, expect)
+    subtype = util.SUBTYPES[args.subtype]
+    inputs = expand_inputs(args.inputs)
+    batch = len(inputs) > 1
+    ok, failed, seconds = 0, 0, 0.0
+    t0 = time.time()
+    for path in tqdm(inputs, desc="songs", disable=args.quiet or not batch, unit="song"):
+        out_dir = args.outdir / track_name(path)
+        try:
+            existing = [p for p in out_dir.glob(f"*.{args.format}")] if out_dir.exists() else []
+            if existing and not args.force:
+                raise UserError(f"{out_dir}: outputs exist (use --force to overwrite)")
+            if path.exists() and path.resolve().parent == out_dir.resolve():
+                raise UserError(f"{path}: output would overwrite the input")
+            info = util.audio_info(path)
+            separate_file(model, stft, model_sr, path, out_dir, args.format, subtype, device,
+                          args.block_seconds, progress=not args.quiet)
+            seconds += info.duration
+            ok += 1
+            if not args.quiet:
+                print(f"{path} -> {out_dir}/", file=sys.stderr)
+        except UserError as err:
+            if not batch:
+                raise
+            failed += 1
+            print(f"skipped: {err}", file=sys.stderr)
+    elapsed = time.time() - t0
+    print(f"separated {ok} of {len(inputs)} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s"
+          f" ({seconds / max(elapsed, 1e-9):.0f}x real time) -> {args.outdir}/"
+          + (f"; {failed} failed" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    util.run_cli(main)

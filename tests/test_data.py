@@ -1,0 +1,152 @@
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import Data
+import util
+from conftest import tone, write_stems
+from util import UserError
+
+
+def test_dsd100_layout(dsd100, tmp_path):
+    train = Data.find_tracks(dsd100, "train")
+    test = Data.find_tracks(dsd100, "test")
+    assert Data.detect_layout(dsd100) == "dsd100"
+    assert [t.name for t in train] == ["000 - Song Dev0", "001 - Song Dev1", "002 - Song Dev2"]
+    assert len(test) == 2
+    assert len(train[0].stems["accompaniment"]) == 3          # bass + drums + other
+    cache = Data.AudioCache(8000, tmp_path / "cache")
+    acc = cache.source(train[0], "accompaniment")
+    parts = sum(cache.source(train[0], s) for s in ("bass", "drums", "other"))
+    assert acc.shape == (8000,) and np.allclose(acc, parts, atol=1e-6)
+
+
+def test_musdb_layout(musdb):
+    assert Data.detect_layout(musdb) == "musdb"
+    train = Data.find_tracks(musdb, "train")
+    assert [t.name for t in train] == ["A", "B"]
+    assert len(train[0].stems["accompaniment"]) == 1 and len(train[1].stems["accompaniment"]) == 3
+    assert train[1].has(Data.FOUR_STEMS) and not train[0].has(Data.FOUR_STEMS)
+    assert [t.name for t in Data.find_tracks(musdb, "test")] == ["C"]
+
+
+def test_unsplit_track_folders(musdb):
+    folder = musdb / "train"                                   # a folder of track folders
+    assert Data.detect_layout(folder) == "folders"
+    assert len(Data.find_tracks(folder, "test")) == 2
+
+
+def test_mir1k_layout_and_split(mir1k, tmp_path):
+    assert Data.detect_layout(mir1k) == "mir1k"
+    train = Data.find_tracks(mir1k, "train")
+    test = Data.find_tracks(mir1k, "test")
+    assert sorted(t.name.split("_")[0] for t in train) == ["abjones", "abjones", "amy", "amy"]
+    assert [t.name for t in test] == ["stool_1_01", "stool_2_01"]
+    cache = Data.AudioCache(16000, tmp_path / "cache")
+    voc, acc = cache.source(test[0], "vocals"), cache.source(test[0], "accompaniment")
+    clip, _ = sf.read(mir1k / "Wavfile" / "stool_1_01.wav", dtype="float32")
+    assert np.allclose(voc, clip[:, 1], atol=1e-6) and np.allclose(acc, clip[:, 0], atol=1e-6)
+    # a plain folder of clips (no Wavfile/ level) reads the same
+    assert len(Data.find_tracks(mir1k / "Wavfile", "test")) == 2
+
+
+def test_cache_decodes_once(mir1k, tmp_path, monkeypatch):
+    track = Data.find_tracks(mir1k, "test")[0]
+    Data.AudioCache(8000, tmp_path / "c").source(track, "vocals")
+    calls = []
+    monkeypatch.setattr(util, "load_audio", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    again = Data.AudioCache(8000, tmp_path / "c").source(track, "vocals")  # a new epoch / process
+    assert calls == [] and again.shape == (8000,)
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 1
+
+
+def test_missing_stem_names_file(musdb):
+    (musdb / "train" / "A" / "vocals.wav").unlink()
+    with pytest.raises(UserError, match=r"A/vocals.wav: missing stem"):
+        Data.find_tracks(musdb, "train")
+
+
+def test_missing_accompaniment_names_file(musdb):
+    (musdb / "train" / "B" / "drums.wav").unlink()
+    with pytest.raises(UserError, match=r"drums.wav: missing stem"):
+        Data.find_tracks(musdb, "train")
+
+
+def test_mismatched_length_and_rate_name_file(tmp_path):
+    folder = tmp_path / "ds" / "train" / "T"
+    write_stems(folder, ("vocals", "accompaniment"))
+    sf.write(folder / "accompaniment.wav", tone(0.5, 16000, 100), 16000)
+    with pytest.raises(UserError, match="accompaniment.wav: length"):
+        Data.find_tracks(tmp_path / "ds", "train")
+    sf.write(folder / "accompaniment.wav", tone(1.0, 22050, 100), 22050)
+    with pytest.raises(UserError, match="accompaniment.wav: sample rate 22050"):
+        Data.find_tracks(tmp_path / "ds", "train")
+
+
+def test_wrong_layout(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "readme.txt").write_text("hi")
+    with pytest.raises(UserError, match="unrecognised dataset layout"):
+        Data.find_tracks(tmp_path / "junk", "train")
+    with pytest.raises(UserError, match="not found"):
+        Data.find_tracks(tmp_path / "nothing", "train")
+    (tmp_path / "dsd" / "Mixtures").mkdir(parents=True)
+    with pytest.raises(UserError, match="Mixtures/Dev"):
+        Data.find_tracks(tmp_path / "dsd", "train")
+
+
+def test_split_by_song_is_fixed_and_disjoint(mir1k):
+    tracks = Data.find_tracks(mir1k, "train")
+    a = Data.split_train_valid(tracks, 0.5, seed=1, group=Data.song_key)
+    b = Data.split_train_valid(tracks, 0.5, seed=1, group=Data.song_key)
+    assert [t.name for t in a[1]] == [t.name for t in b[1]]
+    train_songs = {Data.song_key(t) for t in a[0]}
+    assert a[1] and not train_songs & {Data.song_key(t) for t in a[1]}
+
+
+def test_augment_gain_shape_and_range():
+    x = np.ones(100, np.float32)
+    rng = random.Random(0)
+    for _ in range(20):
+        y = Data.augment_gain(x, rng, 0.5, 1.5)
+        assert y.shape == x.shape and 0.5 <= y[0] <= 1.5 and np.all(y == y[0])
+
+
+def test_random_offset_and_fit_length():
+    rng = random.Random(0)
+    offs = {Data.random_offset(100, 10, rng) for _ in range(200)}
+    assert min(offs) >= 0 and max(offs) <= 90 and len(offs) > 20
+    assert Data.random_offset(5, 10, rng) == 0
+    assert Data.fit_length(np.ones(5, np.float32), 8).tolist() == [1] * 5 + [0] * 3
+
+
+def test_training_items_random_remix_repeatable(dsd100, tmp_path):
+    tracks = Data.find_tracks(dsd100, "train")
+    cache = Data.AudioCache(8000, tmp_path / "c")
+    ds = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                remix_prob=1.0, seed=3)
+    state = random.getstate()
+    a = [ds[i] for i in range(10)]
+    assert random.getstate() == state                           # global RNG untouched
+    assert all(x.shape == (2, 2000) for x in a)
+    assert all(torch.equal(x, y) for x, y in zip(a, [ds[i] for i in range(10)]))
+    ds.epoch = 1
+    assert not all(torch.equal(x, y) for x, y in zip(a, [ds[i] for i in range(10)]))
+
+
+def test_eval_items_whole_tracks(dsd100, tmp_path):
+    tracks = Data.find_tracks(dsd100, "test")
+    ds = Data.SeparationDataset(tracks, Data.AudioCache(8000, tmp_path / "c"))
+    assert len(ds) == 2 and ds[0].shape == (2, 8000)
+    assert torch.equal(ds[1], ds[1])
+    four = Data.SeparationDataset(tracks, Data.AudioCache(8000, tmp_path / "c"), sources=Data.FOUR_STEMS)
+    assert four[0].shape == (4, 8000)
+
+
+def test_transforms_shapes():
+    t = Data.Transforms(util.make_stft(256, 64))
+    mix, src = t(torch.randn(3, 2, 1000))
+    assert mix.shape == (3, 1000 // 64 + 1, 129) and src.shape == (3, 2, 1000 // 64 + 1, 129)

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+import Model
+import Model_RNN
+
+
+def test_kl_zero_iff_equal_and_nonnegative():
+    torch.manual_seed(0)
+    x = torch.rand(4, 10, 33)
+    assert Model.generalized_kl(x, x).abs().item() < 1e-5
+    for _ in range(5):
+        y = torch.rand(4, 10, 33)
+        assert Model.generalized_kl(x, y).item() > 0
+        assert Model.generalized_kl_reverse(x, y).item() > 0
+
+
+def test_kl_hand_computed():
+    # one batch, one frame, two bins: x = (1, 2), y = (2, 1), eps -> 0
+    x = torch.tensor([[[1.0, 2.0]]])
+    y = torch.tensor([[[2.0, 1.0]]])
+    import math
+    expected = (1 * math.log(1 / 2) - 1 + 2) + (2 * math.log(2 / 1) - 2 + 1)
+    assert Model.generalized_kl(x, y, eps=0).item() == pytest.approx(expected, rel=1e-6)
+    # averaged over batch and time: duplicating frames does not change it
+    assert Model.generalized_kl(x.repeat(3, 5, 1), y.repeat(3, 5, 1), eps=0).item() == pytest.approx(expected, rel=1e-6)
+    # swapped direction is D(y||x)
+    rev = (2 * math.log(2) - 2 + 1) + (1 * math.log(1 / 2) - 1 + 2)
+    assert Model.generalized_kl_reverse(x, y, eps=0).item() == pytest.approx(rev, rel=1e-6)
+
+
+def test_frame_model_shapes_and_independence():
+    torch.manual_seed(0)
+    m = Model.FrameMaskNet(129, (64, 32), 16).eval()
+    x = torch.rand(3, 20, 129)
+    mask = m(x)
+    assert mask.shape == (3, 1, 20, 129)
+    assert (mask >= 0).all() and (mask <= 1).all()
+    assert m.encode(x).shape == (3, 20, 16)
+    # single-frame: a frame's mask does not depend on its neighbours
+    y = x.clone()
+    y[:, 5] = 0
+    assert torch.allclose(m(y)[:, :, 6:], mask[:, :, 6:])
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_rnn_shapes(bidirectional):
+    torch.manual_seed(0)
+    m = Model_RNN.RNNMaskNet(129, (64, 32), 16, rnn_hidden=12, bidirectional=bidirectional).eval()
+    x = torch.rand(2, 30, 129)
+    mask, state = m(x, return_state=True)
+    assert mask.shape == (2, 1, 30, 129)
+    assert state[0].shape == (2 if bidirectional else 1, 2, 12)
+    assert m.context == ("window" if bidirectional else "causal")
+
+
+def test_causal_rnn_chunks_with_state_equal_whole():
+    torch.manual_seed(0)
+    m = Model_RNN.RNNMaskNet(129, (64, 32), 16, rnn_hidden=12, bidirectional=False).eval()
+    x = torch.rand(1, 50, 129)
+    whole = m(x)
+    state, parts = None, []
+    for i in range(0, 50, 7):
+        out, state = m(x[:, i:i + 7], state, return_state=True)
+        parts.append(out)
+    assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-6)

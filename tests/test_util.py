@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import util
+from util import UserError
+
+
+@pytest.mark.parametrize("n_fft,hop", [(4096, 2048), (1024, 256), (256, 64), (512, 128)])
+def test_stft_round_trip(n_fft, hop):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3 * n_fft + 17)
+    stft = util.make_stft(n_fft, hop)
+    spec = stft.stft(x)
+    assert spec.shape == (2, n_fft // 2 + 1, stft.n_frames(x.shape[-1]))
+    y = stft.istft(spec, x.shape[-1])
+    assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_stft_rejects_bad_settings():
+    with pytest.raises(ValueError):
+        util.make_stft(1024, 1000)
+
+
+def test_assignment_default_stft():
+    stft = util.make_stft()
+    assert (stft.n_fft, stft.hop, stft.n_bins) == (4096, 2048, 2049)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg"])
+def test_load_any_rate_and_channels(tmp_path, ext):
+    sr = 22050
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)).astype(np.float32)
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, np.stack([x, x * 0.5], 1), sr)
+    audio, rate = util.load_audio(path)
+    assert rate == sr and audio.shape[0] == 2
+    mono, rate = util.load_audio(path, sample_rate=16000, mono=True)
+    assert rate == 16000 and mono.shape[0] == 1
+    assert abs(mono.shape[1] - 16000) <= 1
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        util.load_audio(tmp_path / "missing.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(UserError, match="empty file"):
+        util.load_audio(tmp_path / "empty.wav")
+    (tmp_path / "text.wav").write_text("this is not audio at all" * 10)
+    with pytest.raises(UserError, match="not a readable audio file"):
+        util.load_audio(tmp_path / "text.wav")
+    with pytest.raises(UserError, match="is a directory"):
+        util.load_audio(tmp_path)
+    bad = np.zeros((100, 1), np.float32)
+    bad[5] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, 8000, subtype="FLOAT")
+    with pytest.raises(UserError, match="NaN"):
+        util.load_audio(tmp_path / "nan.wav")
+
+
+def test_checkpoint_round_trip(tmp_path, tiny_ff):
+    stft = util.make_stft(256, 64)
+    tiny_ff.input_mean.fill_(0.5)
+    util.save_checkpoint(tmp_path / "m.pt", tiny_ff, stft, 16000, epoch=3, valid_loss=1.5, train_args={"lr": 1})
+    model, stft2, sr, ckpt = util.load_model(tmp_path / "m.pt")
+    assert type(model) is type(tiny_ff) and sr == 16000 and stft2.config() == stft.config()
+    assert ckpt["epoch"] == 3 and ckpt["valid_loss"] == 1.5 and ckpt["train_args"] == {"lr": 1}
+    x = torch.rand(2, 7, 129)
+    assert torch.allclose(model(x), tiny_ff(x))
+    assert not list(tmp_path.glob(".*.tmp"))          # no temp file left behind
+
+
+def test_checkpoint_errors(tmp_path, tiny_ff):
+    import Model_RNN
+    (tmp_path / "corrupt.pt").write_bytes(b"\x80garbage")
+    with pytest.raises(UserError, match="corrupt"):
+        util.load_model(tmp_path / "corrupt.pt")
+    with pytest.raises(UserError, match="not found"):
+        util.load_model(tmp_path / "none.pt")
+    util.save_checkpoint(tmp_path / "ff.pt", tiny_ff, util.make_stft(256, 64), 16000)
+    with pytest.raises(UserError, match="expected a RNNMaskNet"):
+        util.load_model(tmp_path / "ff.pt", expect=Model_RNN.RNNMaskNet)
+    data = (tmp_path / "ff.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        util.load_model(tmp_path / "trunc.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(UserError, match="not a checkpoint of this project"):
+        util.load_model(tmp_path / "other.pt")
+    ckpt = torch.load(tmp_path / "ff.pt", weights_only=False)
+    ckpt["model_args"]["code"] = 9                      # weights no longer fit
+    torch.save(ckpt, tmp_path / "mismatch.pt")
+    with pytest.raises(UserError, match="do not match"):
+        util.load_model(tmp_path / "mismatch.pt")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "x.json"
+    util.write_json(target, {"a": 1})
+
+    def boom(tmp):
+        open(tmp, "w").write("partial")
+        raise RuntimeError("killed")
+    with pytest.raises(RuntimeError):
+        util.atomic_write(target, boom)
+    assert target.read_text().strip().startswith("{") and '"a": 1' in target.read_text()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_seed_everything_repeats():
+    util.seed_everything(3)
+    a = (np.random.rand(), torch.rand(1).item())
+    util.seed_everything(3)
+    assert a == (np.random.rand(), torch.rand(1).item())

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Train the single-frame encoder-decoder mask model (assignment part 1).
+
+Examples:
+  python train_feedforward.py                       # synthetic demo set, assignment STFT (4096/2048 @ 32 kHz)
+  python train_feedforward.py --data DSD100          # the assignment's data (DSD100 or its 32 kHz subset)
+  python train_feedforward.py --data MIR-1K --sample-rate 16000 --n-fft 1024 --hop 256
+
+The best-validation model is written as <run>/savedModel_feedforward_best.pt, beside last.pt
+(for --resume), history.json and loss.png.
+"""
+import argparse
+
+import torch
+
+import Model
+import training
+import util
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    training.add_common_args(p, epochs=30, batch_size=16, chunk_seconds=2.0, lr=1e-3)
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=int, nargs="+", default=[1024, 512],
+                   help="encoder layer widths; the decoder mirrors them (default 1024 512)")
+    g.add_argument("--code", type=int, default=256, help="width of the code h_t (default 256)")
+    g.add_argument("--dropout", type=float, default=0.1, help="dropout after the first layer (default 0.1)")
+    g.add_argument("--frame-batch", type=int, default=1024,
+                   help="frames per optimisation step: each batch of excerpts is cut into frames, "
+                        "shuffled and split into steps of this many frames (default 1024)")
+    return p.parse_args(argv)
+
+
+def shuffled_frames(transforms, frame_batch):
+    """Batch of stems -> minibatches of shuffled frames (1, frame_batch, F) and (1, S, frame_batch, F)."""
+    def examples(stems):
+        mix_mag, src_mag = transforms(stems)                     # (B, T, F), (B, S, T, F)
+        n_bins = mix_mag.shape[-1]
+        mix = mix_mag.reshape(-1, n_bins)                        # (B*T, F)
+        src = src_mag.transpose(0, 1).reshape(src_mag.shape[1], -1, n_bins)  # (S, B*T, F)
+        order = torch.randperm(mix.shape[0], device=mix.device)
+        for i in range(0, len(order), frame_batch):
+            idx = order[i:i + frame_batch]
+            yield mix[idx][None], src[:, idx][None]
+    return examples
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import Data
+    transforms = Data.Transforms(util.make_stft(args.n_fft, args.hop))
+    run = training.train(
+        args, "feedforward", "savedModel_feedforward_best.pt",
+        lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout),
+        examples=shuffled_frames(transforms, args.frame_batch))
+    print(run / "savedModel_feedforward_best.pt")
+
+
+if __name__ == "__main__":
+    util.run_cli(main)

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Train the temporal model: frame encoder -> LSTM, fused with the frame code -> decoder (part 2).
+
+Examples:
+  python train_rnn.py --init runs/feedforward-.../savedModel_feedforward_best.pt
+  python train_rnn.py --data MIR-1K --sample-rate 16000 --n-fft 1024 --hop 256 --unidirectional
+
+With --init, the encoder, decoder and input statistics start from a trained feedforward
+checkpoint (whose layer sizes, STFT and sample rate are then used). Frames of a song are never
+shuffled: the model trains on excerpts of consecutive frames (--chunk-seconds).
+The best-validation model is <run>/savedModel_RNN_best.pt, beside last.pt, history.json, loss.png.
+"""
+import argparse
+
+import torch
+
+import Model_RNN
+import training
+import util
+from util import UserError
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    training.add_common_args(p, epochs=30, batch_size=16, chunk_seconds=4.0, lr=1e-3)
+    g = p.add_argument_group("model")
+    g.add_argument("--init", default=None,
+                   help="feedforward checkpoint whose encoder/decoder initialise this model (recommended)")
+    g.add_argument("--hidden", type=int, nargs="+", default=[1024, 512],
+                   help="encoder layer widths, decoder mirrors them (default 1024 512; taken from --init)")
+    g.add_argument("--code", type=int, default=256, help="width of the code h_t (default 256; taken from --init)")
+    g.add_argument("--dropout", type=float, default=0.1, help="dropout after the first layer (default 0.1)")
+    g.add_argument("--rnn-hidden", type=int, default=256, help="LSTM units per direction (default 256)")
+    g.add_argument("--rnn-layers", type=int, default=1, help="stacked LSTM layers (default 1)")
+    g.add_argument("--unidirectional", action="store_true",
+                   help="causal LSTM (streamable, state carried across chunks) instead of bidirectional")
+    return p.parse_args(argv)
+
+
+def load_init(path):
+    """Feedforward checkpoint -> (ckpt, state_dict of encoder/decoder/input stats)."""
+    ckpt = util.read_checkpoint(path)
+    if ckpt["model_class"] != "Model.FrameMaskNet":
+        raise UserError(f"{path}: --init needs a feedforward (Model.FrameMaskNet) checkpoint, "
+                        f"got {ckpt['model_class']}")
+    return ckpt
+
+
+def init_from_feedforward(model, ckpt):
+    """Copy every feedforward tensor (encoder, decoder, input stats) into ``model``, and start
+    ``fuse_layers`` as the identity on h_t (weights [I, 0], bias 0; h_t >= 0 after its ReLU), so
+    the untrained recurrent model computes exactly the feedforward model's masks."""
+    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    if unexpected or any(not k.startswith(("rnn.", "fuse_layers.")) for k in missing):
+        raise UserError("--init checkpoint does not match the model's encoder/decoder")
+    fuse = model.fuse_layers[0]
+    code = fuse.out_features
+    with torch.no_grad():
+        fuse.weight.zero_()
+        fuse.weight[:, :code] += torch.eye(code)
+        fuse.bias.zero_()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    init = None
+    if args.init:
+        init = load_init(args.init)
+        a = init["model_args"]
+        args.hidden, args.code = a["hidden"], a["code"]
+        args.n_fft, args.hop = init["stft"]["n_fft"], init["stft"]["hop"]
+        args.sample_rate = init["sample_rate"]
+
+    def build(n_bins, a):
+        return Model_RNN.RNNMaskNet(n_bins, a.hidden, a.code, a.dropout, a.rnn_hidden, a.rnn_layers,
+                                    bidirectional=not a.unidirectional)
+
+    run = training.train(args, "rnn", "savedModel_RNN_best.pt", build,
+                         after_build=(lambda m, a: init_from_feedforward(m, init)) if init else None)
+    print(run / "savedModel_RNN_best.pt")
+
+
+if __name__ == "__main__":
+    util.run_cli(main)

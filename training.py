@@ -1,0 +1,314 @@
+"""The one training loop every model uses: train() / valid() per epoch, best and last checkpoints.
+
+``train_feedforward.py``, ``train_rnn.py`` and the seed systems' scripts only build a model and,
+where needed, say how a batch becomes a loss; everything else is here:
+
+* data: a dataset folder (or the generated demo set when none is given), validation carved
+  from the training split by song with a fixed seed, random remixed chunks for training;
+* Adam, a tqdm bar, the smoothed loss of the assignment's eq. (4) (eta = 0.99), a PNG of the
+  loss curves and a JSON history, rewritten every epoch;
+* ``<run>/last.pt`` every epoch (optimizer and RNG state, for ``--resume``) and the best
+  validation model as ``<run>/<best_name>``, all written atomically (temp file + rename);
+* a NaN loss stops the run with a message, keeping the best checkpoint;
+* DistributedDataParallel under ``torchrun`` (gloo on CPU, NCCL on GPUs); rank 0 writes files.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+import Data
+import Model
+import util
+from util import UserError
+
+ROOT = Path(__file__).resolve().parent
+SHIPPED_MODELS = ROOT / "models"
+DEMO_ROOT = ROOT / "data" / "demo"
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16, chunk_seconds=2.0,
+                    lr=1e-3, sample_rate=32000, n_fft=4096, hop=2048):
+    """Arguments shared by every training script; defaults per script."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", type=Path, default=None,
+                   help="dataset folder: DSD100, MUSDB18-HQ style or MIR-1K (default: generate and use "
+                        f"the synthetic demo set in {DEMO_ROOT.relative_to(ROOT)}/)")
+    g.add_argument("--sample-rate", type=int, default=sample_rate,
+                   help=f"model sample rate in Hz; audio is resampled to it (default {sample_rate})")
+    g.add_argument("--n-fft", type=int, default=n_fft, help=f"STFT size in samples (default {n_fft})")
+    g.add_argument("--hop", type=int, default=hop, help=f"STFT hop in samples (default {hop})")
+    g.add_argument("--chunk-seconds", type=float, default=chunk_seconds,
+                   help=f"length of each training excerpt in seconds (default {chunk_seconds})")
+    g.add_argument("--samples-per-epoch", type=int, default=None,
+                   help="training excerpts per epoch (default: about 1.5x the training audio's length "
+                        "in excerpts)")
+    g.add_argument("--valid-fraction", type=float, default=0.1,
+                   help="share of training songs held out for validation, by song (default 0.1)")
+    g.add_argument("--valid-seconds", type=float, default=30.0,
+                   help="validate on the first N seconds of each validation track (default 30)")
+    g.add_argument("--remix-prob", type=float, default=0.5,
+                   help="probability that an excerpt's accompaniment comes from another song (default 0.5)")
+    g.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE,
+                   help="where decoded audio is cached as .npy (default .cache/audio)")
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"number of epochs (default {epochs})")
+    g.add_argument("--batch-size", type=int, default=batch_size,
+                   help=f"excerpts per batch (default {batch_size})")
+    g.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default {lr})")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
+    g.add_argument("--loss", choices=sorted(Model.LOSSES), default="kl",
+                   help="training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
+                        "kl_reverse the swapped direction (default kl)")
+    g.add_argument("--patience", type=int, default=0,
+                   help="stop after this many epochs without validation improvement (0: never; default 0)")
+    g.add_argument("--seed", type=int, default=42, help="seed for torch, numpy and random (default 42)")
+    g = parser.add_argument_group("run")
+    g.add_argument("--run-dir", type=Path, default=None,
+                   help="output folder (default runs/<model>-<date-time>, always a new folder)")
+    g.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last.pt (weights, optimizer, RNG, history)")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    g.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------
+# Default batch -> loss for mask models
+# ----------------------------------------------------------------------------------------------
+def mask_examples(transforms: Data.Transforms, stems: torch.Tensor):
+    """(B, S, samples) -> one example (mix_mag (B, T, F), source_mags (B, S, T, F))."""
+    yield transforms(stems)
+
+
+def mask_loss(model, example, loss_fn, source_index):
+    """Magnitude loss between each named source and mask * mixture."""
+    mix_mag, src_mag = example
+    masks = model(mix_mag)                                   # (B, S', T, F)
+    estimate = masks * mix_mag.unsqueeze(1)                  # (B, S', T, F)
+    target = src_mag[:, source_index]                        # (B, S', T, F)
+    return loss_fn(target, estimate)
+
+
+# ----------------------------------------------------------------------------------------------
+def _distributed():
+    """(rank, world_size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def resolve_run_dir(args, name) -> Path:
+    if args.resume is not None:
+        run = Path(args.resume)
+        if not (run / "last.pt").exists():
+            raise UserError(f"{run / 'last.pt'}: nothing to resume (no last checkpoint)")
+        return run
+    run = args.run_dir or ROOT / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = Path(run)
+    if run.resolve() == SHIPPED_MODELS.resolve() or SHIPPED_MODELS.resolve() in run.resolve().parents:
+        raise UserError(f"{run}: is the shipped-models folder; training never writes there")
+    if run.exists() and any(run.iterdir()):
+        raise UserError(f"{run}: run folder exists and is not empty (use --resume {run} or another --run-dir)")
+    return run
+
+
+def prepare_data(args, sources):
+    """Training/validation datasets for ``sources`` from ``args.data`` (or the demo set)."""
+    root = args.data
+    if root is None:
+        import demo_data
+        root = demo_data.make_demo_dataset(DEMO_ROOT)
+    tracks = Data.find_tracks(root, "train")
+    if not tracks:
+        raise UserError(f"{root}: no training tracks found")
+    train_tracks, valid_tracks = Data.split_train_valid(tracks, args.valid_fraction, seed=42,
+                                                        group=Data.song_key)
+    cache = Data.AudioCache(args.sample_rate, args.cache_dir)
+    chunk = int(args.chunk_seconds * args.sample_rate)
+    total = sum(cache.length(t) for t in tqdm(train_tracks, desc="decoding", disable=args.quiet, leave=False))
+    spe = args.samples_per_epoch or max(args.batch_size, int(1.5 * total / chunk))
+    train_set = Data.SeparationDataset(train_tracks, cache, sources, train=True, chunk_samples=chunk,
+                                       samples_per_epoch=spe, remix_prob=args.remix_prob, seed=args.seed)
+    valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
+                                       chunk_samples=int(args.valid_seconds * args.sample_rate))
+    return root, train_set, valid_set
+
+
+def set_input_stats(model, train_set, transforms, n=64):
+    """Per-bin mean/std of log1p(|mixture|) over ``n`` training excerpts."""
+    mags = [transforms(train_set[i][None])[0][0] for i in range(min(n, len(train_set)))]
+    model.set_input_stats(torch.log1p(torch.cat(mags)))
+
+
+def plot_history(history, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if history["smoothed"]:
+        ax.plot(history["smoothed"], label="training (smoothed, eta=0.99)")
+    if history["valid"]:
+        steps = [e["step"] for e in history["valid"]]
+        ax.plot(steps, [e["loss"] for e in history["valid"]], "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"loss ({history.get('loss', 'kl')})")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    util.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def train(args, name: str, best_name: str, build_model, *, examples=None, compute_loss=None,
+          after_build=None):
+    """Run a whole training. ``build_model(n_bins, args)`` -> model; ``examples(stems)`` turns a
+    batch of stems into minibatch examples; ``compute_loss(model, example)`` -> scalar tensor.
+    ``after_build(model, args)`` runs once on a fresh model (e.g. ``--init`` weights).
+    Returns the run folder."""
+    rank, world = _distributed()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = util.get_device(args.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    run = resolve_run_dir(args, name)
+    util.seed_everything(args.seed)
+    stft = util.make_stft(args.n_fft, args.hop)
+    transforms = Data.Transforms(stft)
+
+    model = build_model(stft.n_bins, args)
+    loss_fn = Model.LOSSES[args.loss]
+    all_sources = Data.FOUR_STEMS if set(model.sources) - set(Data.SOURCES) else Data.SOURCES
+    source_index = [all_sources.index(s) for s in model.sources]
+    examples = examples or (lambda stems: mask_examples(transforms, stems))
+    compute_loss = compute_loss or (lambda m, ex: mask_loss(m, ex, loss_fn, source_index))
+
+    data_root, train_set, valid_set = prepare_data(args, all_sources)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    history = {"name": name, "loss": args.loss, "train": [], "smoothed": [], "valid": [], "epoch_time": [],
+               "best_epoch": None, "best_valid": math.inf}
+    start_epoch = 1
+    if args.resume is not None:
+        ckpt = util.read_checkpoint(run / "last.pt")
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history = ckpt["history"]
+        start_epoch = ckpt["epoch"] + 1
+        util.set_rng_state(ckpt["rng"])
+    else:
+        set_input_stats(model, train_set, transforms)
+        if after_build is not None:
+            after_build(model, args)
+    model.to(device)
+    train_model = model
+    sampler = None
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        sampler = torch.utils.data.distributed.DistributedSampler(train_set, shuffle=False)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
+                                         num_workers=args.workers, drop_last=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda")
+    train_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    train_args["data"] = str(data_root)
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        print(f"run folder: {run}  |  {type(model).__name__}: {Model.count_parameters(model):,} parameters  |  "
+              f"{len(train_set.tracks)} train / {len(valid_set.tracks)} valid tracks  |  device {device}",
+              file=sys.stderr)
+
+    def save(path, epoch, valid_loss, full):
+        extra = {"epoch": epoch, "valid_loss": valid_loss, "train_args": train_args,
+                 "train_seconds": float(sum(history["epoch_time"])),
+                 "history_summary": {"best_epoch": history["best_epoch"], "best_valid": history["best_valid"]}}
+        if full:
+            extra.update(optimizer=optimizer.state_dict(), rng=util.rng_state(), history=history)
+        util.save_checkpoint(path, model, stft, args.sample_rate, **extra)
+
+    stale = 0
+    smoothed = history["smoothed"][-1] if history["smoothed"] else None
+    for epoch in range(start_epoch, args.epochs + 1):
+        t0 = time.time()
+        train_set.epoch = epoch
+        # ---- train
+        train_model.train()
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet or rank != 0, leave=False)
+        for stems in bar:
+            for example in examples(stems.to(device)):
+                with torch.autocast(device.type, enabled=scaler.is_enabled()):
+                    loss = compute_loss(train_model, example)
+                if not torch.isfinite(loss):
+                    best = run / best_name
+                    raise UserError(f"loss became {loss.item()} at epoch {epoch}; stopped. "
+                                    f"Best checkpoint kept: {best if best.exists() else 'none yet'}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                scaler.step(optimizer)
+                scaler.update()
+                value = loss.item()
+                losses.append(value)
+                smoothed = value if smoothed is None else 0.99 * smoothed + 0.01 * value  # eq. (4)
+                history["smoothed"].append(smoothed)
+                bar.set_postfix(loss=f"{smoothed:.4g}")
+        # ---- validate
+        valid_loss = valid(model, valid_set, examples, compute_loss, device)
+        history["train"].append(float(np.mean(losses)))
+        history["valid"].append({"epoch": epoch, "step": len(history["smoothed"]), "loss": valid_loss})
+        history["epoch_time"].append(time.time() - t0)
+        improved = valid_loss < history["best_valid"]
+        if improved:
+            history["best_valid"], history["best_epoch"] = valid_loss, epoch
+            stale = 0
+        else:
+            stale += 1
+        if rank == 0:
+            if improved:
+                save(run / best_name, epoch, valid_loss, full=False)
+            save(run / "last.pt", epoch, valid_loss, full=True)
+            util.write_json(run / "history.json", {"train_args": train_args, **history})
+            plot_history(history, run / "loss.png")
+            print(f"epoch {epoch:3d}  train {history['train'][-1]:.4f}  valid {valid_loss:.4f}"
+                  f"{'  *best*' if improved else ''}  ({history['epoch_time'][-1]:.1f} s)", file=sys.stderr)
+        if args.patience and stale >= args.patience:
+            if rank == 0:
+                print(f"no improvement for {stale} epochs: stopping", file=sys.stderr)
+            break
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return run
+
+
+@torch.no_grad()
+def valid(model, valid_set, examples, compute_loss, device) -> float:
+    """Mean validation loss over tracks (whole tracks, batch of one, deterministic)."""
+    model.eval()
+    losses = []
+    for i in range(len(valid_set)):
+        stems = valid_set[i][None].to(device)
+        losses += [compute_loss(model, ex).item() for ex in examples(stems)]
+    return float(np.mean(losses))

@@ -1,0 +1,345 @@
+"""Shared helpers: STFT/ISTFT, audio I/O, device and seeding, atomic checkpoints, CLI errors.
+
+Conventions used across the project
+-----------------------------------
+* Waveforms are float32 arrays/tensors shaped ``(channels, samples)`` (numpy) or
+  ``(..., samples)`` (torch).
+* Spectrograms are complex tensors shaped ``(..., bins, frames)`` as returned by
+  :func:`torch.stft`; models eat magnitudes transposed to ``(batch, frames, bins)``.
+* Every user-facing failure is a :class:`UserError`; scripts wrap their ``main`` in
+  :func:`run_cli`, which prints it as one line and exits with status 2.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, folder, checkpoint): printed as one line."""
+
+
+def run_cli(main, argv=None):
+    """Run ``main(argv)``; turn a :class:`UserError` or Ctrl-C into a one-line message.
+
+    Exit status: 0 success, 1 partial failure (``main`` returned 1), 2 bad input, 130 interrupted.
+    """
+    try:
+        code = main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# STFT
+# ----------------------------------------------------------------------------------------------
+class STFT:
+    """Analysis/synthesis pair with a periodic Hann window and centred frames.
+
+    With ``hop <= n_fft / 2`` the Hann window satisfies the overlap-add constraint, so
+    ``istft(stft(x), length=len(x)) == x`` up to float error.
+    """
+
+    def __init__(self, n_fft: int = 4096, hop: int = 2048):
+        if n_fft < 16 or hop < 1 or hop > n_fft // 2:
+            raise ValueError(f"bad STFT settings n_fft={n_fft}, hop={hop} (need hop <= n_fft/2)")
+        self.n_fft = int(n_fft)
+        self.hop = int(hop)
+        self._windows = {}
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def config(self) -> dict:
+        return {"n_fft": self.n_fft, "hop": self.hop}
+
+    def window(self, device) -> torch.Tensor:
+        key = str(device)
+        if key not in self._windows:
+            self._windows[key] = torch.hann_window(self.n_fft, device=device)
+        return self._windows[key]
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of frames :meth:`stft` returns for ``n_samples`` samples."""
+        return n_samples // self.hop + 1
+
+    def stft(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., samples) real -> (..., bins, frames) complex."""
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])  # (B, samples)
+        spec = torch.stft(flat, self.n_fft, self.hop, window=self.window(x.device),
+                          center=True, pad_mode="constant", return_complex=True)
+        return spec.reshape(*shape[:-1], *spec.shape[-2:])
+
+    def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """(..., bins, frames) complex -> (..., length) real."""
+        shape = spec.shape
+        flat = spec.reshape(-1, *shape[-2:])  # (B, bins, frames)
+        wav = torch.istft(flat, self.n_fft, self.hop, window=self.window(spec.device),
+                          center=True, length=length)
+        return wav.reshape(*shape[:-2], length)
+
+
+def make_stft(n_fft: int = 4096, hop: int = 2048) -> STFT:
+    """The one place an analysis/synthesis pair is made."""
+    return STFT(n_fft, hop)
+
+
+# ----------------------------------------------------------------------------------------------
+# Audio I/O
+# ----------------------------------------------------------------------------------------------
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
+
+
+def audio_info(path) -> sf._SoundFileInfo:
+    """Header of an audio file, or a :class:`UserError` naming what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected an audio file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{path}: not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except Exception as err:  # libsndfile's messages are long; keep the first line
+        msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: not a readable audio file ({msg})") from None
+    if info.frames <= 0:
+        raise UserError(f"{path}: audio has zero samples")
+    return info
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """(channels, samples) at sr_in -> (channels, samples') at sr_out (soxr, high quality)."""
+    if sr_in == sr_out:
+        return audio
+    import soxr
+
+    out = soxr.resample(np.ascontiguousarray(audio.T), sr_in, sr_out, quality="HQ")
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def load_audio(path, sample_rate: int | None = None, mono: bool = False,
+               start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32 ``(channels, samples)``.
+
+    ``sample_rate`` resamples (None keeps the file's rate); ``mono`` averages channels;
+    ``start``/``frames`` read a segment (in the file's own samples).
+    Raises :class:`UserError` for missing, unreadable, non-audio, empty or non-finite input.
+    """
+    info = audio_info(path)
+    try:
+        data, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except Exception as err:
+        raise UserError(f"{path}: could not decode audio ({str(err).strip().splitlines()[-1]})") from None
+    audio = data.T  # (channels, samples)
+    if audio.shape[1] == 0:
+        raise UserError(f"{path}: audio has zero samples")
+    if not np.isfinite(audio).all():
+        raise UserError(f"{path}: audio contains NaN or infinite samples")
+    if mono and audio.shape[0] > 1:
+        audio = audio.mean(axis=0, keepdims=True)
+    if sample_rate is not None and sr != sample_rate:
+        audio = resample(audio, sr, sample_rate)
+        sr = sample_rate
+    del info
+    return np.ascontiguousarray(audio, dtype=np.float32), int(sr)
+
+
+def temp_path(folder, prefix: str, suffix: str) -> Path:
+    """A new empty file in ``folder`` with the permissions a plain ``open()`` would give."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
+def atomic_write(path, write_fn):
+    """Call ``write_fn(tmp_path)`` then rename the temp file onto ``path`` (same folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = str(temp_path(path.parent, f".{path.name}.", ".tmp"))
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+
+
+def save_audio(path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16"):
+    """Write float ``(channels, samples)`` audio atomically; format from the extension.
+
+    Integer subtypes are clipped to [-1, 1] (a warning says so if clipping happened).
+    """
+    path = Path(path)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if subtype.startswith("PCM"):
+        peak = float(np.abs(audio).max()) if audio.size else 0.0
+        if peak > 1.0:
+            warnings.warn(f"{path.name}: peak {peak:.2f} > 1, clipped for {subtype}")
+            audio = np.clip(audio, -1.0, 1.0)
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: unsupported output extension (use .wav, .flac or .ogg)")
+    if fmt == "OGG":
+        subtype = "VORBIS"
+    if fmt == "FLAC" and subtype == "FLOAT":
+        raise UserError("FLAC cannot store float samples: use --subtype 16 or 24")
+    atomic_write(path, lambda tmp: sf.write(tmp, audio.T, sample_rate, subtype=subtype, format=fmt))
+
+
+# ----------------------------------------------------------------------------------------------
+# Device and seeding
+# ----------------------------------------------------------------------------------------------
+def get_device(name: str | None = None) -> torch.device:
+    """``name`` if given ("cpu", "cuda", "cuda:1"), else CUDA when available, else CPU."""
+    if name:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device {name!r} requested but CUDA is not available")
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int):
+    """Seed Python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(path, model: torch.nn.Module, stft: STFT, sample_rate: int, **extra):
+    """Write ``path`` atomically (temp file in the same folder, then rename).
+
+    The file carries everything needed to rebuild the model alone: ``model_class``
+    ("module.Class"), ``model_args`` (constructor kwargs), ``state_dict``, ``stft``
+    settings and ``sample_rate``; ``extra`` adds e.g. ``train_args``, ``epoch``,
+    ``valid_loss``, ``optimizer``, ``rng``, ``history``.
+    """
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model_class": f"{type(model).__module__}.{type(model).__name__}",
+        "model_args": dict(model.model_args),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "stft": stft.config(),
+        "sample_rate": int(sample_rate),
+        **extra,
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint dict, with a one-line :class:`UserError` if it is missing or corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise UserError(f"{path}: corrupt or truncated checkpoint ({type(err).__name__})") from None
+    required = ("model_class", "model_args", "state_dict", "stft", "sample_rate")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in required):
+        raise UserError(f"{path}: not a checkpoint of this project (missing model configuration)")
+    return ckpt
+
+
+def build_model(ckpt: dict, path="checkpoint") -> torch.nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights."""
+    module_name, _, class_name = ckpt["model_class"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        model = cls(**ckpt["model_args"])
+    except Exception as err:
+        raise UserError(f"{path}: cannot build model {ckpt['model_class']} ({err})") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"{path}: weights do not match {ckpt['model_class']} ({first})") from None
+    model.eval()
+    return model
+
+
+def load_model(path, device="cpu", expect: type | tuple | None = None):
+    """(model, stft, sample_rate, ckpt) rebuilt from the file alone.
+
+    ``expect`` (a class or tuple of classes) rejects checkpoints of any other model class.
+    """
+    ckpt = read_checkpoint(path)
+    model = build_model(ckpt, path)
+    expect = (expect,) if isinstance(expect, type) else expect
+    if expect is not None and type(model) not in expect:
+        names = "/".join(c.__name__ for c in expect)
+        raise UserError(f"{path}: holds a {type(model).__name__}, expected a {names} checkpoint")
+    stft = make_stft(**ckpt["stft"])
+    return model.to(device), stft, int(ckpt["sample_rate"]), ckpt
+
+
+def write_json(path, obj):
+    """Atomic JSON write (indent 2)."""
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2, default=_json_default)
+            fh.write("\n")
+    atomic_write(path, write)
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def db(x: float) -> float:
+    return 10 * math.log10(x) if x > 0 else float("-inf")
