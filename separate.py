@@ -289,7 +289,10 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
     names = list(model.sources)
     if "accompaniment" not in names:
         names.append("accompaniment")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{out_dir}: cannot create output folder ({err.strerror})") from None
     if not os.access(out_dir, os.W_OK):
         raise UserError(f"{out_dir}: output folder is not writable")
     targets = {n: out_dir / f"{n}.{fmt}" for n in names}

@@ -1,0 +1,180 @@
+"""Separation engine and CLI: streaming equals whole-file, formats, bad input, no overwrite."""
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import Model
+import Model_RNN
+import separate
+import util
+from conftest import tone
+
+STFT = util.make_stft(256, 64)
+
+
+def _stream(model, x, block, chunk_frames):
+    sep = separate.StreamSeparator(model, STFT, chunk_frames=chunk_frames, overlap_frames=8)
+    outs = [sep.push(x[:, i:i + block]) for i in range(0, x.shape[1], block)] + [sep.finish()]
+    return np.concatenate(outs, -1)
+
+
+@pytest.mark.parametrize("block,chunk", [(999, 7), (4096, 50), (100000, 1000)])
+def test_frame_model_stream_equals_whole(tiny_ff, block, chunk):
+    x = np.random.default_rng(0).standard_normal((2, 12345)).astype(np.float32) * 0.3
+    whole = separate.separate_whole(tiny_ff, STFT, x)
+    assert np.abs(_stream(tiny_ff, x, block, chunk) - whole).max() < 1e-5
+
+
+def test_causal_rnn_stream_equals_whole():
+    torch.manual_seed(0)
+    m = Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=False).eval()
+    x = np.random.default_rng(1).standard_normal((1, 9000)).astype(np.float32)
+    assert np.abs(_stream(m, x, 777, 5) - separate.separate_whole(m, STFT, x)).max() < 1e-5
+
+
+def test_bidirectional_stream_close_to_whole():
+    torch.manual_seed(0)
+    m = Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=True).eval()
+    x = np.random.default_rng(1).standard_normal((1, 20000)).astype(np.float32)
+    whole = separate.separate_whole(m, STFT, x)
+    err = np.abs(_stream(m, x, 3000, 64) - whole).max()
+    assert err < 0.05 * np.abs(whole).max()
+    assert np.abs(_stream(m, x, 30000, 100000) - whole).max() < 1e-5   # one window: exact
+
+
+def test_mask_runner_window_covers_every_frame():
+    torch.manual_seed(0)
+    m = Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=True).eval()
+    runner = separate.MaskRunner(m, chunk_frames=10, overlap_frames=3)
+    mags = torch.rand(57, 129)
+    got = [runner.push(mags[i:i + 4]) for i in range(0, 57, 4)] + [runner.flush()]
+    assert sum(g.shape[0] for g in got) == 57
+
+
+@pytest.fixture
+def ckpt(tmp_path, tiny_ff):
+    path = tmp_path / "ff.pt"
+    tiny_ff.input_mean.fill_(-1.0)
+    util.save_checkpoint(path, tiny_ff, STFT, 8000)
+    return path
+
+
+def run(argv):
+    """Run the feedforward CLI; return the exit status."""
+    import separate_feedforward  # noqa: F401  (the module must import)
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(lambda a: separate.main(a, None, Model.FrameMaskNet), argv)
+    return e.value.code
+
+
+@pytest.mark.parametrize("sr,channels,ext", [(8000, 1, "wav"), (44100, 2, "flac"), (22050, 3, "ogg")])
+def test_cli_keeps_rate_and_channels(tmp_path, ckpt, sr, channels, ext):
+    song = tmp_path / f"song.{ext}"
+    sf.write(song, tone(1.5, sr, 220, channels=channels), sr)
+    assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    mix, _ = sf.read(song, always_2d=True)
+    voc, vsr = sf.read(tmp_path / "out" / "song" / "vocals.wav", always_2d=True)
+    acc, _ = sf.read(tmp_path / "out" / "song" / "accompaniment.wav", always_2d=True)
+    assert vsr == sr and voc.shape == mix.shape == acc.shape
+    assert np.abs(voc + acc - mix).max() < 2e-4                    # accompaniment = mixture - vocals
+    assert np.abs(voc).max() > 0                                    # not all silence
+    assert oct(os.stat(tmp_path / "out" / "song" / "vocals.wav").st_mode)[-3:] != "600"
+
+
+def test_cli_formats_and_subtypes(tmp_path, ckpt):
+    song = tmp_path / "s.wav"
+    sf.write(song, tone(1.0, 8000, 220), 8000)
+    assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / "o"), "--format", "flac",
+                "--subtype", "24", "--quiet"]) == 0
+    assert sf.info(str(tmp_path / "o" / "s" / "vocals.flac")).subtype == "PCM_24"
+    assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / "f"), "--subtype", "float", "--quiet"]) == 0
+    assert sf.info(str(tmp_path / "f" / "s" / "vocals.wav")).subtype == "FLOAT"
+
+
+def test_cli_silent_input_gives_silent_output(tmp_path, ckpt):
+    song = tmp_path / "quiet.wav"
+    sf.write(song, np.zeros((8000, 2), np.float32), 8000)
+    assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / "o"), "--quiet"]) == 0
+    voc, _ = sf.read(tmp_path / "o" / "quiet" / "vocals.wav")
+    assert np.all(np.isfinite(voc)) and np.all(voc == 0)
+
+
+def test_cli_no_overwrite_without_force(tmp_path, ckpt, capsys):
+    song = tmp_path / "s.wav"
+    sf.write(song, tone(1.0, 8000, 220), 8000)
+    out = tmp_path / "o"
+    assert run([str(song), "--model", str(ckpt), "-o", str(out), "--quiet"]) == 0
+    before = (out / "s" / "vocals.wav").stat().st_mtime_ns
+    assert run([str(song), "--model", str(ckpt), "-o", str(out), "--quiet"]) == 2
+    assert "outputs exist" in capsys.readouterr().err
+    assert (out / "s" / "vocals.wav").stat().st_mtime_ns == before
+    assert run([str(song), "--model", str(ckpt), "-o", str(out), "--quiet", "--force"]) == 0
+
+
+def test_cli_folder_and_glob_and_batch_skip(tmp_path, ckpt, capsys):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for i in range(2):
+        sf.write(songs / f"s{i}.wav", tone(1.0, 8000, 200 + 50 * i), 8000)
+    (songs / "broken.wav").write_bytes(b"RIFF....not really")
+    code = run([str(songs), "--model", str(ckpt), "-o", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "skipped" in err and "broken.wav" in err and "separated 2 of 3" in err
+    assert run([str(songs / "s*.wav"), "--model", str(ckpt), "-o", str(tmp_path / "g"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["s0", "s1"]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.mkdir(), "folder holds no audio files"),
+    (lambda p: p.write_bytes(b""), "empty file"),
+    (lambda p: p.write_text("hello, I am text" * 20), "not a readable audio file"),
+    (lambda p: sf.write(p, np.zeros((100, 1), np.float32), 8000), "too short"),
+    (lambda p: sf.write(p, np.full((9000, 1), np.nan, np.float32), 8000, subtype="FLOAT"), "NaN"),
+])
+def test_cli_bad_input_one_line_error(tmp_path, ckpt, capsys, make, message):
+    bad = tmp_path / "bad.wav"
+    make(bad)
+    assert run([str(bad), "--model", str(ckpt), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o" / "bad" / "vocals.wav").exists()
+
+
+def test_cli_bad_checkpoints(tmp_path, capsys):
+    song = tmp_path / "s.wav"
+    sf.write(song, tone(1.0, 8000, 220), 8000)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert run([str(song), "--model", str(tmp_path / "bad.pt"), "--quiet"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=8)
+    util.save_checkpoint(tmp_path / "rnn.pt", rnn, STFT, 8000)
+    assert run([str(song), "--model", str(tmp_path / "rnn.pt"), "--quiet"]) == 2
+    assert "expected a FrameMaskNet" in capsys.readouterr().err
+    assert run([str(song), "--model", str(tmp_path), "--quiet"]) == 2
+    assert "is a directory, expected a checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_cli_unwritable_outdir(tmp_path, ckpt, capsys):
+    song = tmp_path / "s.wav"
+    sf.write(song, tone(1.0, 8000, 220), 8000)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert run([str(song), "--model", str(ckpt), "-o", str(ro), "--quiet"]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_cli_unwritable_outdir_is_a_file(tmp_path, ckpt, capsys):
+    song = tmp_path / "s.wav"
+    sf.write(song, tone(1.0, 8000, 220), 8000)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the output folder should go")
+    assert run([str(song), "--model", str(ckpt), "-o", str(blocker), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "not writable" in err or "cannot create" in err
+    assert blocker.read_text().startswith("a file")

@@ -1,0 +1,217 @@
+"""Training loop: end to end on demo data, checkpoints, --init, --resume, NaN stop, kill -9, DDP."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import Model_RNN
+import demo_data
+import evaluate_sdr
+import separate
+import train_feedforward
+import train_rnn
+import training
+import util
+from conftest import ROOT
+from util import UserError
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return demo_data.make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo", n_dev=3, n_test=1, seconds=3.0)
+
+
+def tiny_args(data, run, cache, *extra):
+    return ["--data", str(data), "--run-dir", str(run), "--cache-dir", str(cache), "--sample-rate", "8000",
+            "--n-fft", "256", "--hop", "64", "--hidden", "32", "16", "--code", "8", "--epochs", "2",
+            "--samples-per-epoch", "8", "--batch-size", "4", "--chunk-seconds", "0.5", "--valid-fraction",
+            "0.34", "--quiet", "--threads", "1", *extra]
+
+
+@pytest.fixture(scope="module")
+def ff_run(demo, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ff")
+    train_feedforward.main(tiny_args(demo, tmp / "run", tmp / "cache"))
+    return tmp / "run"
+
+
+def test_feedforward_run_writes_everything(ff_run):
+    assert {"savedModel_feedforward_best.pt", "last.pt", "history.json", "loss.png"} <= {p.name for p in ff_run.iterdir()}
+    hist = json.loads((ff_run / "history.json").read_text())
+    assert len(hist["valid"]) == 2 and hist["best_epoch"] in (1, 2)
+    assert len(hist["smoothed"]) == len(hist["train"]) * 0 + len(hist["smoothed"]) > 0
+    model, stft, sr, ckpt = util.load_model(ff_run / "savedModel_feedforward_best.pt")
+    assert (stft.n_fft, stft.hop, sr) == (256, 64, 8000)
+    assert ckpt["train_args"]["seed"] == 42 and ckpt["epoch"] == hist["best_epoch"]
+    assert ckpt["valid_loss"] == pytest.approx(hist["best_valid"])
+    assert ckpt["model_args"] == {"n_bins": 129, "hidden": [32, 16], "code": 8, "dropout": 0.1}
+    assert model.input_std.min() > 0 and not torch.all(model.input_mean == 0)   # stats were set
+
+
+def test_same_seed_same_weights(demo, ff_run, tmp_path):
+    train_feedforward.main(tiny_args(demo, tmp_path / "again", tmp_path / "cache"))
+    a = torch.load(ff_run / "last.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "again" / "last.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_dir_never_overwritten(demo, ff_run, tmp_path):
+    with pytest.raises(UserError, match="exists and is not empty"):
+        train_feedforward.main(tiny_args(demo, ff_run, tmp_path / "cache"))
+    with pytest.raises(UserError, match="shipped-models folder"):
+        train_feedforward.main(tiny_args(demo, training.SHIPPED_MODELS, tmp_path / "cache"))
+
+
+def test_resume_continues_history(demo, tmp_path):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    train_feedforward.main(tiny_args(demo, run, cache))
+    steps = len(json.loads((run / "history.json").read_text())["smoothed"])
+    args = tiny_args(demo, run, cache)
+    args[args.index("--epochs") + 1] = "3"
+    train_feedforward.main(args + ["--resume", str(run)])
+    hist = json.loads((run / "history.json").read_text())
+    assert [v["epoch"] for v in hist["valid"]] == [1, 2, 3] and len(hist["smoothed"]) == steps * 3 // 2
+    # an uninterrupted 3-epoch run with the same seed ends with the same weights
+    train_feedforward.main(args[:args.index("--run-dir") + 1] + [str(tmp_path / "straight")] + args[args.index("--run-dir") + 2:])
+    a = torch.load(run / "last.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)["state_dict"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_rnn_init_loads_feedforward_weights(demo, ff_run, tmp_path):
+    ff = ff_run / "savedModel_feedforward_best.pt"
+    rnn_run = tmp_path / "rnn"
+    args = tiny_args(demo, rnn_run, tmp_path / "cache", "--init", str(ff), "--rnn-hidden", "8", "--lr", "0")
+    args[args.index("--epochs") + 1] = "1"
+    train_rnn.main(args)
+    ff_state = torch.load(ff, weights_only=False)["state_dict"]
+    rnn_ckpt = torch.load(rnn_run / "savedModel_RNN_best.pt", weights_only=False)
+    for k, v in ff_state.items():                       # lr 0: the weights are the loaded ones
+        assert torch.equal(rnn_ckpt["state_dict"][k], v), k
+    # the untrained fuse layer starts as the identity: same masks as the feedforward model
+    ffm, *_ = util.load_model(ff)
+    rnn, *_ = util.load_model(rnn_run / "savedModel_RNN_best.pt")
+    x = torch.rand(1, 40, 129) * 5
+    assert torch.allclose(rnn(x), ffm(x), atol=1e-6)
+    # reloading the RNN checkpoint gives identical outputs
+    rnn.eval()
+    again, *_ = util.load_model(rnn_run / "savedModel_RNN_best.pt")
+    assert torch.equal(rnn(x), again(x))
+
+
+def test_rnn_init_rejects_wrong_checkpoint(demo, tmp_path):
+    rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=8)
+    util.save_checkpoint(tmp_path / "rnn.pt", rnn, util.make_stft(256, 64), 8000)
+    with pytest.raises(UserError, match="needs a feedforward"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(tmp_path / "rnn.pt")))
+
+
+def test_nan_loss_stops_and_keeps_best(demo, tmp_path, monkeypatch):
+    import Model
+    calls = {"n": 0}
+    kl = Model.LOSSES["kl"]
+
+    def loss_going_nan(target, estimate):        # fine during epoch 1 (and its validation), NaN after
+        calls["n"] += 1
+        value = kl(target, estimate)
+        return value * float("nan") if calls["n"] > 3 else value
+    monkeypatch.setitem(Model.LOSSES, "kl", loss_going_nan)
+    args = tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--frame-batch", "100000")
+    args[args.index("--samples-per-epoch") + 1] = "8"
+    with pytest.raises(UserError, match="loss became nan at epoch 2.*Best checkpoint kept"):
+        train_feedforward.main(args)
+    model, *_ = util.load_model(tmp_path / "run" / "savedModel_feedforward_best.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_train_separate_evaluate_end_to_end(demo, ff_run, tmp_path, capsys):
+    ckpt = ff_run / "savedModel_feedforward_best.pt"
+    song = sorted((demo / "Mixtures" / "Test").iterdir())[0] / "mixture.wav"
+    assert separate.main([str(song), "--model", str(ckpt), "-o", str(tmp_path / "sep"), "--quiet"]) == 0
+    assert (tmp_path / "sep" / song.parent.name / "vocals.wav").exists()
+    evaluate_sdr.main(["--model", str(ckpt), "--name", "ff", "--data", str(demo), "--jobs", "1", "--quiet",
+                       "--out", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert "mixture" in out and "ff" in out and "oracle IRM" in out
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())["summary"]
+    assert summary["mixture"]["vocals"]["GNSDR"] == 0
+    assert summary["oracle IRM"]["vocals"]["GNSDR"] > 5        # the ceiling is far above the floor
+    assert (tmp_path / "res" / "tracks.csv").read_text().count("\n") == 1 + 6 * 2
+
+
+KILL_SCRIPT = """
+import sys, train_feedforward, util
+util.run_cli(train_feedforward.main, sys.argv[1:])
+"""
+
+
+def test_kill_9_never_corrupts_checkpoints(demo, tmp_path):
+    """SIGKILL a real training process at several moments; every checkpoint present must load."""
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    args = tiny_args(demo, run, cache)
+    args[args.index("--epochs") + 1] = "1000"
+    args[args.index("--samples-per-epoch") + 1] = "4"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    checked = 0
+    for delay in (0.0, 0.013, 0.029, 0.051):
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        proc.wait()
+        for name in ("last.pt", "savedModel_feedforward_best.pt"):
+            if (run / name).exists():
+                util.load_model(run / name)
+                checked += 1
+        json.loads((run / "history.json").read_text())
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, *args, "--resume", str(run)], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    assert checked >= 8
+    util.load_model(run / "last.pt")
+
+
+DDP_SCRIPT = """
+import os, sys
+import torch, torch.distributed as dist
+import Model, train_feedforward
+created = []                                   # record the model each rank builds
+_init = Model.FrameMaskNet.__init__
+def init(self, *a, **k):
+    _init(self, *a, **k)
+    created.append(self)
+Model.FrameMaskNet.__init__ = init
+_destroy = dist.destroy_process_group
+def save_then_destroy(*a, **k):                # after the last step, before the group goes away
+    torch.save(created[-1].state_dict(), os.path.join(sys.argv[-1], f"rank{dist.get_rank()}.pt"))
+    _destroy(*a, **k)
+dist.destroy_process_group = save_then_destroy
+train_feedforward.main(sys.argv[1:-1])
+"""
+
+
+def test_ddp_two_cpu_ranks_identical_weights(demo, tmp_path):
+    args = tiny_args(demo, tmp_path / "run", tmp_path / "cache")
+    args[args.index("--epochs") + 1] = "1"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+           str(script), *args, str(tmp_path)]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    a = torch.load(tmp_path / "rank0.pt")
+    b = torch.load(tmp_path / "rank1.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "run" / "savedModel_feedforward_best.pt").exists()
