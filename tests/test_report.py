@@ -1,0 +1,70 @@
+"""The report PDF's tables equal the evaluation JSON."""
+import json
+import re
+import shutil
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "report"))
+import build_report  # noqa: E402
+
+
+def _pdf_text(path):
+    """Text drawn in an uncompressed fpdf2 PDF: the operands of its Tj operators."""
+    raw = path.read_bytes().decode("latin-1")
+    return [m.replace("\\(", "(").replace("\\)", ")") for m in re.findall(r"\((.*?)(?<!\\)\)\s*Tj", raw)]
+
+
+def _fake_summary(systems):
+    summary = {}
+    for i, name in enumerate(systems):
+        summary[name] = {src: {"tracks": 2, "GNSDR": 1.234 * i, "GSIR": 10 + i / 3, "GSAR": 5 - i / 7,
+                               "mean_SDR": 2.5 + i, "median_SDR": 2.25 + i, "mean_SIR": 0, "mean_SAR": 0}
+                         for src in ("vocals", "accompaniment")}
+        summary[name]["speed_x_realtime"] = 123.4 if i else None
+    meta = {"data": "/nonexistent", "split": "test", "tracks": 2, "audio_seconds": 60.0, "sample_rate": 16000,
+            "convention": "BSS Eval v3 test", "systems": {"ff": {"parameters": 1234567, "train_seconds": 99.6,
+                                                                 "checkpoint": "/nonexistent.pt"}}}
+    return {"meta": meta, "summary": summary}
+
+
+def test_tables_in_pdf_match_json(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    for name in ("mir1k_test_public", "music_excerpts"):
+        (results / name).mkdir(parents=True)
+        summary = _fake_summary(["mixture", "ff", "oracle IRM"])
+        (results / name / "summary.json").write_text(json.dumps(summary))
+        rows = "track,system,source,samples,sdr,sir,sar,seconds\n" + "".join(
+            f"t{t},{s},vocals,100,{t + k * 0.5:.3f},0,0,0\n" for t in range(2) for k, s in
+            enumerate(["mixture", "ff", "oracle IRM"]))
+        (results / name / "tracks.csv").write_text(rows)
+    monkeypatch.setattr(build_report, "RESULTS", results)
+    monkeypatch.setattr(build_report, "MODELS", tmp_path / "models")
+    pdf = build_report.build(tmp_path / "report.pdf")
+    text = _pdf_text(pdf)
+    summary = json.loads((results / "mir1k_test_public" / "summary.json").read_text())
+    for row in build_report.table_rows(summary):
+        start = text.index(row[0], text.index("GNSDR"))
+        assert text[start:start + len(row)] == row           # the row's cells, in order
+    assert "2.47" in text and "1,234,567" in text and "100" in text   # GNSDR of ff*2... , params, train s rounded
+    header, per_track = build_report.per_track_rows(
+        [dict(zip(["track", "system", "source", "samples", "sdr"], line.split(",")[:5]))
+         for line in (results / "music_excerpts" / "tracks.csv").read_text().splitlines()[1:]])
+    assert per_track[1] == ["t1", "1.00", "1.50", "2.00"]
+
+
+@pytest.mark.skipif(not (ROOT / "results" / "mir1k_test_public" / "summary.json").exists(),
+                    reason="no committed MIR-1K results")
+def test_committed_report_matches_committed_results(tmp_path):
+    """The committed report/report.pdf shows exactly the committed results' numbers."""
+    text = _pdf_text(ROOT / "report" / "report.pdf")
+    for name, _ in build_report.SETS:
+        path = ROOT / "results" / name / "summary.json"
+        if path.exists():
+            for row in build_report.table_rows(json.loads(path.read_text())):
+                assert row[0] in text
+                i = [k for k, t in enumerate(text) if t == row[0] and text[k:k + len(row)] == row]
+                assert i, f"{name}: row {row} not in the PDF"
