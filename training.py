@@ -69,6 +69,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--loss", choices=sorted(Model.LOSSES), default="kl",
                    help="training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
                         "kl_reverse the swapped direction (default kl)")
+    g.add_argument("--lr-decay-patience", type=int, default=0,
+                   help="multiply the learning rate by --lr-decay-factor after this many epochs without "
+                        "validation improvement (0: constant rate; default 0)")
+    g.add_argument("--lr-decay-factor", type=float, default=0.3, help="learning-rate decay factor (default 0.3)")
     g.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without validation improvement (0: never; default 0)")
     g.add_argument("--seed", type=int, default=42, help="seed for torch, numpy and random (default 42)")
@@ -180,11 +184,12 @@ def plot_history(history, path):
 
 
 def train(args, name: str, best_name: str, build_model, *, examples=None, compute_loss=None,
-          after_build=None):
+          after_build=None, on_epoch=None):
     """Run a whole training. ``build_model(n_bins, args)`` -> model; ``examples(stems)`` turns a
     batch of stems into minibatch examples; ``compute_loss(model, example)`` -> scalar tensor.
     ``after_build(model, args)`` runs once on a fresh model (e.g. ``--init`` weights).
-    Returns the run folder."""
+    ``on_epoch(epoch, train_set)`` runs before each epoch (e.g. a curriculum changing
+    ``train_set.chunk``). Returns the run folder."""
     rank, world = _distributed()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -206,6 +211,9 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
 
     data_root, train_set, valid_set = prepare_data(args, all_sources)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=args.lr_decay_factor, patience=max(args.lr_decay_patience - 1, 0)) \
+        if args.lr_decay_patience else None
     history = {"name": name, "loss": args.loss, "train": [], "smoothed": [], "valid": [], "epoch_time": [],
                "best_epoch": None, "best_valid": math.inf}
     start_epoch = 1
@@ -213,6 +221,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         ckpt = util.read_checkpoint(run / "last.pt")
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler"):
+            scheduler.load_state_dict(ckpt["scheduler"])
         history = ckpt["history"]
         start_epoch = ckpt["epoch"] + 1
         util.set_rng_state(ckpt["rng"])
@@ -243,7 +253,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                  "train_seconds": float(sum(history["epoch_time"])),
                  "history_summary": {"best_epoch": history["best_epoch"], "best_valid": history["best_valid"]}}
         if full:
-            extra.update(optimizer=optimizer.state_dict(), rng=util.rng_state(), history=history)
+            extra.update(optimizer=optimizer.state_dict(), rng=util.rng_state(), history=history,
+                         scheduler=scheduler.state_dict() if scheduler is not None else None)
         util.save_checkpoint(path, model, stft, args.sample_rate, **extra)
 
     stale = 0
@@ -251,6 +262,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     for epoch in range(start_epoch, args.epochs + 1):
         t0 = time.time()
         train_set.epoch = epoch
+        if on_epoch is not None:
+            on_epoch(epoch, train_set)
         # ---- train
         train_model.train()
         losses = []
@@ -279,6 +292,9 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         history["train"].append(float(np.mean(losses)))
         history["valid"].append({"epoch": epoch, "step": len(history["smoothed"]), "loss": valid_loss})
         history["epoch_time"].append(time.time() - t0)
+        history.setdefault("lr", []).append(optimizer.param_groups[0]["lr"])
+        if scheduler is not None:
+            scheduler.step(valid_loss)
         improved = valid_loss < history["best_valid"]
         if improved:
             history["best_valid"], history["best_epoch"] = valid_loss, epoch

@@ -215,3 +215,17 @@ def test_ddp_two_cpu_ranks_identical_weights(demo, tmp_path):
     b = torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "run" / "savedModel_feedforward_best.pt").exists()
+
+
+def test_lr_decays_on_plateau_and_resumes(demo, tmp_path, monkeypatch):
+    losses = iter([1.0, 2.0, 3.0, 4.0])
+    monkeypatch.setattr(training, "valid", lambda *a, **k: next(losses))   # never improves after epoch 1
+    run = tmp_path / "run"
+    args = tiny_args(demo, run, tmp_path / "cache", "--lr-decay-patience", "1", "--lr-decay-factor", "0.5")
+    args[args.index("--epochs") + 1] = "3"
+    train_feedforward.main(args)
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["lr"] == pytest.approx([1e-3, 1e-3, 5e-4])
+    args[args.index("--epochs") + 1] = "4"
+    train_feedforward.main(args + ["--resume", str(run)])
+    assert json.loads((run / "history.json").read_text())["lr"] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
