@@ -299,7 +299,7 @@ def build_model(ckpt: dict, path="checkpoint") -> torch.nn.Module:
     except Exception as err:
         raise UserError(f"{path}: cannot build model {ckpt['model_class']} ({err})") from None
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt["state_dict"])       # float16 shipped weights are cast to float32
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise UserError(f"{path}: weights do not match {ckpt['model_class']} ({first})") from None
@@ -320,6 +320,22 @@ def load_model(path, device="cpu", expect: type | tuple | None = None):
         raise UserError(f"{path}: holds a {type(model).__name__}, expected a {names} checkpoint")
     stft = make_stft(**ckpt["stft"])
     return model.to(device), stft, int(ckpt["sample_rate"]), ckpt
+
+
+def export_checkpoint(src, dst, half: bool = True) -> dict:
+    """Write a slim copy of checkpoint ``src`` for shipping: weights (float16 when ``half``; they
+    load back into float32 models), model and STFT configuration, training arguments, epoch,
+    validation loss and training time; no optimizer or RNG state. Returns the slim dict."""
+    ckpt = read_checkpoint(src)
+    keep = ("format", "model_class", "model_args", "stft", "sample_rate", "train_args", "epoch",
+            "valid_loss", "train_seconds", "history_summary")
+    slim = {k: ckpt[k] for k in keep if k in ckpt}
+    slim["state_dict"] = {k: (v.half() if half and v.is_floating_point() else v)
+                          for k, v in ckpt["state_dict"].items()}
+    slim["weights_dtype"] = "float16" if half else "float32"
+    slim["exported_from"] = str(src)
+    atomic_write(dst, lambda tmp: torch.save(slim, tmp))
+    return slim
 
 
 def write_json(path, obj):

@@ -113,3 +113,23 @@ def test_seed_everything_repeats():
     a = (np.random.rand(), torch.rand(1).item())
     util.seed_everything(3)
     assert a == (np.random.rand(), torch.rand(1).item())
+
+
+def test_export_checkpoint_half_weights(tmp_path, tiny_ff):
+    import export_model
+    stft = util.make_stft(256, 64)
+    util.save_checkpoint(tmp_path / "full.pt", tiny_ff, stft, 16000, epoch=2, optimizer={"big": torch.zeros(1000)})
+    (tmp_path / "history.json").write_text("{}")
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(export_model.main, [str(tmp_path / "full.pt"), str(tmp_path / "ship" / "savedModel_x_best.pt")])
+    assert e.value.code == 0
+    slim = torch.load(tmp_path / "ship" / "savedModel_x_best.pt", weights_only=False)
+    assert "optimizer" not in slim and slim["epoch"] == 2 and slim["weights_dtype"] == "float16"
+    assert (tmp_path / "ship" / "x_history.json").exists()
+    model, *_ = util.load_model(tmp_path / "ship" / "savedModel_x_best.pt")
+    x = torch.rand(1, 9, 129)
+    assert next(model.parameters()).dtype == torch.float32
+    assert torch.allclose(model(x), tiny_ff(x), atol=2e-3)
+    with pytest.raises(SystemExit) as e:                      # no silent overwrite
+        util.run_cli(export_model.main, [str(tmp_path / "full.pt"), str(tmp_path / "ship" / "savedModel_x_best.pt")])
+    assert e.value.code == 2

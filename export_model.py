@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Copy a trained checkpoint into a slim, shippable file (float16 weights, no optimizer state).
+
+  python export_model.py runs/mir1k-rnn-bi-b/savedModel_RNN_best.pt models/savedModel_RNN_best.pt
+
+The run's history.json is copied beside it as <name>_history.json (for the report's loss curves).
+Refuses to overwrite an existing file unless --force.
+"""
+import argparse
+import shutil
+from pathlib import Path
+
+import util
+from util import UserError
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="trained checkpoint (e.g. runs/.../savedModel_RNN_best.pt)")
+    p.add_argument("output", type=Path, help="where to write the slim checkpoint")
+    p.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16, half the size)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    args = p.parse_args(argv)
+    if args.output.exists() and not args.force:
+        raise UserError(f"{args.output}: exists (use --force to overwrite)")
+    if args.output.resolve() == args.checkpoint.resolve():
+        raise UserError(f"{args.output}: would overwrite the input checkpoint")
+    util.export_checkpoint(args.checkpoint, args.output, half=not args.float32)
+    util.load_model(args.output)                                  # it must rebuild from the file alone
+    hist = args.checkpoint.parent / "history.json"
+    if hist.exists():
+        name = args.output.stem.replace("savedModel_", "").replace("_best", "")
+        shutil.copyfile(hist, args.output.parent / f"{name}_history.json")
+    print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    util.run_cli(main)
