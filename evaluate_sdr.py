@@ -65,6 +65,10 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=None, help="folder for tracks.csv and summary.json (default: print only)")
     p.add_argument("--force", action="store_true", help="overwrite existing results in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--sources", nargs="*", choices=Data.FOUR_STEMS[1:], default=[],
+                   help="also report these stems for models that output all four (vocals, drums, bass, "
+                        "other), scored against the four reference stems, with the mixture as baseline; "
+                        "tracks without these stems are left out of those rows (default: none)")
     return p.parse_args(argv)
 
 
@@ -100,8 +104,9 @@ def _init_worker(config):
     _W.update(config, loaded=models, cache=Data.AudioCache(config["sample_rate"], config["cache_dir"]))
 
 
-def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles):
-    """sources (2, N) vocals/accompaniment at ``sr`` -> {system: ((2, N) estimate, seconds)}."""
+def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles, stems=None):
+    """sources (2, N) vocals/accompaniment at ``sr`` -> {system: ((2, N) estimate, seconds)}.
+    ``stems``, a dict, receives {system: (4, N) estimates of Data.FOUR_STEMS} for 4-stem models."""
     mixture = sources.sum(0, keepdims=True)                             # (1, N)
     out = {"mixture": (np.repeat(mixture, 2, 0), 0.0)}
     for name, model, stft, model_sr in models:
@@ -111,6 +116,9 @@ def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracl
         vocals = util.resample(est[list(model.sources).index("vocals")], model_sr, sr)[0]
         vocals = Data.fit_length(vocals, mixture.shape[1])
         out[name] = (np.stack([vocals, mixture[0] - vocals]), time.perf_counter() - t0)
+        if stems is not None and set(Data.FOUR_STEMS) <= set(model.sources):
+            stems[name] = np.stack([Data.fit_length(util.resample(est[list(model.sources).index(s)], model_sr, sr)[0],
+                                                    mixture.shape[1]) for s in Data.FOUR_STEMS])
     if oracles:
         spec = oracle_stft.stft(torch.from_numpy(sources))              # (2, F, T)
         for kind in oracles:
@@ -132,21 +140,34 @@ def _evaluate_track(index):
         return {"track": track.name, "skipped": f"silent reference: {', '.join(silent)}"}
     if n < _W["oracle_stft"].n_fft:
         return {"track": track.name, "skipped": f"too short ({n} samples)"}
+    extra = _W.get("extra") if track.has(Data.FOUR_STEMS) else None
+    stems = {} if extra else None
     ests = estimates_for_track(sources.astype(np.float32), _W["sample_rate"], _W["loaded"],
-                               _W["oracle_stft"], _W["oracles"])
-    rows = []
-    for system, (est, seconds) in ests.items():
-        est = est.astype(np.float64)
+                               _W["oracle_stft"], _W["oracles"], stems=stems)
+
+    def metrics(refs, est):
         if _W["framewise"]:
             win = _W["sample_rate"]
-            sdr, sir, sar = bss_eval.bss_eval_framewise(sources, est, win, win)
-            sdr, sir, sar = (bss_eval.median_over_frames(m) for m in (sdr, sir, sar))
-        else:
-            sdr, sir, sar, _ = bss_eval.evaluate(sources, est, backend=_W["backend"])
+            sdr, sir, sar = bss_eval.bss_eval_framewise(refs, est, win, win)
+            return [bss_eval.median_over_frames(m) for m in (sdr, sir, sar)]
+        return bss_eval.evaluate(refs, est, backend=_W["backend"])[:3]
+
+    rows = []
+    for system, (est, seconds) in ests.items():
+        sdr, sir, sar = metrics(sources, est.astype(np.float64))
         for i, src in enumerate(Data.SOURCES):
             rows.append({"track": track.name, "system": system, "source": src, "samples": n,
                          "sdr": float(sdr[i]), "sir": float(sir[i]), "sar": float(sar[i]),
                          "seconds": seconds})
+    if stems:                          # --sources: 4-stem models against the four references
+        refs = np.stack([cache.source(track, s) for s in Data.FOUR_STEMS]).astype(np.float64)[:, :n]
+        if all(np.any(x) for x in refs):
+            stems = {"mixture": np.repeat(sources.sum(0, keepdims=True), 4, 0), **stems}
+            for system, est in stems.items():
+                sdr, sir, sar = metrics(refs, est.astype(np.float64))
+                rows += [{"track": track.name, "system": system, "source": src, "samples": n,
+                          "sdr": float(sdr[i]), "sir": float(sir[i]), "sar": float(sar[i]), "seconds": 0.0}
+                         for i, src in enumerate(Data.FOUR_STEMS) if src in extra]
     return {"track": track.name, "rows": rows}
 
 
@@ -157,8 +178,10 @@ def summarise(rows, framewise=False):
     out = {}
     for system in dict.fromkeys(r["system"] for r in rows):
         out[system] = {}
-        for src in Data.SOURCES:
+        for src in dict.fromkeys(r["source"] for r in rows):
             rs = [r for r in rows if r["system"] == system and r["source"] == src]
+            if not rs:
+                continue
             w = np.array([r["samples"] for r in rs], float)
             sdr = np.array([r["sdr"] for r in rs])
             nsdr = sdr - np.array([mix[(r["track"], src)] for r in rs])
@@ -182,6 +205,8 @@ def format_table(summary, meta, source="vocals") -> str:
              f"{'system':<22} {'GNSDR':>7} {'GSIR':>7} {'GSAR':>7} {'meanSDR':>8} {'medSDR':>8} "
              f"{'params':>10} {'train s':>9} {'x realtime':>10}"]
     for system, s in summary.items():
+        if source not in s:
+            continue
         r = s[source]
         info = meta["systems"].get(system, {})
         params = f"{info['parameters']:,}" if info.get("parameters") else "-"
@@ -225,7 +250,8 @@ def evaluate(args) -> dict:
                                  args.hop or (first[0].hop if first else 256))
     config = {"models": [str(p) for p in args.model], "names": model_names, "tracks": tracks,
               "sample_rate": sample_rate, "cache_dir": str(args.cache_dir), "oracle_stft": oracle_stft,
-              "oracles": args.oracle, "backend": args.backend, "framewise": args.framewise}
+              "oracles": args.oracle, "backend": args.backend, "framewise": args.framewise,
+              "extra": list(args.sources)}
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
@@ -291,6 +317,9 @@ def main(argv=None):
     print(format_table(result["summary"], meta, "vocals"))
     print()
     print(format_table(result["summary"], meta, "accompaniment"))
+    for src in args.sources:
+        print()
+        print(format_table(result["summary"], meta, src))
     if args.out is not None:
         write_results(result, args.out, args.force)
         print(f"\nwrote {args.out / 'tracks.csv'} and {args.out / 'summary.json'}")

@@ -218,11 +218,60 @@ class StreamSeparator:
 
 def separate_array(model, stft, mixture: np.ndarray, device="cpu", chunk_frames=1024) -> np.ndarray:
     """mixture (C, N) at the model rate -> masked sources (S, C, N), S = len(model.sources)."""
+    if getattr(model, "domain", None) == "time":
+        return separate_time_domain(model, mixture, device)
     if mixture.shape[1] < stft.n_fft:
         raise UserError(f"audio too short: {mixture.shape[1]} samples < one STFT frame ({stft.n_fft})")
     sep = StreamSeparator(model, stft, device, chunk_frames)
     parts = [sep.push(mixture), sep.finish()]
     return np.concatenate([p for p in parts if p.shape[-1]], -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Time-domain models (Wave-U-Net): model(x (B, 1, n_in)) -> (B, S, n_out) with valid context
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def separate_time_domain(model, mixture: np.ndarray, device="cpu", block_samples=2 ** 16) -> np.ndarray:
+    """mixture (C, N) at the model rate -> sources (S, C, N), each channel on its own.
+
+    The output is produced in blocks of about ``block_samples`` samples, each computed from its
+    input with the model's full context on both sides (zeros beyond the song's ends), and the
+    blocks are concatenated: no overlap or cross-fade is needed."""
+    n = mixture.shape[1]
+    out = model.valid_output_length(min(n, block_samples))
+    ctx = model.context_samples()
+    n_blocks = -(-n // out)
+    x = torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)).to(device)
+    x = torch.nn.functional.pad(x, (ctx, ctx + n_blocks * out - n))                  # (C, n_pad)
+    parts = [model(x[:, None, i * out:i * out + out + 2 * ctx]) for i in range(n_blocks)]  # (C, S, out)
+    return torch.cat(parts, -1)[..., :n].transpose(0, 1).cpu().numpy()                 # (S, C, N)
+
+
+def separate_file_time_domain(model, model_sr, path: Path, out_dir: Path, fmt="wav", subtype="PCM_16",
+                              device="cpu"):
+    """Whole-file path for time-domain models: read at the model rate, separate, resample back,
+    write ``out_dir/{sources..., accompaniment}.<fmt>`` (accompaniment = mixture - vocals when the
+    model does not name it). Memory grows with the song's length (no streaming)."""
+    info = util.audio_info(path)
+    mixture, _ = util.load_audio(path)                                                 # (C, N) input rate
+    est = separate_time_domain(model, util.resample(mixture, info.samplerate, model_sr), device)
+    sources = {}
+    for name, x in zip(model.sources, est):
+        x = util.resample(x, model_sr, info.samplerate)
+        sources[name] = np.stack([np.pad(c, (0, max(0, mixture.shape[1] - len(c))))[:mixture.shape[1]] for c in x])
+    if "accompaniment" not in sources:
+        sources["accompaniment"] = mixture - sources["vocals"]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{out_dir}: cannot create output folder ({err.strerror})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"{out_dir}: output folder is not writable")
+    targets = []
+    for name, x in sources.items():
+        targets.append(out_dir / f"{name}.{fmt}")
+        util.save_audio(targets[-1], x, info.samplerate, subtype)
+    return targets
 
 
 def separate_whole(model, stft, mixture: np.ndarray, device="cpu") -> np.ndarray:
@@ -281,6 +330,8 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
     """
     import soxr
 
+    if getattr(model, "domain", None) == "time":
+        return separate_file_time_domain(model, model_sr, path, out_dir, fmt, subtype, device)
     info = util.audio_info(path)
     sr, channels, n_total = info.samplerate, info.channels, info.frames
     if n_total * model_sr / sr < stft.n_fft:

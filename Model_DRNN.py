@@ -1,0 +1,161 @@
+"""Deep recurrent network with a joint soft-mask layer (Huang et al. 2014; seed 001).
+
+Huang, Kim, Hasegawa-Johnson & Smaragdis, "Singing-voice separation from monaural recordings
+using deep recurrent neural networks", ISMIR 2014:
+
+* input: the mixture magnitude of a **context window** of neighbouring frames, concatenated
+  (Huang: 3 frames, t-1, t, t+1; ``context_frames``, odd);
+* ``layers`` fully connected ReLU layers of ``hidden`` units; the ones listed in
+  ``recurrent_layers`` (1-based) also get a temporal connection, h_t = relu(W x_t + U h_{t-1} + b)
+  (Huang's "DRNN-k" is ``recurrent_layers=(k,)``, their "sRNN" is every layer, and ``()`` is
+  their DNN). Their best system, DRNN-2 with 3 x 1000 units, is the default;
+* a linear output layer gives one non-negative estimate per source, y_i = |W_o h + b_o|, and the
+  **joint soft-mask layer** turns them into masks m_i = |y_i| / sum_j |y_j| (Huang eq. 5): the
+  masks sum to one in every bin, so the source estimates m_i * X sum to the mixture X;
+* **discriminative objective** (Huang eq. 7): sum over sources of D(y_i || s_i-hat) minus
+  gamma D(y_j || s_i-hat) for the other source j (gamma = 0.05 by default; for more than two
+  sources the penalty averages over the other sources), with D one of
+  ``Model.LOSSES`` (``mse`` as Huang, ``kl`` generalized KL as Huang, ``is`` Itakura-Saito as
+  seed 001's extension); see :func:`discriminative_loss`.
+
+Choices where the seed and paper leave room (recorded here on purpose):
+
+* Features are the project's normalised ``log1p`` magnitudes (``Model.MaskModel.features``);
+  Huang fed raw magnitudes. The context window is built on those features, with the first and
+  last frame repeated at the edges of an excerpt.
+* The recurrent layer is a unidirectional Elman RNN with ReLU, as Huang, but with the spectral
+  norm of the recurrent matrix capped at ``max_gain`` (0.95; :class:`BoundedReLURNN`): the
+  unconstrained ReLU recurrence reached a spectral radius of 1.19 after three epochs on MIR-1K
+  and overflowed to NaN on the 12 s validation clips. Because the context window looks one
+  frame ahead, the model is declared ``context = "window"`` (separation runs it on overlapping,
+  cross-faded windows) rather than streamed with state.
+* The joint mask adds ``eps`` to each |y_i| so that an all-zero output gives equal masks instead
+  of 0/0; the masks still sum to one.
+* Curriculum learning (seed 001, after Isik et al. 2016: 100- then 400-frame segments) lives in
+  the training script: ``train_seed.py --curriculum-start`` grows the excerpt length over epochs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+import Model
+
+
+def joint_masks(y: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """Soft masks |y_i| / sum_j |y_j| along ``dim`` (Huang eq. 5; Chandna et al. 2017 too).
+    Every entry is in (0, 1) and the masks sum to one along ``dim``."""
+    a = y.abs() + eps
+    return a / a.sum(dim, keepdim=True)
+
+
+def context_window(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, T, F) -> (B, T, frames * F): each frame with its (frames - 1) / 2 neighbours on each
+    side, in time order, edges repeated."""
+    if frames == 1:
+        return x
+    c = frames // 2
+    padded = torch.cat([x[:, :1].expand(-1, c, -1), x, x[:, -1:].expand(-1, c, -1)], 1)  # (B, T+2c, F)
+    win = padded.unfold(1, frames, 1)                       # (B, T, F, frames)
+    return win.transpose(2, 3).reshape(x.shape[0], x.shape[1], frames * x.shape[2])
+
+
+def discriminative_loss(target: torch.Tensor, estimate: torch.Tensor, loss_fn, gamma: float = 0.05):
+    """Huang eq. 7, summed over sources: sum_i [D(s_i, est_i) - gamma * D(s_j, est_i)].
+
+    target, estimate: (B, S, T, F) magnitudes. ``loss_fn(target, estimate)`` is one of
+    ``Model.LOSSES`` (sum over bins, mean over the rest), so ``S * loss_fn(...)`` is the sum over
+    sources. For S > 2 the penalty term averages D over the S - 1 other sources.
+    """
+    n = target.shape[1]
+    own = loss_fn(target, estimate)
+    if n < 2 or gamma == 0:
+        return n * own
+    other = sum(loss_fn(target.roll(k, 1), estimate) for k in range(1, n)) / (n - 1)
+    return n * (own - gamma * other)
+
+
+class BoundedReLURNN(nn.Module):
+    """Elman layer h_t = relu(W x_t + b + U h_{t-1}) with the spectral norm of U kept <= ``max_gain``.
+
+    A ReLU recurrence with ||U||_2 > 1 can blow up on sequences longer than those it was trained
+    on (it did: NaN on 12 s validation clips after training on 1-4 s excerpts). Scaling U by
+    min(1, max_gain / sigma_max(U)) makes the step a contraction, so h stays bounded by
+    max ||W x_t + b|| / (1 - max_gain) on any length. sigma_max is estimated by one power
+    iteration per training forward on persistent vectors (as ``torch.nn.utils.spectral_norm``);
+    in eval mode the stored vectors are used as they are, so outputs are deterministic.
+    """
+
+    def __init__(self, input_size: int, hidden: int, max_gain: float = 0.95):
+        super().__init__()
+        self.input = nn.Linear(input_size, hidden)
+        self.weight_hh = nn.Parameter(torch.empty(hidden, hidden).uniform_(-hidden ** -0.5, hidden ** -0.5))
+        self.max_gain = max_gain
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("u", nn.functional.normalize(torch.randn(hidden, generator=g), dim=0))
+        self.register_buffer("v", nn.functional.normalize(torch.randn(hidden, generator=g), dim=0))
+
+    def recurrent_weight(self) -> torch.Tensor:
+        w = self.weight_hh
+        if self.training:
+            with torch.no_grad():
+                self.v.copy_(nn.functional.normalize(w.t() @ self.u, dim=0))
+                self.u.copy_(nn.functional.normalize(w @ self.v, dim=0))
+        sigma = self.u @ w @ self.v
+        return w * torch.clamp(self.max_gain / sigma.abs().clamp_min(1e-12), max=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, in) -> (B, T, hidden)."""
+        a = self.input(x)
+        ut = self.recurrent_weight().t()
+        h = a.new_zeros(a.shape[0], a.shape[2])
+        out = []
+        for t in range(a.shape[1]):
+            h = torch.relu(torch.addmm(a[:, t], h, ut))
+            out.append(h)
+        return torch.stack(out, 1)
+
+
+class DRNN(Model.MaskModel):
+    """Shapes: mix_mag (B, T, F) -> context window (B, T, C*F) -> hidden layers (B, T, H)
+    -> outputs (B, S, T, F) -> joint masks (B, S, T, F), summing to one over S."""
+
+    sources = ("vocals", "accompaniment")
+    context = "window"
+
+    def __init__(self, n_bins: int, hidden: int = 1000, layers: int = 3, recurrent_layers=(2,),
+                 context_frames: int = 3, dropout: float = 0.0, sources=("vocals", "accompaniment"),
+                 eps: float = 1e-8, max_gain: float = 0.95):
+        super().__init__(n_bins)
+        recurrent_layers = sorted({int(k) for k in recurrent_layers})
+        if any(k < 1 or k > layers for k in recurrent_layers):
+            raise ValueError(f"recurrent_layers {recurrent_layers} must be within 1..{layers}")
+        if context_frames < 1 or context_frames % 2 == 0:
+            raise ValueError(f"context_frames must be odd and >= 1, got {context_frames}")
+        if len(sources) < 2:
+            raise ValueError("the joint mask needs at least two sources")
+        self.model_args = {"n_bins": n_bins, "hidden": hidden, "layers": layers,
+                           "recurrent_layers": recurrent_layers, "context_frames": context_frames,
+                           "dropout": dropout, "sources": list(sources), "eps": eps, "max_gain": max_gain}
+        self.sources = tuple(sources)
+        self.context_frames, self.eps = context_frames, eps
+        self.recurrent_layers = recurrent_layers
+        self.layers = nn.ModuleList()
+        size = context_frames * n_bins
+        for k in range(1, layers + 1):
+            if k in recurrent_layers:      # h_t = relu(W h^{l-1}_t + U h_{t-1} + b)
+                self.layers.append(BoundedReLURNN(size, hidden, max_gain))
+            else:                          # h_t = relu(W h^{l-1}_t + b)
+                self.layers.append(nn.Linear(size, hidden))
+            size = hidden
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden, len(self.sources) * n_bins)
+
+    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        b, t, f = mix_mag.shape
+        h = context_window(self.features(mix_mag), self.context_frames)     # (B, T, C*F)
+        for layer in self.layers:
+            h = layer(h) if isinstance(layer, BoundedReLURNN) else torch.relu(layer(h))   # (B, T, H)
+            h = self.dropout(h)
+        y = self.output(h).view(b, t, len(self.sources), f).transpose(1, 2)  # (B, S, T, F)
+        return joint_masks(y, 1, self.eps)

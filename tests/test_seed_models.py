@@ -1,0 +1,373 @@
+"""Seed systems (issue 6): DRNN, GRU-IRM, Chandna CNN, U-Net, Wave-U-Net on the common harness."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import Data
+import Model
+import Model_CNN
+import Model_DRNN
+import Model_GRU
+import Model_UNet
+import Model_WaveUNet
+import demo_data
+import evaluate_sdr
+import separate
+import train_seed
+import util
+
+F = 65   # bins of a 128-point STFT: tiny but not a multiple of 64
+
+
+def tiny_models():
+    """One tiny instance of every seed system (name -> model)."""
+    torch.manual_seed(0)
+    return {
+        "drnn": Model_DRNN.DRNN(F, hidden=24, layers=3, recurrent_layers=(2,), context_frames=3),
+        "gru": Model_GRU.GRUMaskNet(F, hidden=12, layers=2, dense=16),
+        "cnn4": Model_CNN.ChandnaCNN(F, Data.FOUR_STEMS, time_context=10, horizontal=(4, 1),
+                                     n_vertical=6, n_horizontal=5, bottleneck=8),
+        "cnn2": Model_CNN.ChandnaCNN(F, Data.SOURCES, time_context=10, horizontal=(4, 1),
+                                     n_vertical=6, n_horizontal=5, bottleneck=8),
+        "unet": Model_UNet.UNet(F, channels=(4, 4, 8, 8, 8, 8)),
+        "waveunet": Model_WaveUNet.WaveUNet(levels=3, features=4, down_kernel=5, up_kernel=3),
+    }
+
+
+def mags(b=2, t=37, f=F, s=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.rand(b, s, t, f, generator=g) ** 2
+    return src.sum(1), src
+
+
+# ----------------------------------------------------------------------------------------------
+# DRNN
+# ----------------------------------------------------------------------------------------------
+def test_drnn_joint_masks_sum_to_one_and_estimates_to_mixture():
+    m = tiny_models()["drnn"].eval()
+    mix, _ = mags()
+    masks = m(mix)
+    assert masks.shape == (2, 2, 37, F) and m.sources == ("vocals", "accompaniment")
+    assert (masks > 0).all() and (masks < 1).all()
+    assert torch.allclose(masks.sum(1), torch.ones(2, 37, F), atol=1e-6)
+    est = masks * mix[:, None]
+    assert torch.allclose(est.sum(1), mix, atol=1e-5)
+
+
+def test_drnn_context_window_and_recurrence_are_configurable():
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)
+    w = Model_DRNN.context_window(x, 3)
+    assert w.shape == (2, 4, 9)
+    assert torch.equal(w[:, 1], torch.cat([x[:, 0], x[:, 1], x[:, 2]], -1))   # t-1, t, t+1
+    assert torch.equal(w[:, 0, :3], x[:, 0]) and torch.equal(w[:, -1, 6:], x[:, -1])   # edges repeated
+    torch.manual_seed(0)
+    dnn = Model_DRNN.DRNN(F, hidden=16, layers=2, recurrent_layers=(), context_frames=3).eval()
+    drnn = Model_DRNN.DRNN(F, hidden=16, layers=2, recurrent_layers=(1,), context_frames=5).eval()
+    assert not any(isinstance(layer, Model_DRNN.BoundedReLURNN) for layer in dnn.layers)
+    assert isinstance(drnn.layers[0], Model_DRNN.BoundedReLURNN) and drnn.layers[0].input.in_features == 5 * F
+    mix, _ = mags(t=20)
+    changed = mix.clone()
+    changed[:, 10] += 1
+    # without recurrence a frame sees only its +-1 neighbours; with it, every later frame changes
+    diff = (dnn(changed) - dnn(mix)).abs().amax((0, 1, 3))
+    assert diff[:9].max() == 0 and diff[9:12].min() > 0 and diff[12:].max() == 0
+    diff = (drnn(changed) - drnn(mix)).abs().amax((0, 1, 3))
+    assert diff[:8].max() == 0 and diff[8:].min() > 0
+    with pytest.raises(ValueError):
+        Model_DRNN.DRNN(F, layers=2, recurrent_layers=(3,))
+    with pytest.raises(ValueError):
+        Model_DRNN.DRNN(F, context_frames=2)
+
+
+def test_discriminative_loss_matches_huang_eq7():
+    _, src = mags(seed=1)
+    est = torch.rand_like(src)
+    mse = Model.LOSSES["mse"]
+    y1, y2, e1, e2 = src[:, :1], src[:, 1:], est[:, :1], est[:, 1:]
+    expected = mse(y1, e1) - 0.05 * mse(y2, e1) + mse(y2, e2) - 0.05 * mse(y1, e2)
+    got = Model_DRNN.discriminative_loss(src, est, mse, 0.05)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert Model_DRNN.discriminative_loss(src, est, mse, 0).item() == pytest.approx(
+        (mse(y1, e1) + mse(y2, e2)).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["mse", "kl", "is"])
+def test_drnn_one_training_step_each_loss(loss):
+    m = tiny_models()["drnn"]
+    mix, src = mags()
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    value = train_seed.drnn_loss(m, (mix, src), Model.LOSSES[loss], [0, 1], 0.05)
+    assert torch.isfinite(value)
+    opt.zero_grad()
+    value.backward()
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    opt.step()
+
+
+# ----------------------------------------------------------------------------------------------
+# GRU with ratio-mask target
+# ----------------------------------------------------------------------------------------------
+def test_ratio_mask_target():
+    v, a = torch.tensor([3.0, 0.0, 1.0]), torch.tensor([4.0, 2.0, 1.0])
+    src = torch.stack([v, a])[None, :, None]                                   # (1, 2, 1, 3)
+    m = Model_GRU.ratio_mask(src, p=1, v=1, eps=0)[0, :, 0]
+    assert torch.allclose(m[0], torch.tensor([3 / 7, 0, 0.5]))
+    m = Model_GRU.ratio_mask(src, p=2, v=0.5, eps=0)[0, :, 0]                  # Wang's IRM
+    assert torch.allclose(m[0], torch.tensor([3 / 5, 0, 0.5 ** 0.5]))
+    assert torch.allclose((m ** 2).sum(0), torch.ones(3))
+
+
+def test_gru_streams_with_state_and_trains_on_mask():
+    m = tiny_models()["gru"].eval()
+    mix, src = mags(t=30)
+    whole = m(mix)
+    assert whole.shape == (2, 1, 30, F) and m.context == "causal"
+    state, parts = None, []
+    for i in range(0, 30, 7):
+        out, state = m(mix[:, i:i + 7], state, return_state=True)
+        parts.append(out)
+    assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-6)
+    m.train()
+    loss = train_seed.mask_target_loss(m, (mix, src), Model.LOSSES["mse"], [0], 2.0, 0.5)
+    target = Model_GRU.ratio_mask(src, 2, 0.5)[:, :1]
+    assert loss.item() == pytest.approx(((m(mix) - target) ** 2).sum(-1).mean().item(), rel=1e-5)
+    loss.backward()
+
+
+# ----------------------------------------------------------------------------------------------
+# Chandna CNN
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("t", [3, 10, 23])
+def test_cnn_masks_sum_to_one_any_length(t):
+    models = tiny_models()
+    for name, n in (("cnn4", 4), ("cnn2", 2)):
+        m = models[name].eval()
+        mix, _ = mags(t=t)
+        masks = m(mix)
+        assert masks.shape == (2, n, t, F)
+        assert torch.allclose(masks.sum(1), torch.ones(2, t, F), atol=1e-5)
+        assert (masks >= 0).all()
+
+
+def test_cnn_filter_shapes_follow_chandna():
+    m = Model_CNN.ChandnaCNN(513)          # paper: (t1, f1, t2, f2, N1, N2, NN) = (1, 513, 12, 1, 50, 30, 128)
+    assert m.vertical.weight.shape == (50, 1, 1, 513) and m.horizontal.weight.shape == (30, 50, 12, 1)
+    assert m.code_shape == (30, 19, 1) and m.bottleneck[1].out_features == 128
+    assert m.sources == Data.FOUR_STEMS and len(m.decoders) == 4
+
+
+def test_cnn_one_training_step():
+    m = tiny_models()["cnn4"]
+    mix, src = mags(s=4)
+    loss = training_step(m, (mix, src), "mse", [0, 1, 2, 3])
+    assert np.isfinite(loss)
+
+
+def training_step(model, example, loss, index):
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    import training
+    value = training.mask_loss(model, example, Model.LOSSES[loss], index)
+    opt.zero_grad()
+    value.backward()
+    opt.step()
+    return value.item()
+
+
+# ----------------------------------------------------------------------------------------------
+# U-Net
+# ----------------------------------------------------------------------------------------------
+def test_unet_pads_and_crops_any_size():
+    m = tiny_models()["unet"].eval()
+    for t in (1, 37, 64, 130):
+        mix, _ = mags(t=t)
+        masks = m(mix)
+        assert masks.shape == (2, 1, t, F)
+        assert (masks >= 0).all() and (masks <= 1).all()
+
+
+def test_unet_follows_jansson():
+    m = Model_UNet.UNet(513)
+    convs = [e[0] for e in m.encoder]
+    assert [c.out_channels for c in convs] == [16, 32, 64, 128, 256, 512]
+    assert all(c.kernel_size == (5, 5) and c.stride == (2, 2) for c in convs)
+    assert all(isinstance(e[2], torch.nn.LeakyReLU) and e[2].negative_slope == 0.2 for e in m.encoder)
+    assert [d[0].out_channels for d in m.decoder[:-1]] + [m.decoder[-1].out_channels] == [256, 128, 64, 32, 16, 1]
+    assert [any(isinstance(x, torch.nn.Dropout) for x in d) for d in m.decoder[:-1]] == [True] * 3 + [False] * 2
+    assert m.decoder[1][0].in_channels == 256 + 256          # skip concatenation
+
+
+def test_unet_one_training_step_l1():
+    m = tiny_models()["unet"]
+    mix, src = mags(t=20)
+    assert np.isfinite(training_step(m, (mix, src[:, :1]), "l1", [0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Wave-U-Net
+# ----------------------------------------------------------------------------------------------
+def test_waveunet_context_arithmetic():
+    m = tiny_models()["waveunet"].eval()
+    o0, step, ctx = m._progression()
+    assert step == 2 ** 3
+    admissible = []
+    for o in range(1, 1000):
+        try:
+            m.input_length(o)
+            admissible.append(o)
+        except ValueError:
+            pass
+    assert admissible == list(range(o0, 1000, step))
+    for o in admissible[:6]:
+        n_in = m.input_length(o)
+        assert n_in == o + 2 * ctx and m.output_length(n_in) == o
+        with torch.no_grad():
+            assert m(torch.randn(1, 1, n_in)).shape == (1, 2, o)
+        assert m.output_length(n_in + 1) is None or m.output_length(n_in + 1) != o
+    for wanted in (1, 50, 100):
+        v = m.valid_output_length(wanted)
+        assert v >= wanted and v in admissible and v - step < max(wanted, o0)
+    for avail in (2 * ctx + o0 - 1, 2 * ctx + o0, 500):
+        o = m.output_for_input(avail)
+        best = max((o for o in admissible if m.input_length(o) <= avail), default=None)
+        assert o == best
+    # the paper's configuration: 147443 input samples for 16389 output samples
+    paper = Model_WaveUNet.WaveUNet()
+    assert paper.input_length(16389) == 147443 and paper.output_length(147443) == 16389
+
+
+def test_waveunet_difference_output_sums_to_mixture():
+    m = tiny_models()["waveunet"].eval()
+    o = m.valid_output_length(40)
+    x = torch.randn(3, 1, m.input_length(o))
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (3, 2, o)
+    assert torch.allclose(y.sum(1), Model_WaveUNet.centre_crop(x, o)[:, 0], atol=1e-6)
+    assert Model_WaveUNet.upsample_linear(torch.tensor([[[0.0, 2.0, 4.0]]])).tolist() == [[[0, 1, 2, 3, 4]]]
+
+
+def test_waveunet_one_training_step_and_time_domain_separation():
+    m = tiny_models()["waveunet"]
+    stems = torch.randn(2, 2, 300) * 0.1
+    (mixture, target), = list(train_seed.waveform_examples({"model": m})(stems))
+    o = m.output_for_input(300)
+    assert mixture.shape == (2, 1, o + 2 * m.context_samples()) and target.shape == (2, 2, o)
+    loss = train_seed.waveform_loss(m, (mixture, target), [0, 1], "mse")
+    loss.backward()
+    m.eval()
+    song = np.random.default_rng(0).standard_normal((2, 1000)).astype(np.float32) * 0.1
+    est = separate.separate_time_domain(m, song, block_samples=100)            # blocks of ~100
+    assert est.shape == (2, 2, 1000)
+    assert np.allclose(est.sum(0), song, atol=1e-5)
+    # each block is the network on its output span plus the context (zeros beyond the song)
+    ctx, out = m.context_samples(), m.valid_output_length(100)
+    padded = torch.nn.functional.pad(torch.from_numpy(song), (ctx, ctx + 10 * out))
+    with torch.no_grad():
+        for i in (0, 1, 1000 // out):
+            block = m(padded[:, None, i * out:(i + 1) * out + 2 * ctx]).transpose(0, 1).numpy()
+            n = min(out, 1000 - i * out)
+            assert np.allclose(est[..., i * out:i * out + n], block[..., :n], atol=1e-6)
+    assert np.array_equal(separate.separate_array(m, util.make_stft(128, 32), song),
+                          separate.separate_time_domain(m, song))
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["drnn", "gru", "cnn4", "cnn2", "unet", "waveunet"])
+def test_checkpoint_roundtrip_identical_outputs(tmp_path, name):
+    model = tiny_models()[name]
+    for p in model.buffers():                      # non-trivial buffers (stats, BN running stats)
+        if p.dtype.is_floating_point:
+            p.add_(torch.rand_like(p) * 0.1)
+    model.eval()
+    x = torch.randn(2, 1, model.input_length(model.valid_output_length(30))) if name == "waveunet" else mags(t=25)[0]
+    util.save_checkpoint(tmp_path / "m.pt", model, util.make_stft(128, 32), 8000)
+    loaded, stft, sr, ckpt = util.load_model(tmp_path / "m.pt")
+    assert type(loaded) is type(model) and loaded.sources == model.sources and sr == 8000
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# The training CLI on demo data, then separation and evaluation of what it wrote
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return demo_data.make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo", n_dev=3, n_test=1, seconds=3.0)
+
+
+def seed_args(system, data, run, cache, *extra):
+    return ["--system", system, "--data", str(data), "--run-dir", str(run), "--cache-dir", str(cache),
+            "--sample-rate", "8000", "--n-fft", "128", "--hop", "32", "--epochs", "2", "--samples-per-epoch", "8",
+            "--batch-size", "4", "--chunk-seconds", "0.5", "--valid-fraction", "0.34", "--valid-seconds", "1",
+            "--quiet", "--threads", "1", *extra]
+
+
+def test_train_seed_drnn_with_curriculum(demo, tmp_path, monkeypatch):
+    seen = []
+    original = train_seed.curriculum
+
+    def spy(args):
+        hook = original(args)
+
+        def on_epoch(epoch, train_set):
+            hook(epoch, train_set)
+            seen.append((epoch, train_set.chunk, train_set[0].shape[-1]))
+        return on_epoch
+    monkeypatch.setattr(train_seed, "curriculum", spy)
+    run = tmp_path / "run"
+    train_seed.main(seed_args("drnn", demo, run, tmp_path / "cache", "--hidden", "16", "--layers", "2",
+                              "--recurrent-layers", "2", "--curriculum-start", "0.25", "--curriculum-epochs", "2",
+                              "--loss", "kl"))
+    assert seen == [(1, 2000, 2000), (2, 4000, 4000)]                 # 0.25 s then 0.5 s at 8 kHz
+    model, stft, sr, ckpt = util.load_model(run / "savedModel_drnn_best.pt")
+    assert isinstance(model, Model_DRNN.DRNN) and ckpt["train_args"]["gamma"] == 0.05
+    assert ckpt["model_args"]["hidden"] == 16 and ckpt["model_args"]["recurrent_layers"] == [2]
+    assert len(json.loads((run / "history.json").read_text())["valid"]) == 2
+
+
+@pytest.mark.filterwarnings("ignore:.*clipped")
+def test_train_seed_waveunet_and_cnn4_then_separate_and_evaluate(demo, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    train_seed.main(seed_args("waveunet", demo, tmp_path / "wun", cache, "--levels", "3", "--features", "4"))
+    train_seed.main(seed_args("cnn", demo, tmp_path / "cnn", cache, "--filters", "6", "5", "--bottleneck", "8",
+                              "--time-context", "10", "--horizontal", "4", "1"))
+    wun, cnn = tmp_path / "wun" / "savedModel_waveunet_best.pt", tmp_path / "cnn" / "savedModel_cnn_best.pt"
+    model, _, sr, _ = util.load_model(cnn)
+    assert model.sources == Data.FOUR_STEMS
+    # separate.py CLI: the time-domain branch writes every source at the input's rate and channels
+    song = next((demo / "Mixtures" / "Test").iterdir()) / "mixture.wav"
+    stereo = tmp_path / "song.wav"
+    audio, file_sr = sf.read(song)
+    sf.write(stereo, np.stack([audio, 0.5 * audio], 1), file_sr)
+    separate.main([str(stereo), "--model", str(wun), "-o", str(tmp_path / "out"), "--quiet"])
+    out = {p.name: sf.read(p) for p in (tmp_path / "out" / "song").iterdir()}
+    assert set(out) == {"vocals.wav", "accompaniment.wav"}
+    assert all(x.shape == (len(audio), 2) and r == file_sr for x, r in out.values())
+    # evaluation: both models, plus per-stem rows for the 4-source CNN
+    capsys.readouterr()
+    evaluate_sdr.main(["--model", str(wun), str(cnn), "--name", "WUN", "CNN4", "--data", str(demo), "--jobs", "1",
+                       "--cache-dir", str(cache), "--oracle", "irm", "--quiet", "--sources", "drums", "bass"])
+    text = capsys.readouterr().out
+    assert "WUN" in text and "CNN4" in text and text.count("\ndrums:") + text.startswith("drums:") == 1
+    drums = text.split("drums:")[1].split("bass:")[0]
+    assert "CNN4" in drums and "WUN" not in drums and "mixture" in drums
+
+
+def test_drnn_recurrence_stays_bounded_on_long_sequences():
+    torch.manual_seed(0)
+    layer = Model_DRNN.BoundedReLURNN(4, 32, max_gain=0.9)
+    with torch.no_grad():
+        layer.weight_hh.copy_(torch.eye(32) * 3)          # unconstrained, relu(3h + a) explodes
+        layer.input.bias.fill_(1.0)
+    layer.train()
+    for _ in range(20):                                    # power iterations converge in training
+        layer.recurrent_weight()
+    layer.eval()
+    assert torch.linalg.matrix_norm(layer.recurrent_weight(), 2).item() == pytest.approx(0.9, rel=1e-4)
+    h = layer(torch.zeros(1, 2000, 4))
+    assert torch.isfinite(h).all() and h.max() <= 1.0 / (1 - 0.9) + 1e-3

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Train one of the seed systems on the project's training loop.
+
+Systems (module; what the loss compares):
+  drnn      Model_DRNN.DRNN, Huang et al. 2014: context window, recurrent hidden layer, joint
+            masks; discriminative loss  sum_i D(s_i, est_i) - gamma D(s_other, est_i)
+            (D = --loss: mse, kl or is); curriculum from short to long excerpts
+  gru       Model_GRU.GRUMaskNet: stacked GRUs; --loss between the predicted mask and the ratio
+            mask target (|S_j|^p / sum_k |S_k|^p)^v
+  cnn       Model_CNN.ChandnaCNN, Chandna et al. 2017: vertical/horizontal convs, bottleneck,
+            deconvs, masks summing to one over --sources (4 stems need DSD100/MUSDB/demo data)
+  unet      Model_UNet.UNet, Jansson et al. 2017: 6+6 strided 5x5 (de)convs, skips, sigmoid mask;
+            L1 on the masked magnitude
+  waveunet  Model_WaveUNet.WaveUNet, Stoller et al. 2018: time domain, valid convolutions,
+            K-1 sources + difference output; MSE on the waveforms
+
+Defaults follow the papers and differ per system (sample rate, STFT, excerpt length, loss,
+learning rate, batch size): `train_seed.py --system X --help` shows system X's defaults.
+
+Examples:
+  python train_seed.py --system drnn --data MIR-1K --sample-rate 16000 --n-fft 1024 --hop 256
+  python train_seed.py --system cnn                     # 4 sources on the synthetic demo set
+  python train_seed.py --system cnn --sources vocals accompaniment --data MIR-1K
+  python train_seed.py --system waveunet --levels 8 --features 16 --sample-rate 8000
+
+The best-validation model is <run>/savedModel_<system>_best.pt, beside last.pt, history.json
+and loss.png (default run folder runs/seed-<system>-<date-time>).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import Data
+import Model
+import Model_CNN
+import Model_DRNN
+import Model_GRU
+import Model_UNet
+import Model_WaveUNet
+import training
+import util
+from util import UserError
+
+SYSTEMS = ("drnn", "gru", "cnn", "unet", "waveunet")
+# Per-system defaults: training settings (training.add_common_args) and model settings.
+DEFAULTS = {
+    # Huang et al. 2014: 16 kHz, 1024-point STFT with 50 % overlap, 3 x 1000 units, DRNN-2,
+    # 3-frame context, gamma 0.05; curriculum 1 s -> 4 s excerpts (Isik: 100 -> 400 frames).
+    "drnn": dict(epochs=30, batch_size=16, chunk_seconds=4.0, lr=1e-3, sample_rate=16000, n_fft=1024,
+                 hop=512, loss="mse", sources=["vocals", "accompaniment"], hidden=1000, layers=3,
+                 dropout=0.0, curriculum_start=1.0),
+    # Seed 002: STFT 1024 / hop 512; the sample rate (DSD100 at 44.1 kHz there) is ours.
+    "gru": dict(epochs=30, batch_size=16, chunk_seconds=4.0, lr=1e-3, sample_rate=16000, n_fft=1024,
+                hop=512, loss="mse", sources=["vocals"], hidden=256, layers=3, dropout=0.0,
+                curriculum_start=0.0),
+    # Chandna et al. 2017: 44.1 kHz, STFT 1024 / hop 256, 30-frame patches.
+    "cnn": dict(epochs=30, batch_size=16, chunk_seconds=2.0, lr=1e-3, sample_rate=44100, n_fft=1024,
+                hop=256, loss="mse", sources=list(Data.FOUR_STEMS), hidden=None, layers=None,
+                dropout=0.0, curriculum_start=0.0),
+    # Jansson et al. 2017: 8192 Hz, STFT 1024 / hop 768, 128-frame patches (127 hops = 11.906 s).
+    "unet": dict(epochs=30, batch_size=8, chunk_seconds=127 * 768 / 8192, lr=1e-3, sample_rate=8192,
+                 n_fft=1024, hop=768, loss="l1", sources=["vocals"], hidden=None, layers=None,
+                 dropout=0.5, curriculum_start=0.0),
+    # Stoller et al. 2018: 22050 Hz mono, input 147443 samples (6.69 s) -> output 16389, Adam 1e-4.
+    "waveunet": dict(epochs=30, batch_size=16, chunk_seconds=147443 / 22050, lr=1e-4, sample_rate=22050,
+                     n_fft=1024, hop=256, loss="mse", sources=["vocals", "accompaniment"], hidden=None,
+                     layers=None, dropout=0.0, curriculum_start=0.0),
+}
+TRAINING_KEYS = ("epochs", "batch_size", "chunk_seconds", "lr", "sample_rate", "n_fft", "hop")
+
+
+def build_parser(system: str | None) -> argparse.ArgumentParser:
+    d = DEFAULTS[system or "drnn"]
+    desc = __doc__ + ("" if system else "\n(option defaults below are those of --system drnn)")
+    p = argparse.ArgumentParser(description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--system", choices=SYSTEMS, required=True, help="which seed system to train")
+    training.add_common_args(p, **{k: d[k] for k in TRAINING_KEYS})
+    p.set_defaults(loss=d["loss"])
+    for action in p._actions:           # the common help text names another default
+        if action.dest == "loss":
+            action.help = ("drnn: D of the discriminative loss on magnitudes; gru: loss between predicted "
+                           "and target masks; cnn, unet: loss on masked magnitudes; waveunet: mse or l1 on "
+                           "waveforms (default %(default)s)")
+    g = p.add_argument_group("all systems")
+    g.add_argument("--sources", nargs="+", choices=Data.SOURCES + Data.FOUR_STEMS[1:], default=d["sources"],
+                   help="sources the model outputs, in order (default %(default)s); drums/bass/other need "
+                        "4-stem data (DSD100, MUSDB, the demo set)")
+    g.add_argument("--curriculum-start", type=float, default=d["curriculum_start"], metavar="SECONDS",
+                   help="curriculum learning: the training excerpt grows linearly from this length in seconds "
+                        "at epoch 1 to --chunk-seconds at --curriculum-epochs (0: off; default %(default)s)")
+    g.add_argument("--curriculum-epochs", type=int, default=None, metavar="N",
+                   help="epoch at which the excerpt reaches --chunk-seconds (default: half of --epochs)")
+    g.add_argument("--dropout", type=float, default=d["dropout"],
+                   help="dropout probability (drnn: after each hidden layer; gru: between GRU layers; "
+                        "unet: in the first three decoder layers) (default %(default)s)")
+    g = p.add_argument_group("drnn and gru")
+    g.add_argument("--hidden", type=int, default=d["hidden"] or 1000,
+                   help="units per hidden layer (drnn) or per GRU layer (gru) (default %(default)s)")
+    g.add_argument("--layers", type=int, default=d["layers"] or 3,
+                   help="hidden layers (drnn) or stacked GRU layers (gru) (default %(default)s)")
+    g = p.add_argument_group("drnn")
+    g.add_argument("--recurrent-layers", type=int, nargs="*", default=[2],
+                   help="1-based hidden layers with a recurrent connection; none = DNN (default 2: DRNN-2)")
+    g.add_argument("--context-frames", type=int, default=3,
+                   help="frames in the input context window, odd (default 3: t-1, t, t+1)")
+    g.add_argument("--gamma", type=float, default=0.05,
+                   help="weight of the discriminative term D(other source || estimate) (default 0.05; 0: off)")
+    g = p.add_argument_group("gru")
+    g.add_argument("--dense", type=int, default=256, help="units of the dense layer after the GRUs (default 256)")
+    g.add_argument("--irm-p", type=float, default=2.0, help="mask target exponent p (default 2)")
+    g.add_argument("--irm-v", type=float, default=0.5, help="mask target exponent v (default 0.5)")
+    g = p.add_argument_group("cnn")
+    g.add_argument("--time-context", type=int, default=30, help="frames per patch T (default 30)")
+    g.add_argument("--vertical", type=int, nargs=2, default=[1, 0], metavar=("T1", "F1"),
+                   help="vertical filter shape in frames x bins; F1 = 0: all bins (default 1 0)")
+    g.add_argument("--horizontal", type=int, nargs=2, default=[12, 1], metavar=("T2", "F2"),
+                   help="horizontal filter shape in frames x bins (default 12 1)")
+    g.add_argument("--filters", type=int, nargs=2, default=[50, 30], metavar=("N1", "N2"),
+                   help="filters of the vertical and horizontal convolutions (default 50 30)")
+    g.add_argument("--bottleneck", type=int, default=128, help="bottleneck units NN (default 128)")
+    g = p.add_argument_group("unet")
+    g.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512],
+                   help="encoder channels, one per strided layer (default 16 32 64 128 256 512)")
+    g.add_argument("--kernel", type=int, default=5, help="square kernel size (default 5)")
+    g = p.add_argument_group("waveunet")
+    g.add_argument("--levels", type=int, default=12, help="down/up levels L (default 12)")
+    g.add_argument("--features", type=int, default=24, help="extra channels per level F_c (default 24)")
+    g.add_argument("--down-kernel", type=int, default=15, help="downsampling conv kernel in samples (default 15)")
+    g.add_argument("--up-kernel", type=int, default=5, help="upsampling conv kernel in samples (default 5)")
+    return p
+
+
+def parse_args(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--system", choices=SYSTEMS)
+    known, _ = pre.parse_known_args(argv)
+    args = build_parser(known.system).parse_args(argv)
+    if args.system == "waveunet" and args.loss not in ("mse", "l1"):
+        raise UserError(f"--loss {args.loss}: the Wave-U-Net trains on waveforms; use mse or l1")
+    if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
+        raise UserError(f"--curriculum-start {args.curriculum_start} must be in (0, --chunk-seconds]")
+    return args
+
+
+def build(n_bins, a):
+    s = a.sources
+    if a.system == "drnn":
+        return Model_DRNN.DRNN(n_bins, a.hidden, a.layers, a.recurrent_layers, a.context_frames, a.dropout, s)
+    if a.system == "gru":
+        return Model_GRU.GRUMaskNet(n_bins, a.hidden, a.layers, a.dense, a.dropout, s)
+    if a.system == "cnn":
+        return Model_CNN.ChandnaCNN(n_bins, s, a.time_context, a.vertical, a.horizontal, *a.filters, a.bottleneck)
+    if a.system == "unet":
+        return Model_UNet.UNet(n_bins, a.channels, a.kernel, a.dropout, sources=s)
+    return Model_WaveUNet.WaveUNet(n_bins, a.levels, a.features, a.down_kernel, a.up_kernel, s)
+
+
+def dataset_sources(model):
+    """The dataset's source order for ``model`` (as training.train chooses it)."""
+    return Data.FOUR_STEMS if set(model.sources) - set(Data.SOURCES) else Data.SOURCES
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-system batch -> loss
+# ----------------------------------------------------------------------------------------------
+def drnn_loss(model, example, loss_fn, index, gamma):
+    """Discriminative loss (Huang eq. 7) on the joint-masked estimates."""
+    mix_mag, src_mag = example
+    estimate = model(mix_mag) * mix_mag.unsqueeze(1)                  # (B, S, T, F)
+    return Model_DRNN.discriminative_loss(src_mag[:, index], estimate, loss_fn, gamma)
+
+
+def mask_target_loss(model, example, loss_fn, index, p, v):
+    """``loss_fn(target mask, predicted mask)``; target (|S_j|^p / sum_k |S_k|^p)^v."""
+    mix_mag, src_mag = example
+    target = Model_GRU.ratio_mask(src_mag, p, v)[:, index]            # (B, S', T, F)
+    return loss_fn(target, model(mix_mag))
+
+
+def waveform_examples(holder):
+    """(B, S, N) stems -> (mixture (B, 1, n_in), targets (B, S, n_out)): the longest admissible
+    input inside the excerpt and the centre part the network predicts."""
+    def examples(stems):
+        net = holder["model"]
+        n = stems.shape[-1]
+        out = net.output_for_input(n)
+        if out is None:
+            need = net.input_length(net.valid_output_length(1))
+            raise UserError(f"excerpt of {n} samples is shorter than the Wave-U-Net's smallest input "
+                            f"({need} samples): raise --chunk-seconds (and --curriculum-start)")
+        ctx = net.context_samples()
+        off = (n - out - 2 * ctx) // 2
+        x = stems[..., off:off + out + 2 * ctx]
+        yield x.sum(1, keepdim=True), x[..., ctx:ctx + out]
+    return examples
+
+
+def waveform_loss(model, example, index, kind):
+    mixture, targets = example
+    diff = model(mixture) - targets[:, index]
+    return (diff ** 2).mean() if kind == "mse" else diff.abs().mean()
+
+
+def curriculum(args):
+    """on_epoch hook: the excerpt length grows linearly from --curriculum-start to
+    --chunk-seconds over --curriculum-epochs epochs (then stays)."""
+    last = args.curriculum_epochs or max(1, args.epochs // 2)
+
+    def on_epoch(epoch, train_set):
+        frac = 1.0 if last <= 1 else min(1.0, (epoch - 1) / (last - 1))
+        seconds = args.curriculum_start + frac * (args.chunk_seconds - args.curriculum_start)
+        train_set.chunk = int(round(seconds * args.sample_rate))
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"curriculum: epoch {epoch} trains on {seconds:.2f} s excerpts", file=sys.stderr)
+    return on_epoch
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    holder = {}
+
+    def build_model(n_bins, a):
+        holder["model"] = model = build(n_bins, a)
+        holder["index"] = [dataset_sources(model).index(s) for s in model.sources]
+        return model
+
+    loss_fn = Model.LOSSES.get(args.loss)
+    examples = compute_loss = None
+    if args.system == "drnn":
+        compute_loss = lambda m, ex: drnn_loss(m, ex, loss_fn, holder["index"], args.gamma)  # noqa: E731
+    elif args.system == "gru":
+        compute_loss = lambda m, ex: mask_target_loss(m, ex, loss_fn, holder["index"],  # noqa: E731
+                                                      args.irm_p, args.irm_v)
+    elif args.system == "waveunet":
+        examples = waveform_examples(holder)
+        compute_loss = lambda m, ex: waveform_loss(m, ex, holder["index"], args.loss)  # noqa: E731
+    best = f"savedModel_{args.system}_best.pt"
+    run = training.train(args, f"seed-{args.system}", best, build_model, examples=examples,
+                         compute_loss=compute_loss,
+                         on_epoch=curriculum(args) if args.curriculum_start else None)
+    print(run / best)
+
+
+if __name__ == "__main__":
+    util.run_cli(main)
