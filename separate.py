@@ -261,12 +261,7 @@ def separate_file_time_domain(model, model_sr, path: Path, out_dir: Path, fmt="w
         sources[name] = np.stack([np.pad(c, (0, max(0, mixture.shape[1] - len(c))))[:mixture.shape[1]] for c in x])
     if "accompaniment" not in sources:
         sources["accompaniment"] = mixture - sources["vocals"]
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{out_dir}: cannot create output folder ({err.strerror})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise UserError(f"{out_dir}: output folder is not writable")
+    prepare_outdir(out_dir)
     targets = []
     for name, x in sources.items():
         targets.append(out_dir / f"{name}.{fmt}")
@@ -307,6 +302,16 @@ def expand_inputs(items) -> list[Path]:
     return out
 
 
+def prepare_outdir(out_dir: Path):
+    """Create ``out_dir`` or say in one line why it cannot be written to."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{out_dir}: cannot create output folder ({err.strerror})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"{out_dir}: output folder is not writable")
+
+
 def track_name(path: Path) -> str:
     """Output folder name: the file's stem, or its folder's name for ``<track>/mixture.wav``."""
     return path.parent.name if path.stem.lower() in ("mixture", "mix") and path.parent.name else path.stem
@@ -340,12 +345,7 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
     names = list(model.sources)
     if "accompaniment" not in names:
         names.append("accompaniment")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{out_dir}: cannot create output folder ({err.strerror})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise UserError(f"{out_dir}: output folder is not writable")
+    prepare_outdir(out_dir)
     targets = {n: out_dir / f"{n}.{fmt}" for n in names}
     tmp = {n: util.temp_path(out_dir, f".{n}.", f".{fmt}") for n in names}
     sf_subtype = "VORBIS" if fmt == "ogg" else subtype
