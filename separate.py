@@ -99,6 +99,32 @@ class MaskRunner:
 # ----------------------------------------------------------------------------------------------
 # Streaming STFT -> mask -> ISTFT
 # ----------------------------------------------------------------------------------------------
+def overlap_add(frames: torch.Tensor, window_sq: torch.Tensor, hop: int):
+    """frames (B, k, n_fft) -> (B, span) overlap-added at ``hop``, and the (span,) sum of the
+    squared windows, span = (k - 1) * hop + n_fft.
+
+    When hop divides n_fft (the usual case) a frame is R = n_fft / hop blocks of ``hop`` samples
+    and block r of frame j lands on output block j + r: R shifted adds, several times faster than
+    ``torch.nn.functional.fold``, which is used otherwise."""
+    b, k, n_fft = frames.shape
+    span = (k - 1) * hop + n_fft
+    if n_fft % hop:
+        ola = torch.nn.functional.fold(frames.transpose(1, 2), output_size=(1, span),
+                                       kernel_size=(1, n_fft), stride=(1, hop)).reshape(b, span)
+        env = torch.nn.functional.fold(window_sq[None, :, None].expand(1, n_fft, k), output_size=(1, span),
+                                       kernel_size=(1, n_fft), stride=(1, hop)).reshape(span)
+        return ola, env
+    r_blocks = n_fft // hop
+    blocks = frames.reshape(b, k, r_blocks, hop)                    # (B, k, R, hop)
+    w_blocks = window_sq.reshape(r_blocks, hop)                     # (R, hop)
+    ola = frames.new_zeros(b, k + r_blocks - 1, hop)
+    env = frames.new_zeros(k + r_blocks - 1, hop)
+    for r in range(r_blocks):
+        ola[:, r:r + k] += blocks[:, :, r]
+        env[r:r + k] += w_blocks[r]
+    return ola.reshape(b, span), env.reshape(span)
+
+
 class StreamSeparator:
     """Feed ``(C, n)`` blocks at the model rate; get ``(S, C, n')`` separated blocks back.
 
@@ -157,7 +183,8 @@ class StreamSeparator:
         spec = self._frames()
         if spec is not None:
             self.spec_queue.append(spec)
-            outs.append(self._synthesise(self.runner.push(spec.mean(0).abs())))  # mask from the mono downmix
+            mono = spec[0] if spec.shape[0] == 1 else spec.mean(0)     # mask from the mono downmix
+            outs.append(self._synthesise(self.runner.push(mono.abs())))
         if final:
             outs.append(self._synthesise(self.runner.flush()))
             outs.append(self._emit(final=True))
@@ -185,15 +212,10 @@ class StreamSeparator:
         if need > self.out.shape[-1]:
             self.out = torch.cat([self.out, self.out.new_zeros(*self.out.shape[:2], need - self.out.shape[-1])], -1)
             self.env = torch.cat([self.env, self.env.new_zeros(need - self.env.shape[0])])
-        # overlap-add with fold: (S*C, n_fft, k) -> (S*C, 1, span)
         s, c = frames.shape[:2]
-        span = end - start
-        ola = torch.nn.functional.fold(frames.reshape(s * c, k, self.n_fft).transpose(1, 2),
-                                       output_size=(1, span), kernel_size=(1, self.n_fft), stride=(1, self.hop))
-        self.out[..., start - self.o0:end - self.o0] += ola.reshape(s, c, span)
-        wsq = (self.window ** 2)[None, :, None].expand(1, self.n_fft, k)
-        self.env[start - self.o0:end - self.o0] += torch.nn.functional.fold(
-            wsq, output_size=(1, span), kernel_size=(1, self.n_fft), stride=(1, self.hop)).reshape(span)
+        ola, env = overlap_add(frames.reshape(s * c, k, self.n_fft), self.window ** 2, self.hop)
+        self.out[..., start - self.o0:end - self.o0] += ola.reshape(s, c, end - start)
+        self.env[start - self.o0:end - self.o0] += env
         self.next_frame += k
         return self._emit(final=False)
 
