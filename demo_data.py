@@ -191,7 +191,8 @@ def _vocals(rng, notes, n, sr, beat, female):
         if amp[k].max() > 1e-5 * amp.max():
             voiced += (amp[k, i0] * (1 - w) + amp[k, i0 + 1] * w) * np.sin((k + 1) * ph)
     # breath: pitch-synchronous aspiration noise riding on the voice, about -28 dB
-    asp = _band_noise(rng, n, sr, 1500, 7000, slope=1.0)[idx] * (0.6 + 0.4 * np.cos(ph)) * np.interp(idx / H, np.arange(T), env)
+    asp = _band_noise(rng, n, sr, 1500, 7000, slope=1.0)[idx] * (0.6 + 0.4 * np.cos(ph))
+    asp *= np.interp(idx / H, np.arange(T), env)
     out = np.zeros(n)
     out[idx] = voiced + 0.04 * _rms(voiced) / _rms(asp) * asp
     level = _rms(voiced)
@@ -231,7 +232,8 @@ def _drums(rng, n, sr, beat, n_bars):
     out, step = np.zeros(n), beat / 4                                     # 16th-note step (s)
     for bar in range(n_bars):
         fill = bar % 4 == 3 and rng.random() < 0.7
-        snares = {4, 12} | ({13, 14, 15} if fill else set()) | ({int(rng.choice([7, 9, 15]))} if rng.random() < 0.3 else set())
+        snares = {4, 12} | ({13, 14, 15} if fill else set())
+        snares |= {int(rng.choice([7, 9, 15]))} if rng.random() < 0.3 else set()   # ghost note
         bar_kicks = kicks | ({int(rng.choice([3, 11, 14]))} if rng.random() < 0.25 else set())
         for s in range(16):
             at = ((bar * 16 + s) * step + rng.normal(0, 0.003)) * sr        # slightly human timing
@@ -276,7 +278,8 @@ def _other(rng, n, sr, beat, chords):
                     _add(out, 0.8 * note, (t0 + on * beat + j * strum) * sr)
             continue
         for m in chord:                               # pad: slow attack, sustained, detuned chorus
-            note = _tone(float(_hz(m)), 4 * beat + 0.3, sr, n_harm=8, tilt=1.5, tau=np.inf, attack=0.25, release=0.3, detune=7)
+            note = _tone(float(_hz(m)), 4 * beat + 0.3, sr, n_harm=8, tilt=1.5, tau=np.inf,
+                         attack=0.25, release=0.3, detune=7)
             _add(out, (0.5 if style == "arp" else 1.0) * note, t0 * sr)
         if style == "arp":                            # eighth-note arpeggio an octave up
             for i, j in enumerate([0, 1, 2, 1, 0, 1, 2, 1]):
@@ -326,8 +329,9 @@ def _is_complete(root, params):
         marker = json.loads((root / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    files = [root / "Mixtures" / s / t / "mixture.wav" for s, t in _tracks(params["n_dev"], params["n_test"])]
-    files += [root / "Sources" / s / t / f"{st}.wav" for s, t in _tracks(params["n_dev"], params["n_test"]) for st in STEMS]
+    tracks = _tracks(params["n_dev"], params["n_test"])
+    files = [root / "Mixtures" / s / t / "mixture.wav" for s, t in tracks]
+    files += [root / "Sources" / s / t / f"{stem}.wav" for s, t in tracks for stem in STEMS]
     return {k: marker.get(k) for k in params} == params and all(f.is_file() for f in files)
 
 
@@ -386,11 +390,15 @@ def main(argv=None):
     p.add_argument("--tracks-test", type=int, default=3, help="number of Test tracks (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=12.0, help="length of each track in seconds (default: %(default)s)")
     p.add_argument("--sr", type=int, default=16000, help="sample rate in Hz (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed; same seed -> identical files (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace --root if it holds something else (default: off)")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    root = make_demo_dataset(a.root, a.tracks_dev, a.tracks_test, a.seconds, a.sr, a.seed, a.overwrite)
+    try:
+        root = make_demo_dataset(a.root, a.tracks_dev, a.tracks_test, a.seconds, a.sr, a.seed, a.overwrite)
+    except FileExistsError as e:
+        p.exit(2, f"demo_data.py: error: {e}\n")
     print(f"demo dataset: {a.tracks_dev} dev + {a.tracks_test} test tracks x {a.seconds:g} s at {a.sr} Hz "
           f"in {Path(root).resolve()} ({time.perf_counter() - t0:.2f} s)")
 
