@@ -331,7 +331,3 @@ class Transforms:
         mix_mag = self.stft.stft(mixture).abs().transpose(-1, -2)       # (B, frames, bins)
         src_mag = self.stft.stft(sources).abs().transpose(-1, -2)       # (B, S, frames, bins)
         return mix_mag, src_mag
-
-
-def source_names(n_sources: int):
-    return SOURCES if n_sources == 2 else FOUR_STEMS

@@ -137,7 +137,6 @@ class StreamSeparator:
         self.n_fft, self.hop = stft.n_fft, stft.hop
         self.window = stft.window(self.device)
         self.runner = MaskRunner(model, chunk_frames, overlap_frames)
-        self.chunk_frames = int(chunk_frames)
         self.pending = None         # input samples not yet framed, padded coordinates from p0
         self.p0 = 0
         self.spec_queue = []        # spectra (C, t, F) waiting for their masks

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 import random
 import sys
@@ -355,7 +354,3 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def db(x: float) -> float:
-    return 10 * math.log10(x) if x > 0 else float("-inf")
