@@ -40,7 +40,7 @@ checkpoints for the CLI runs.
 
 Usage (from the repository root)::
 
-    python bench/bench_separation.py            # full run (~15-30 min on 2 busy cores)
+    python bench/bench_separation.py            # full run (~3 min on 2 idle cores; 35+ min on busy ones)
     python bench/bench_separation.py --quick    # 30 s song, 5-minute memory test, 1 repeat
     python bench/bench_separation.py --only speed --repeats 3 --no-umx
     python bench/bench_separation.py --omp-passive   # OMP_WAIT_POLICY=PASSIVE (see below)
@@ -49,7 +49,9 @@ Shared CPU: the run starts and ends with a "contention probe" (a bidirectional L
 frames at 1 thread and at --threads threads) and the load average. When other busy processes
 share the cores, OpenMP's default spin-waiting makes multi-threaded small ops (the LSTM time
 steps above all) many times slower and very erratic; ``--omp-passive`` sets
-OMP_WAIT_POLICY=PASSIVE (threads sleep at barriers) for this process and the CLI children.
+OMP_WAIT_POLICY=PASSIVE (threads sleep at barriers) for this process and the CLI children. It is a
+diagnostic, not a fix: measured on this project's 2-vCPU machine, PASSIVE made the 2-thread
+probe ~6x faster under load (383 -> 68 ms) but ~10x slower when idle (23 -> 262 ms).
 
 Open-Unmix: ``pip install openunmix --no-deps`` (its only other missing dependency, torchaudio,
 must NOT be installed next to this CPU torch build); this script puts a stub ``torchaudio``
