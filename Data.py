@@ -36,6 +36,12 @@ MIR1K_TRAIN_SINGERS = ("abjones", "amy")
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache" / "audio"
 
 
+def dataset_sources(model_sources) -> tuple:
+    """The stems a dataset must provide, in order, for a model naming ``model_sources``:
+    the four stems when it names any beyond vocals/accompaniment, else the two-stem task."""
+    return FOUR_STEMS if set(model_sources) - set(SOURCES) else SOURCES
+
+
 @dataclass(frozen=True)
 class StemRef:
     """One file (and optionally one channel of it) that contributes to a source."""

@@ -157,11 +157,6 @@ def build(n_bins, a):
     return Model_WaveUNet.WaveUNet(n_bins, a.levels, a.features, a.down_kernel, a.up_kernel, s)
 
 
-def dataset_sources(model):
-    """The dataset's source order for ``model`` (as training.train chooses it)."""
-    return Data.FOUR_STEMS if set(model.sources) - set(Data.SOURCES) else Data.SOURCES
-
-
 # ----------------------------------------------------------------------------------------------
 # Per-system batch -> loss
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +218,7 @@ def main(argv=None):
 
     def build_model(n_bins, a):
         holder["model"] = model = build(n_bins, a)
-        holder["index"] = [dataset_sources(model).index(s) for s in model.sources]
+        holder["index"] = [Data.dataset_sources(model.sources).index(s) for s in model.sources]
         return model
 
     loss_fn = Model.LOSSES.get(args.loss)

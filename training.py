@@ -204,7 +204,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
 
     model = build_model(stft.n_bins, args)
     loss_fn = Model.LOSSES[args.loss]
-    all_sources = Data.FOUR_STEMS if set(model.sources) - set(Data.SOURCES) else Data.SOURCES
+    all_sources = Data.dataset_sources(model.sources)
     source_index = [all_sources.index(s) for s in model.sources]
     examples = examples or (lambda stems: mask_examples(transforms, stems))
     compute_loss = compute_loss or (lambda m, ex: mask_loss(m, ex, loss_fn, source_index))
