@@ -270,6 +270,16 @@ def random_offset(length: int, chunk: int, rng: random.Random) -> int:
     return rng.randint(0, length - chunk) if length > chunk else 0
 
 
+def varispeed(audio: np.ndarray, n: int, rate: float) -> np.ndarray:
+    """Play ``audio`` ``rate`` times faster (pitch and tempo together, like a tape) and return
+    (n,) samples: ``round(n * rate)`` input samples are resampled to ``n``."""
+    import soxr
+
+    out = soxr.resample(np.ascontiguousarray(audio, dtype=np.float32), len(audio), n, quality="MQ") \
+        if len(audio) != n else audio
+    return fit_length(np.asarray(out, dtype=np.float32), n)
+
+
 def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
     """(samples,) cropped or zero-padded to (n,)."""
     if len(audio) >= n:
@@ -283,14 +293,16 @@ class SeparationDataset(torch.utils.data.Dataset):
     Training (``train=True``): ``samples_per_epoch`` random chunks of ``chunk_samples``; each
     source comes from a random chunk of a random track (with probability ``remix_prob`` the
     non-vocal sources come from another track than the vocals), scaled by a random gain.
-    Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
+    With ``vocal_speed`` v > 0 the vocal stem is played at a random speed in [1/(1+v), 1+v]
+    (:func:`varispeed`: pitch shifted by up to 12*log2(1+v) semitones, tempo alike), so the
+    model hears voices it was not given. Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
     repeatable and never touches the global RNG.
     Evaluation (``train=False``): whole tracks (cropped to ``chunk_samples`` from the start when
     given), in a fixed order.
     """
 
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
-                 samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0):
+                 samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -299,6 +311,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.tracks, self.cache, self.sources = tracks, cache, tuple(sources)
         self.train, self.chunk = train, chunk_samples
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
+        self.vocal_speed = vocal_speed
         self.epoch = 0
 
     def __len__(self):
@@ -315,8 +328,14 @@ class SeparationDataset(torch.utils.data.Dataset):
         stems = []
         for s in self.sources:
             track = vocal_track if s == "vocals" else other_track
-            start = random_offset(self.cache.length(track), self.chunk, rng)
-            audio = fit_length(self.cache.source(track, s, start, start + self.chunk), self.chunk)
+            rate = 1.0
+            if s == "vocals" and self.vocal_speed:
+                rate = float(np.exp(rng.uniform(-1, 1) * np.log1p(self.vocal_speed)))
+            span = max(1, int(round(self.chunk * rate)))
+            start = random_offset(self.cache.length(track), span, rng)
+            audio = fit_length(self.cache.source(track, s, start, start + span), span)
+            if span != self.chunk:
+                audio = varispeed(audio, self.chunk, rate)
             stems.append(augment_gain(audio, rng, *self.gain))
         return torch.from_numpy(np.stack(stems))
 

@@ -17,15 +17,24 @@ import torch
 import torch.nn as nn
 
 
+LEVEL_NORMS = ("none", "frame")
+
+
 class MaskModel(nn.Module):
     """Base class: input normalisation shared by all magnitude-mask models.
 
-    Features are ``(log1p(mag) - input_mean) / input_std`` per bin; the statistics are buffers,
-    set once from training data by :meth:`set_input_stats` and saved with the weights.
+    Features are ``(log1p(mag') - input_mean) / input_std`` per bin, where ``mag'`` is the
+    magnitude itself (``level_norm = "none"``, the models of the first release) or each frame's
+    magnitudes divided by their mean over bins (``"frame"``): then a song at -40 dB gives the
+    same features, hence the same masks, as at its own level, and frames stay independent (any
+    chunking of a song gives the same result). The statistics are buffers, set once from
+    training data by :meth:`set_input_stats` and saved with the weights; ``level_norm`` is saved
+    in the checkpoint's ``features`` entry (see :func:`util.save_checkpoint`).
     """
 
     sources = ("vocals",)
     context = "frame"
+    level_norm = "none"
 
     def __init__(self, n_bins: int):
         super().__init__()
@@ -33,15 +42,27 @@ class MaskModel(nn.Module):
         self.register_buffer("input_mean", torch.zeros(n_bins))
         self.register_buffer("input_std", torch.ones(n_bins))
 
+    def set_level_norm(self, mode: str):
+        if mode not in LEVEL_NORMS:
+            raise ValueError(f"level_norm must be one of {LEVEL_NORMS}, not {mode!r}")
+        self.level_norm = mode
+
+    def log_magnitudes(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) magnitudes -> (B, T, F) ``log1p`` of the (level-normalised) magnitudes."""
+        if self.level_norm == "frame":
+            mix_mag = mix_mag / (mix_mag.mean(-1, keepdim=True) + 1e-12)
+        return torch.log1p(mix_mag)
+
     @torch.no_grad()
-    def set_input_stats(self, log_mags: torch.Tensor):
-        """log_mags: (frames, bins) of ``log1p(|X|)`` from training mixtures."""
+    def set_input_stats(self, mix_mag: torch.Tensor):
+        """mix_mag: (frames, bins) magnitudes of training mixtures."""
+        log_mags = self.log_magnitudes(mix_mag[None])[0]
         self.input_mean.copy_(log_mags.mean(0))
         self.input_std.copy_(log_mags.std(0).clamp_min(1e-3))
 
     def features(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """(B, T, F) magnitudes -> (B, T, F) normalised log-magnitudes."""
-        return (torch.log1p(mix_mag) - self.input_mean) / self.input_std
+        return (self.log_magnitudes(mix_mag) - self.input_mean) / self.input_std
 
 
 class FrameMaskNet(MaskModel):

@@ -30,8 +30,8 @@ import util
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=12, help="epochs for each model (default 12)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    p.add_argument("--epochs", type=util.positive_int, default=12, help="epochs for each model (default 12)")
+    p.add_argument("--seed", type=util.nonneg_int, default=42, help="random seed (default 42)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default runs/demo-<date-time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)

@@ -49,18 +49,18 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=None,
                    help="dataset folder (default: the synthetic demo set, generated if missing)")
     p.add_argument("--split", choices=["train", "test"], default="test", help="which split (default test)")
-    p.add_argument("--sample-rate", type=int, default=None,
+    p.add_argument("--sample-rate", type=util.int_range(1000, 384000), default=None,
                    help="evaluation sample rate in Hz (default: the first model's, else 16000)")
     p.add_argument("--oracle", nargs="*", choices=ORACLES, default=list(ORACLES),
                    help="oracle masks to include (default: all); give none to skip")
-    p.add_argument("--n-fft", type=int, default=None, help="STFT size for the oracles (default: first model's, else 1024)")
-    p.add_argument("--hop", type=int, default=None, help="STFT hop for the oracles (default: first model's, else 256)")
+    p.add_argument("--n-fft", type=util.int_range(16, 65536), default=None, help="STFT size for the oracles (default: first model's, else 1024)")
+    p.add_argument("--hop", type=util.positive_int, default=None, help="STFT hop for the oracles (default: first model's, else 256)")
     p.add_argument("--backend", choices=["fast", "mir_eval"], default="fast",
                    help="BSS Eval implementation: fast (vectorised, equal within 0.01 dB) or mir_eval (default fast)")
     p.add_argument("--framewise", action="store_true",
                    help="museval v4 convention: 1 s windows, median over frames then over tracks")
-    p.add_argument("--jobs", type=int, default=os.cpu_count(), help="parallel worker processes (default: all cores)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tracks")
+    p.add_argument("--jobs", type=util.int_range(1, 256), default=os.cpu_count(), help="parallel worker processes (default: all cores)")
+    p.add_argument("--limit", type=util.positive_int, default=None, help="evaluate only the first N tracks")
     p.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE, help="decoded-audio cache (default .cache/audio)")
     p.add_argument("--out", type=Path, default=None, help="folder for tracks.csv and summary.json (default: print only)")
     p.add_argument("--force", action="store_true", help="overwrite existing results in --out")
@@ -292,6 +292,19 @@ def evaluate(args) -> dict:
     return {"meta": meta, "summary": summary, "rows": rows}
 
 
+def check_out(out: Path, force=False):
+    """Before any work: the results folder must be new (or --force) and writable."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if (out / "summary.json").exists() and not force:
+        raise UserError(f"{out}: results exist (use --force to overwrite)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        util.temp_path(out, ".write-test.", ".tmp").unlink()
+    except OSError as err:
+        raise UserError(f"{out}: cannot write results there ({err.strerror or type(err).__name__})") from None
+
+
 def write_results(result, out: Path, force=False):
     if out.exists() and (out / "summary.json").exists() and not force:
         raise UserError(f"{out}: results exist (use --force to overwrite)")
@@ -308,8 +321,8 @@ def write_results(result, out: Path, force=False):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.out is not None and (args.out / "summary.json").exists() and not args.force:
-        raise UserError(f"{args.out}: results exist (use --force to overwrite)")
+    if args.out is not None:
+        check_out(args.out, args.force)
     result = evaluate(args)
     meta = result["meta"]
     print(f"{meta['data']} [{meta['split']}]: {meta['tracks']} tracks, {meta['audio_seconds'] / 60:.1f} min of audio, "

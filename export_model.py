@@ -7,6 +7,7 @@ The run's history.json is copied beside it as <name>_history.json (for the repor
 Refuses to overwrite an existing file unless --force.
 """
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -21,16 +22,25 @@ def main(argv=None):
     p.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16, half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     args = p.parse_args(argv)
-    if args.output.exists() and not args.force:
-        raise UserError(f"{args.output}: exists (use --force to overwrite)")
+    hist = args.checkpoint.parent / "history.json"
+    name = args.output.stem.replace("savedModel_", "").replace("_best", "")
+    hist_out = args.output.parent / f"{name}_history.json"
+    for target in (args.output, hist_out if hist.exists() else None):
+        if target is not None and target.exists() and not args.force:
+            raise UserError(f"{target}: exists (use --force to overwrite)")
     if args.output.resolve() == args.checkpoint.resolve():
         raise UserError(f"{args.output}: would overwrite the input checkpoint")
-    util.export_checkpoint(args.checkpoint, args.output, half=not args.float32)
-    util.load_model(args.output)                                  # it must rebuild from the file alone
-    hist = args.checkpoint.parent / "history.json"
+    util.load_model(args.checkpoint)                              # refuse a broken input before writing
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = util.temp_path(args.output.parent, ".export.", ".pt")
+    try:
+        util.export_checkpoint(args.checkpoint, tmp, half=not args.float32)
+        util.load_model(tmp)                                      # it must rebuild from the file alone
+        os.replace(tmp, args.output)
+    finally:
+        tmp.unlink(missing_ok=True)
     if hist.exists():
-        name = args.output.stem.replace("savedModel_", "").replace("_best", "")
-        shutil.copyfile(hist, args.output.parent / f"{name}_history.json")
+        util.atomic_write(hist_out, lambda t: shutil.copyfile(hist, t))
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
     return 0
 

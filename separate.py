@@ -197,6 +197,8 @@ class StreamSeparator:
         k = masks.shape[0]
         if k == 0:
             return None
+        if not torch.isfinite(masks).all():
+            raise UserError("the model produced NaN or infinite masks (broken checkpoint?); nothing written")
         spec = torch.cat(self.spec_queue, 1)
         use, keep = spec[:, :k], spec[:, k:]
         self.spec_queue = [keep] if keep.shape[1] else []
@@ -276,6 +278,8 @@ def separate_file_time_domain(model, model_sr, path: Path, out_dir: Path, fmt="w
     info = util.audio_info(path)
     mixture, _ = util.load_audio(path)                                                 # (C, N) input rate
     est = separate_time_domain(model, util.resample(mixture, info.samplerate, model_sr), device)
+    if not np.isfinite(est).all():
+        raise UserError("the model produced NaN or infinite output (broken checkpoint?); nothing written")
     sources = {}
     for name, x in zip(model.sources, est):
         x = util.resample(x, model_sr, info.samplerate)
@@ -304,23 +308,59 @@ def separate_whole(model, stft, mixture: np.ndarray, device="cpu") -> np.ndarray
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
-def expand_inputs(items) -> list[Path]:
-    """Files, folders (their audio files, recursively) and glob patterns -> list of paths."""
+def expand_inputs(items, exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """Files, folders (their audio files, recursively) and glob patterns -> list of
+    ``(path, base)``, ``base`` the folder the path was found under (its own folder for a file).
+    An existing path is always a path (names may hold ``[``, ``*`` or ``?``); only a non-existing
+    one is tried as a glob pattern. Files inside ``exclude`` (the output folder) are left out, so
+    separating a folder into a sub-folder of itself never separates its own outputs."""
     out = []
     for item in items:
-        if any(ch in item for ch in "*?["):
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                raise UserError(f"{item}: pattern matches no file")
-            out += [Path(m) for m in matches if Path(m).is_file()]
-        elif Path(item).is_dir():
-            found = sorted(p for p in Path(item).rglob("*") if p.is_file() and p.suffix.lower() in util.AUDIO_EXTENSIONS)
+        if not str(item).strip():
+            raise UserError("empty input name ''")
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in util.AUDIO_EXTENSIONS
+                           and not p.name.startswith("."))
+            if exclude is not None:
+                ex = exclude.resolve()
+                found = [p for p in found if ex not in p.resolve().parents]
             if not found:
                 raise UserError(f"{item}: folder holds no audio files")
-            out += found
+            out += [(p, path) for p in found]
+        elif not path.exists() and any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise UserError(f"{item}: no such file, and as a pattern it matches no file")
+            out += [(Path(m), Path(m).parent) for m in matches if Path(m).is_file()]
         else:
-            out.append(Path(item))
+            out.append((path, path.parent))
     return out
+
+
+def output_folders(inputs, outdir: Path) -> list[Path]:
+    """One output folder per input, all different: ``<outdir>/<track name>``, and for songs whose
+    names collide (``CD1/01 Intro.wav``, ``CD2/01 Intro.wav``) their path below the folder they
+    were found in (``<outdir>/CD1/01 Intro``), else below their common parent."""
+    names = [track_name(p) for p, _ in inputs]
+    counts = {n: names.count(n) for n in names}
+    folders = []
+    for (path, base), name in zip(inputs, names):
+        if counts[name] == 1:
+            folders.append(outdir / name)
+            continue
+        others = [p for (p, _), n in zip(inputs, names) if n == name]
+        common = Path(os.path.commonpath([str(p.resolve().parent) for p in others]))
+        rel = path.resolve().parent.relative_to(common)
+        if str(rel) == "." and track_name(path) != path.stem:   # <track>/mixture.wav: the track folder
+            rel = Path()
+        folders.append(outdir / rel / name)
+    seen = {}
+    for (path, _), folder in zip(inputs, folders):
+        if folder in seen and seen[folder] != path.resolve():
+            raise UserError(f"{path} and {seen[folder]}: would both be written to {folder}/")
+        seen[folder] = path.resolve()
+    return folders
 
 
 def prepare_outdir(out_dir: Path):
@@ -368,10 +408,8 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
         names.append("accompaniment")
     prepare_outdir(out_dir)
     targets = {n: out_dir / f"{n}.{fmt}" for n in names}
-    tmp = {n: util.temp_path(out_dir, f".{n}.", f".{fmt}") for n in names}
+    tmp, writers = {}, {}
     sf_subtype = "VORBIS" if fmt == "ogg" else subtype
-    writers = {n: sf.SoundFile(str(tmp[n]), "w", sr, channels, subtype=sf_subtype, format=fmt.upper())
-               for n in names}
     down = soxr.ResampleStream(sr, model_sr, channels, dtype="float32", quality="HQ") if sr != model_sr else None
     up = [soxr.ResampleStream(model_sr, sr, channels, dtype="float32", quality="HQ") if sr != model_sr else None
           for _ in model.sources]
@@ -413,6 +451,9 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
         w.write(x)
 
     try:
+        for n in names:
+            tmp[n] = util.temp_path(out_dir, f".{n}.", f".{fmt}")
+            writers[n] = sf.SoundFile(str(tmp[n]), "w", sr, channels, subtype=sf_subtype, format=fmt.upper())
         bar = tqdm(total=n_total, unit="sample", unit_scale=True, desc=path.name[:30], disable=not progress,
                    leave=False)
         block = max(int(block_seconds * sr), 1)
@@ -450,20 +491,44 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
 def build_parser(description, default_model):
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="audio files, folders or glob patterns (wav, flac, ogg, mp3, ...)")
-    p.add_argument("-o", "--outdir", type=Path, default=Path("separated"),
-                   help="output folder; each song goes to <outdir>/<name>/ (default separated/)")
+    p.add_argument("-o", "--outdir", type=Path, default=None,
+                   help="output folder; each song goes to <outdir>/<song>/ (default separated/<model name>/, "
+                        "e.g. separated/RNN/, so two models never overwrite each other); songs with the same "
+                        "name from different folders keep their sub-folders")
     p.add_argument("--model", type=Path, default=default_model,
                    help=f"checkpoint to use (default {default_model.relative_to(ROOT) if default_model else 'none'})")
     p.add_argument("--format", choices=["wav", "flac", "ogg"], default="wav", help="output format (default wav)")
     p.add_argument("--subtype", choices=["16", "24", "float"], default="16",
                    help="sample format: 16- or 24-bit integer, or 32-bit float (wav only) (default 16)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    p.add_argument("--block-seconds", type=float, default=30.0,
+    p.add_argument("--device", type=util.device_name, default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--threads", type=util.threads_count, default=None,
+                   help="torch CPU threads, 1..4 x cores (default: all cores)")
+    p.add_argument("--block-seconds", type=util.float_range(0.1, 3600), default=30.0,
                    help="audio read and processed per step, in seconds; bounds memory (default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def model_name(path: Path) -> str:
+    """Short name of a checkpoint for the default output folder: ``savedModel_RNN_best.pt`` -> RNN."""
+    stem = Path(path).stem
+    stem = stem[len("savedModel_"):] if stem.startswith("savedModel_") else stem
+    return stem[:-len("_best")] if stem.endswith("_best") else stem
+
+
+def output_names(model, fmt) -> list[str]:
+    """The files a separation writes: the model's sources, plus accompaniment = mixture - vocals."""
+    names = list(model.sources) + ([] if "accompaniment" in model.sources else ["accompaniment"])
+    return [f"{n}.{fmt}" for n in names]
+
+
+def remove_stale_temps(out_dir: Path, fmt: str):
+    """Delete temporary files a killed earlier run left in ``out_dir`` (``.<source>.*.<fmt>``)."""
+    if out_dir.is_dir():
+        for p in out_dir.glob(f".*.*.{fmt}"):
+            if p.name.split(".")[1] in ("vocals", "accompaniment", "drums", "bass", "other"):
+                p.unlink(missing_ok=True)
 
 
 def main(argv=None, default_model=None, expect=None, description=__doc__):
@@ -474,22 +539,28 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
         torch.set_num_threads(args.threads)
     if args.format == "flac" and args.subtype == "float":
         raise UserError("FLAC cannot store float samples: use --subtype 16 or 24")
+    if args.format == "ogg" and args.subtype != "16":
+        raise UserError(f"--subtype {args.subtype}: OGG Vorbis has no sample format to choose (omit --subtype)")
     device = util.get_device(args.device)
     model, stft, model_sr, _ = util.load_model(args.model, device, expect)
     subtype = util.SUBTYPES[args.subtype]
-    inputs = expand_inputs(args.inputs)
+    outdir = args.outdir if args.outdir is not None else Path("separated") / model_name(args.model)
+    inputs = list({p.resolve(): (p, base) for p, base in expand_inputs(args.inputs, exclude=outdir)}.values())
+    folders = output_folders(inputs, outdir)
     batch = len(inputs) > 1
-    ok, failed, seconds = 0, 0, 0.0
+    ok, failed, skipped, seconds = 0, 0, 0, 0.0
     t0 = time.time()
-    for path in tqdm(inputs, desc="songs", disable=args.quiet or not batch, unit="song"):
-        out_dir = args.outdir / track_name(path)
+    for (path, _), out_dir in zip(tqdm(inputs, desc="songs", disable=args.quiet or not batch, unit="song"), folders):
+        existing = [out_dir / n for n in output_names(model, args.format) if (out_dir / n).exists()]
+        if existing and not args.force:
+            skipped += 1
+            print(f"skipped: {out_dir}: outputs exist (use --force to overwrite)", file=sys.stderr)
+            continue
         try:
-            existing = [p for p in out_dir.glob(f"*.{args.format}")] if out_dir.exists() else []
-            if existing and not args.force:
-                raise UserError(f"{out_dir}: outputs exist (use --force to overwrite)")
             if path.exists() and path.resolve().parent == out_dir.resolve():
                 raise UserError(f"{path}: output would overwrite the input")
             info = util.audio_info(path)
+            remove_stale_temps(out_dir, args.format)
             separate_file(model, stft, model_sr, path, out_dir, args.format, subtype, device,
                           args.block_seconds, progress=not args.quiet)
             seconds += info.duration
@@ -501,11 +572,15 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
                 raise
             failed += 1
             print(f"skipped: {err}", file=sys.stderr)
+        except (OSError, RuntimeError, ValueError, sf.LibsndfileError) as err:   # disk full, codec limits...
+            failed += 1
+            msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            print(f"failed: {path}: {type(err).__name__}: {msg}", file=sys.stderr)
     elapsed = time.time() - t0
     print(f"separated {ok} of {len(inputs)} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s"
-          f" ({seconds / max(elapsed, 1e-9):.0f}x real time) -> {args.outdir}/"
-          + (f"; {failed} failed" if failed else ""), file=sys.stderr)
-    return 1 if failed else 0
+          f" ({seconds / max(elapsed, 1e-9):.0f}x real time) -> {outdir}/"
+          + (f"; {failed} failed" if failed else "") + (f"; {skipped} skipped" if skipped else ""), file=sys.stderr)
+    return 1 if failed or skipped else 0
 
 
 if __name__ == "__main__":

@@ -26,15 +26,15 @@ def parse_args(argv=None):
     g = p.add_argument_group("model")
     g.add_argument("--init", default=None,
                    help="feedforward checkpoint whose encoder/decoder initialise this model (recommended)")
-    g.add_argument("--hidden", type=int, nargs="+", default=[1024, 512],
+    g.add_argument("--hidden", type=util.positive_int, nargs="+", default=[1024, 512],
                    help="encoder layer widths, decoder mirrors them (default 1024 512; taken from --init)")
-    g.add_argument("--code", type=int, default=256, help="width of the code h_t (default 256; taken from --init)")
-    g.add_argument("--dropout", type=float, default=0.1, help="dropout after the first layer (default 0.1)")
-    g.add_argument("--rnn-hidden", type=int, default=256, help="LSTM units per direction (default 256)")
-    g.add_argument("--rnn-layers", type=int, default=1, help="stacked LSTM layers (default 1)")
+    g.add_argument("--code", type=util.positive_int, default=256, help="width of the code h_t (default 256; taken from --init)")
+    g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1, help="dropout after the first layer (default 0.1)")
+    g.add_argument("--rnn-hidden", type=util.positive_int, default=256, help="LSTM units per direction (default 256)")
+    g.add_argument("--rnn-layers", type=util.int_range(1, 16), default=1, help="stacked LSTM layers (default 1)")
     g.add_argument("--unidirectional", action="store_true",
                    help="causal LSTM (streamable, state carried across chunks) instead of bidirectional")
-    return p.parse_args(argv)
+    return training.parse_resumable(p, argv)
 
 
 def load_init(path):
@@ -70,6 +70,7 @@ def main(argv=None):
         args.hidden, args.code = a["hidden"], a["code"]
         args.n_fft, args.hop = init["stft"]["n_fft"], init["stft"]["hop"]
         args.sample_rate = init["sample_rate"]
+        args.level_norm = (init.get("features") or {}).get("level_norm", "none")
 
     def build(n_bins, a):
         return Model_RNN.RNNMaskNet(n_bins, a.hidden, a.code, a.dropout, a.rnn_hidden, a.rnn_layers,

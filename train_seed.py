@@ -31,14 +31,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import Data
 import Model
-import Model_CNN
 import Model_DRNN
 import Model_GRU
-import Model_UNet
-import Model_WaveUNet
 import training
 import util
 from util import UserError
@@ -87,56 +85,62 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--sources", nargs="+", choices=Data.SOURCES + Data.FOUR_STEMS[1:], default=d["sources"],
                    help="sources the model outputs, in order (default %(default)s); drums/bass/other need "
                         "4-stem data (DSD100, MUSDB, the demo set)")
-    g.add_argument("--curriculum-start", type=float, default=d["curriculum_start"], metavar="SECONDS",
+    g.add_argument("--curriculum-start", type=util.nonneg_float, default=d["curriculum_start"], metavar="SECONDS",
                    help="curriculum learning: the training excerpt grows linearly from this length in seconds "
                         "at epoch 1 to --chunk-seconds at --curriculum-epochs (0: off; default %(default)s)")
-    g.add_argument("--curriculum-epochs", type=int, default=None, metavar="N",
+    g.add_argument("--curriculum-epochs", type=util.positive_int, default=None, metavar="N",
                    help="epoch at which the excerpt reaches --chunk-seconds (default: half of --epochs)")
-    g.add_argument("--dropout", type=float, default=d["dropout"],
+    g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=d["dropout"],
                    help="dropout probability (drnn: after each hidden layer; gru: between GRU layers; "
                         "unet: in the first three decoder layers) (default %(default)s)")
     g = p.add_argument_group("drnn and gru")
-    g.add_argument("--hidden", type=int, default=d["hidden"] or 1000,
+    g.add_argument("--hidden", type=util.positive_int, default=d["hidden"] or 1000,
                    help="units per hidden layer (drnn) or per GRU layer (gru) (default %(default)s)")
-    g.add_argument("--layers", type=int, default=d["layers"] or 3,
+    g.add_argument("--layers", type=util.int_range(1, 16), default=d["layers"] or 3,
                    help="hidden layers (drnn) or stacked GRU layers (gru) (default %(default)s)")
     g = p.add_argument_group("drnn")
-    g.add_argument("--recurrent-layers", type=int, nargs="*", default=[2],
+    g.add_argument("--recurrent-layers", type=util.positive_int, nargs="*", default=[2],
                    help="1-based hidden layers with a recurrent connection; none = DNN (default 2: DRNN-2)")
-    g.add_argument("--context-frames", type=int, default=3,
+    g.add_argument("--context-frames", type=util.positive_int, default=3,
                    help="frames in the input context window, odd (default 3: t-1, t, t+1)")
-    g.add_argument("--gamma", type=float, default=0.05,
+    g.add_argument("--gamma", type=util.nonneg_float, default=0.05,
                    help="weight of the discriminative term D(other source || estimate) (default 0.05; 0: off)")
     g = p.add_argument_group("gru")
-    g.add_argument("--dense", type=int, default=256, help="units of the dense layer after the GRUs (default 256)")
-    g.add_argument("--irm-p", type=float, default=2.0, help="mask target exponent p (default 2)")
-    g.add_argument("--irm-v", type=float, default=0.5, help="mask target exponent v (default 0.5)")
+    g.add_argument("--dense", type=util.positive_int, default=256, help="units of the dense layer after the GRUs (default 256)")
+    g.add_argument("--irm-p", type=util.positive_float, default=2.0, help="mask target exponent p (default 2)")
+    g.add_argument("--irm-v", type=util.positive_float, default=0.5, help="mask target exponent v (default 0.5)")
     g = p.add_argument_group("cnn")
-    g.add_argument("--time-context", type=int, default=30, help="frames per patch T (default 30)")
-    g.add_argument("--vertical", type=int, nargs=2, default=[1, 0], metavar=("T1", "F1"),
+    g.add_argument("--time-context", type=util.positive_int, default=30, help="frames per patch T (default 30)")
+    g.add_argument("--vertical", type=util.nonneg_int, nargs=2, default=[1, 0], metavar=("T1", "F1"),
                    help="vertical filter shape in frames x bins; F1 = 0: all bins (default 1 0)")
-    g.add_argument("--horizontal", type=int, nargs=2, default=[12, 1], metavar=("T2", "F2"),
+    g.add_argument("--horizontal", type=util.positive_int, nargs=2, default=[12, 1], metavar=("T2", "F2"),
                    help="horizontal filter shape in frames x bins (default 12 1)")
-    g.add_argument("--filters", type=int, nargs=2, default=[50, 30], metavar=("N1", "N2"),
+    g.add_argument("--filters", type=util.positive_int, nargs=2, default=[50, 30], metavar=("N1", "N2"),
                    help="filters of the vertical and horizontal convolutions (default 50 30)")
-    g.add_argument("--bottleneck", type=int, default=128, help="bottleneck units NN (default 128)")
+    g.add_argument("--bottleneck", type=util.positive_int, default=128, help="bottleneck units NN (default 128)")
     g = p.add_argument_group("unet")
-    g.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512],
+    g.add_argument("--channels", type=util.positive_int, nargs="+", default=[16, 32, 64, 128, 256, 512],
                    help="encoder channels, one per strided layer (default 16 32 64 128 256 512)")
-    g.add_argument("--kernel", type=int, default=5, help="square kernel size (default 5)")
+    g.add_argument("--kernel", type=util.positive_int, default=5, help="square kernel size (default 5)")
     g = p.add_argument_group("waveunet")
-    g.add_argument("--levels", type=int, default=12, help="down/up levels L (default 12)")
-    g.add_argument("--features", type=int, default=24, help="extra channels per level F_c (default 24)")
-    g.add_argument("--down-kernel", type=int, default=15, help="downsampling conv kernel in samples (default 15)")
-    g.add_argument("--up-kernel", type=int, default=5, help="upsampling conv kernel in samples (default 5)")
+    g.add_argument("--levels", type=util.int_range(1, 16), default=12, help="down/up levels L (default 12)")
+    g.add_argument("--features", type=util.positive_int, default=24, help="extra channels per level F_c (default 24)")
+    g.add_argument("--down-kernel", type=util.positive_int, default=15, help="downsampling conv kernel in samples (default 15)")
+    g.add_argument("--up-kernel", type=util.positive_int, default=5, help="upsampling conv kernel in samples (default 5)")
     return p
 
 
 def parse_args(argv=None):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--system", choices=SYSTEMS)
+    pre.add_argument("--resume", type=Path)
     known, _ = pre.parse_known_args(argv)
-    args = build_parser(known.system).parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if known.resume is not None and known.system is None:      # the run knows its system
+        known.system = training.run_train_args(known.resume).get("system")
+        if known.system in SYSTEMS:
+            argv += ["--system", known.system]
+    args = training.parse_resumable(build_parser(known.system), argv)
     if args.system == "waveunet" and args.loss not in ("mse", "l1"):
         raise UserError(f"--loss {args.loss}: the Wave-U-Net trains on waveforms; use mse or l1")
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
@@ -144,17 +148,23 @@ def parse_args(argv=None):
     return args
 
 
+# Each system's class, by its name in the one registry of model classes that loading uses too.
+SYSTEM_CLASSES = {"drnn": "Model_DRNN.DRNN", "gru": "Model_GRU.GRUMaskNet", "cnn": "Model_CNN.ChandnaCNN",
+                  "unet": "Model_UNet.UNet", "waveunet": "Model_WaveUNet.WaveUNet"}
+
+
 def build(n_bins, a):
     s = a.sources
+    cls = util.model_class(SYSTEM_CLASSES[a.system])
     if a.system == "drnn":
-        return Model_DRNN.DRNN(n_bins, a.hidden, a.layers, a.recurrent_layers, a.context_frames, a.dropout, s)
+        return cls(n_bins, a.hidden, a.layers, a.recurrent_layers, a.context_frames, a.dropout, s)
     if a.system == "gru":
-        return Model_GRU.GRUMaskNet(n_bins, a.hidden, a.layers, a.dense, a.dropout, s)
+        return cls(n_bins, a.hidden, a.layers, a.dense, a.dropout, s)
     if a.system == "cnn":
-        return Model_CNN.ChandnaCNN(n_bins, s, a.time_context, a.vertical, a.horizontal, *a.filters, a.bottleneck)
+        return cls(n_bins, s, a.time_context, a.vertical, a.horizontal, *a.filters, a.bottleneck)
     if a.system == "unet":
-        return Model_UNet.UNet(n_bins, a.channels, a.kernel, a.dropout, sources=s)
-    return Model_WaveUNet.WaveUNet(n_bins, a.levels, a.features, a.down_kernel, a.up_kernel, s)
+        return cls(n_bins, a.channels, a.kernel, a.dropout, sources=s)
+    return cls(n_bins, a.levels, a.features, a.down_kernel, a.up_kernel, s)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -43,50 +43,109 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--data", type=Path, default=None,
                    help="dataset folder: DSD100, MUSDB18-HQ style or MIR-1K (default: generate and use "
                         f"the synthetic demo set in {DEMO_ROOT.relative_to(ROOT)}/)")
-    g.add_argument("--sample-rate", type=int, default=sample_rate,
-                   help=f"model sample rate in Hz; audio is resampled to it (default {sample_rate})")
-    g.add_argument("--n-fft", type=int, default=n_fft, help=f"STFT size in samples (default {n_fft})")
-    g.add_argument("--hop", type=int, default=hop, help=f"STFT hop in samples (default {hop})")
-    g.add_argument("--chunk-seconds", type=float, default=chunk_seconds,
-                   help=f"length of each training excerpt in seconds (default {chunk_seconds})")
-    g.add_argument("--samples-per-epoch", type=int, default=None,
+    g.add_argument("--sample-rate", type=util.int_range(1000, 384000), default=sample_rate,
+                   help=f"model sample rate in Hz, 1000..384000; audio is resampled to it (default {sample_rate})")
+    g.add_argument("--n-fft", type=util.int_range(16, 65536), default=n_fft,
+                   help=f"STFT size in samples, 16..65536 (default {n_fft})")
+    g.add_argument("--hop", type=util.positive_int, default=hop,
+                   help=f"STFT hop in samples, 1..n_fft/2 (default {hop})")
+    g.add_argument("--chunk-seconds", type=util.positive_float, default=chunk_seconds,
+                   help=f"length of each training excerpt in seconds, > 0 (default {chunk_seconds})")
+    g.add_argument("--samples-per-epoch", type=util.positive_int, default=None,
                    help="training excerpts per epoch (default: about 1.5x the training audio's length "
                         "in excerpts)")
-    g.add_argument("--valid-fraction", type=float, default=0.1,
-                   help="share of training songs held out for validation, by song (default 0.1)")
-    g.add_argument("--valid-seconds", type=float, default=30.0,
+    g.add_argument("--valid-fraction", type=util.float_range(0, 1, True, True), default=0.1,
+                   help="share of training songs held out for validation, by song, 0 < x < 1 (default 0.1; "
+                        "ignored where the dataset has its own validation split)")
+    g.add_argument("--valid-seconds", type=util.positive_float, default=30.0,
                    help="validate on the first N seconds of each validation track (default 30)")
-    g.add_argument("--remix-prob", type=float, default=0.5,
+    g.add_argument("--remix-prob", type=util.probability, default=0.5,
                    help="probability that an excerpt's accompaniment comes from another song (default 0.5)")
+    g.add_argument("--vocal-speed", type=util.float_range(0, 1), default=0.0,
+                   help="augmentation: play each training vocal at a random speed in [1/(1+v), 1+v] "
+                        "(pitch and tempo together; 0.1 = up to 1.65 semitones; default 0: off)")
+    g.add_argument("--level-norm", choices=Model.LEVEL_NORMS, default="frame",
+                   help="input features: 'frame' divides each frame's magnitudes by their mean, so any "
+                        "input level gives the same masks; 'none' is the first release's raw log1p "
+                        "magnitude (default frame)")
     g.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE,
                    help="where decoded audio is cached as .npy (default .cache/audio)")
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=epochs, help=f"number of epochs (default {epochs})")
-    g.add_argument("--batch-size", type=int, default=batch_size,
-                   help=f"excerpts per batch (default {batch_size})")
-    g.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default {lr})")
-    g.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
+    g.add_argument("--epochs", type=util.positive_int, default=epochs, help=f"number of epochs, >= 1 (default {epochs})")
+    g.add_argument("--batch-size", type=util.positive_int, default=batch_size,
+                   help=f"excerpts per batch, >= 1 (default {batch_size})")
+    g.add_argument("--lr", type=util.nonneg_float, default=lr, help=f"Adam learning rate, >= 0 (default {lr})")
+    g.add_argument("--weight-decay", type=util.nonneg_float, default=0.0, help="Adam weight decay (default 0)")
     g.add_argument("--loss", choices=sorted(Model.LOSSES), default="kl",
                    help="training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
                         "kl_reverse the swapped direction (default kl)")
-    g.add_argument("--lr-decay-patience", type=int, default=0,
+    g.add_argument("--lr-decay-patience", type=util.nonneg_int, default=0,
                    help="multiply the learning rate by --lr-decay-factor after this many epochs without "
                         "validation improvement (0: constant rate; default 0)")
-    g.add_argument("--lr-decay-factor", type=float, default=0.3, help="learning-rate decay factor (default 0.3)")
-    g.add_argument("--patience", type=int, default=0,
+    g.add_argument("--lr-decay-factor", type=util.float_range(0, 1, True, True), default=0.3, help="learning-rate decay factor (default 0.3)")
+    g.add_argument("--patience", type=util.nonneg_int, default=0,
                    help="stop after this many epochs without validation improvement (0: never; default 0)")
-    g.add_argument("--seed", type=int, default=42, help="seed for torch, numpy and random (default 42)")
+    g.add_argument("--seed", type=util.nonneg_int, default=42, help="seed for torch, numpy and random (default 42)")
     g = parser.add_argument_group("run")
     g.add_argument("--run-dir", type=Path, default=None,
                    help="output folder (default runs/<model>-<date-time>, always a new folder)")
     g.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last.pt (weights, optimizer, RNG, history)")
-    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    g.add_argument("--device", type=util.device_name, default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    g.add_argument("--threads", type=util.threads_count, default=None,
+                   help="torch CPU threads, 1..4 x cores (default: all cores)")
+    g.add_argument("--workers", type=util.int_range(0, 64), default=0, help="DataLoader worker processes (default 0)")
     g.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+# Options that may differ when a run is continued with --resume; every other option is the run's own.
+RESUME_MAY_CHANGE = ("epochs", "patience", "threads", "device", "resume", "quiet", "workers")
+_PATH_OPTIONS = ("data", "run_dir", "cache_dir", "resume")
+
+
+def run_train_args(run) -> dict:
+    """The options a run was started with (from its last.pt)."""
+    last = Path(run) / "last.pt"
+    if not last.exists():
+        raise UserError(f"{last}: nothing to resume (no last checkpoint)")
+    return util.read_checkpoint(last).get("train_args") or {}
+
+
+def parse_resumable(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; with ``--resume RUN`` the run's own options replace the
+    defaults, and an option typed now that differs from the run's is refused in one line
+    (except :data:`RESUME_MAY_CHANGE`), so a continued run never mixes two recipes."""
+    args = parser.parse_args(argv)
+    if args.hop > args.n_fft // 2:
+        raise UserError(f"--hop {args.hop}: must be at most --n-fft / 2 ({args.n_fft // 2})")
+    if getattr(args, "resume", None) is None:
+        return args
+    stored = run_train_args(args.resume)
+    unset = object()
+    parser.set_defaults(**{k: unset for k in vars(args)})
+    typed = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not unset}  # given on the command line
+
+    def same(key, a, b):
+        if key in _PATH_OPTIONS:
+            return a is None and b is None or a is not None and b is not None and \
+                Path(a).resolve() == Path(b).resolve()
+        norm = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)
+        return norm(a) == norm(b)
+
+    for key, value in typed.items():
+        if key in RESUME_MAY_CHANGE or key not in stored:
+            continue
+        if not same(key, value, stored[key]):
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} {value}: differs from the resumed run's {stored[key]!r}; --resume continues "
+                            f"a run with its own options (only {', '.join('--' + k for k in RESUME_MAY_CHANGE[:4])} "
+                            f"may change)")
+    for key, value in stored.items():
+        if key in vars(args) and not (key in RESUME_MAY_CHANGE and key in typed):
+            setattr(args, key, Path(value) if key in _PATH_OPTIONS and value is not None else value)
+    return args
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,16 +209,17 @@ def prepare_data(args, sources):
     total = sum(cache.length(t) for t in tqdm(train_tracks, desc="decoding", disable=args.quiet, leave=False))
     spe = args.samples_per_epoch or max(args.batch_size, int(1.5 * total / chunk))
     train_set = Data.SeparationDataset(train_tracks, cache, sources, train=True, chunk_samples=chunk,
-                                       samples_per_epoch=spe, remix_prob=args.remix_prob, seed=args.seed)
+                                       samples_per_epoch=spe, remix_prob=args.remix_prob, seed=args.seed,
+                                       vocal_speed=args.vocal_speed)
     valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
                                        chunk_samples=int(args.valid_seconds * args.sample_rate))
     return root, train_set, valid_set
 
 
 def set_input_stats(model, train_set, transforms, n=64):
-    """Per-bin mean/std of log1p(|mixture|) over ``n`` training excerpts."""
+    """Per-bin mean/std of the model's log-magnitude features over ``n`` training excerpts."""
     mags = [transforms(train_set[i][None])[0][0] for i in range(min(n, len(train_set)))]
-    model.set_input_stats(torch.log1p(torch.cat(mags)))
+    model.set_input_stats(torch.cat(mags))
 
 
 def plot_history(history, path):
@@ -203,6 +263,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     transforms = Data.Transforms(stft)
 
     model = build_model(stft.n_bins, args)
+    if isinstance(model, Model.MaskModel):
+        model.set_level_norm(args.level_norm)
     loss_fn = Model.LOSSES[args.loss]
     all_sources = Data.dataset_sources(model.sources)
     source_index = [all_sources.index(s) for s in model.sources]

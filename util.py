@@ -29,11 +29,20 @@ class UserError(Exception):
     """A problem with the user's input (file, folder, checkpoint): printed as one line."""
 
 
-def run_cli(main, argv=None):
-    """Run ``main(argv)``; turn a :class:`UserError` or Ctrl-C into a one-line message.
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
 
+
+def run_cli(main, argv=None):
+    """Run ``main(argv)``; turn a :class:`UserError`, Ctrl-C or SIGTERM into a one-line message.
+
+    SIGTERM (``kill``) is handled like Ctrl-C, so temporary files are cleaned up either way.
     Exit status: 0 success, 1 partial failure (``main`` returned 1), 2 bad input, 130 interrupted.
     """
+    import signal
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = main(argv)
     except UserError as err:
@@ -43,6 +52,76 @@ def run_cli(main, argv=None):
         print("interrupted", file=sys.stderr)
         code = 130
     sys.exit(code or 0)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# ----------------------------------------------------------------------------------------------
+# Typed validators for argparse: a bad value is refused with one line naming the option's range
+# ----------------------------------------------------------------------------------------------
+def _number(kind, low=None, high=None, low_open=False, high_open=False, name=None):
+    """argparse ``type=``: parse ``kind`` (int/float) and require low <(=) x <(=) high (finite)."""
+    import argparse
+    import math
+
+    def check(text):
+        try:
+            x = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if kind is float and not math.isfinite(x):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if low is not None and (x < low or (low_open and x == low)) or \
+                high is not None and (x > high or (high_open and x == high)):
+            raise argparse.ArgumentTypeError(f"{text} is outside {check.range}")
+        return x
+    lo = "" if low is None else f"{low} {'<' if low_open else '<='} "
+    hi = "" if high is None else f" {'<' if high_open else '<='} {high}"
+    check.range = f"{lo}x{hi}"
+    check.__name__ = name or kind.__name__          # argparse names the type in its messages
+    return check
+
+
+def int_range(low=None, high=None):
+    """Integer option within [low, high]."""
+    return _number(int, low, high, name="integer")
+
+
+def positive_int(text):
+    return int_range(1)(text)
+
+
+def nonneg_int(text):
+    return int_range(0)(text)
+
+
+def float_range(low=None, high=None, low_open=False, high_open=False):
+    """Finite float option within the given bounds (open where asked)."""
+    return _number(float, low, high, low_open, high_open, name="number")
+
+
+positive_float = float_range(0, low_open=True)
+nonneg_float = float_range(0)
+probability = float_range(0, 1)
+
+
+def threads_count(text):
+    """--threads: 1 .. 4 x the CPU count (more only oversubscribes; huge values crash torch)."""
+    return int_range(1, 4 * (os.cpu_count() or 1))(text)
+
+
+def device_name(text):
+    """--device: cpu, cuda or cuda:N (availability is checked when the device is used)."""
+    import argparse
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda or cuda:N)")
+    return text
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,13 +315,18 @@ def seed_everything(seed: int):
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
+    """The global generators' states as tensors and plain types (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
             "torch": torch.get_rng_state()}
 
 
 def set_rng_state(state: dict):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
 
 
@@ -252,18 +336,47 @@ def set_rng_state(state: dict):
 CHECKPOINT_FORMAT = 1
 
 
+# The only classes a checkpoint may name: "module.Class" -> module to import. A checkpoint is
+# data, never code: it is read with ``torch.load(weights_only=True)`` (tensors and plain types
+# only) and its ``model_class`` must be one of these.
+MODEL_CLASSES = {
+    "Model.FrameMaskNet": "Model",
+    "Model_RNN.RNNMaskNet": "Model_RNN",
+    "Model_DRNN.DRNN": "Model_DRNN",
+    "Model_GRU.GRUMaskNet": "Model_GRU",
+    "Model_CNN.ChandnaCNN": "Model_CNN",
+    "Model_UNet.UNet": "Model_UNet",
+    "Model_WaveUNet.WaveUNet": "Model_WaveUNet",
+}
+
+
+def model_class(name: str):
+    """The registered model class called ``name`` ("module.Class"); UserError for any other."""
+    if not isinstance(name, str) or name not in MODEL_CLASSES:
+        raise UserError(f"model class {str(name)[:80]!r} is not one of this project's models "
+                        f"({', '.join(MODEL_CLASSES)})")
+    return getattr(importlib.import_module(MODEL_CLASSES[name]), name.rpartition(".")[2])
+
+
+def class_name(model: torch.nn.Module) -> str:
+    return f"{type(model).__module__}.{type(model).__name__}"
+
+
 def save_checkpoint(path, model: torch.nn.Module, stft: STFT, sample_rate: int, **extra):
     """Write ``path`` atomically (temp file in the same folder, then rename).
 
     The file carries everything needed to rebuild the model alone: ``model_class``
-    ("module.Class"), ``model_args`` (constructor kwargs), ``state_dict``, ``stft``
-    settings and ``sample_rate``; ``extra`` adds e.g. ``train_args``, ``epoch``,
-    ``valid_loss``, ``optimizer``, ``rng``, ``history``.
+    ("module.Class", one of :data:`MODEL_CLASSES`), ``model_args`` (constructor kwargs),
+    ``state_dict``, ``features`` (input level normalisation), ``stft`` settings and
+    ``sample_rate``; ``extra`` adds e.g. ``train_args``, ``epoch``, ``valid_loss``,
+    ``optimizer``, ``rng``, ``history``. Everything is tensors and plain types, so the file
+    loads with ``weights_only=True``.
     """
     payload = {
         "format": CHECKPOINT_FORMAT,
-        "model_class": f"{type(model).__module__}.{type(model).__name__}",
+        "model_class": class_name(model),
         "model_args": dict(model.model_args),
+        "features": {"level_norm": model.level_norm} if hasattr(model, "set_level_norm") else {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "stft": stft.config(),
         "sample_rate": int(sample_rate),
@@ -280,9 +393,13 @@ def read_checkpoint(path) -> dict:
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a checkpoint file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"{path}: corrupt or truncated checkpoint ({type(err).__name__})") from None
+        # weights_only refuses pickled code ("Unsupported global"), so nothing in the file runs.
+        kind = ("holds Python objects other than tensors and plain values (refused: a checkpoint is "
+                "data, never code)" if "GLOBAL" in str(err)
+                else f"corrupt or truncated checkpoint ({type(err).__name__})")
+        raise UserError(f"{path}: {kind}") from None
     required = ("model_class", "model_args", "state_dict", "stft", "sample_rate")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in required):
         raise UserError(f"{path}: not a checkpoint of this project (missing model configuration)")
@@ -290,15 +407,32 @@ def read_checkpoint(path) -> dict:
 
 
 def build_model(ckpt: dict, path="checkpoint") -> torch.nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights."""
-    module_name, _, class_name = ckpt["model_class"].rpartition(".")
+    """Rebuild the model a checkpoint describes and load its weights. Only the classes of
+    :data:`MODEL_CLASSES` are built; weights must be finite."""
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
+        cls = model_class(ckpt["model_class"])
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    if not isinstance(ckpt["model_args"], dict) or not all(isinstance(k, str) for k in ckpt["model_args"]):
+        raise UserError(f"{path}: model_args is not a dict of named arguments")
+    try:
         model = cls(**ckpt["model_args"])
     except Exception as err:
         raise UserError(f"{path}: cannot build model {ckpt['model_class']} ({err})") from None
+    features = ckpt.get("features") or {}
+    if "level_norm" in features and (hasattr(model, "set_level_norm") or features["level_norm"] != "none"):
+        try:
+            model.set_level_norm(features["level_norm"])
+        except (AttributeError, ValueError) as err:
+            raise UserError(f"{path}: bad input features {features!r} ({err})") from None
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise UserError(f"{path}: state_dict is not a dict of tensors")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise UserError(f"{path}: weights contain NaN or infinite values ({bad})")
     try:
-        model.load_state_dict(ckpt["state_dict"])       # float16 shipped weights are cast to float32
+        model.load_state_dict(state)       # float16 shipped weights are cast to float32
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise UserError(f"{path}: weights do not match {ckpt['model_class']} ({first})") from None
@@ -326,7 +460,7 @@ def export_checkpoint(src, dst, half: bool = True) -> dict:
     load back into float32 models), model and STFT configuration, training arguments, epoch,
     validation loss and training time; no optimizer or RNG state. Returns the slim dict."""
     ckpt = read_checkpoint(src)
-    keep = ("format", "model_class", "model_args", "stft", "sample_rate", "train_args", "epoch",
+    keep = ("format", "model_class", "model_args", "features", "stft", "sample_rate", "train_args", "epoch",
             "valid_loss", "train_seconds", "history_summary")
     slim = {k: ckpt[k] for k in keep if k in ckpt}
     slim["state_dict"] = {k: (v.half() if half and v.is_floating_point() else v)
