@@ -2,6 +2,9 @@
 
 Layouts read as distributed (``find_tracks`` detects which one a folder holds):
 
+* **The course's DSD100 subset** (the assignment's 50 mono 32 kHz tracks):
+  ``Mixtures/{Train,Valid,Test}/<track>/mixture.wav`` and ``Sources/{Train,Valid,Test}/<track>/vocals.wav``
+  (vocals only: accompaniment = mixture - vocals). Train, Valid and Test are used as given.
 * **DSD100** (and the assignment's 32 kHz mono subset): ``Mixtures/{Dev,Test}/<track>/mixture.wav``
   and ``Sources/{Dev,Test}/<track>/{vocals,bass,drums,other}.wav``. Dev = train, Test = test.
 * **MUSDB18-HQ style**: ``{train,test}/<track>/mixture.wav`` with ``vocals.wav`` and either
@@ -47,6 +50,7 @@ class StemRef:
     """One file (and optionally one channel of it) that contributes to a source."""
     path: Path
     channel: int | None = None   # None: average all channels
+    scale: float = 1.0           # -1: subtracted (accompaniment = mixture - vocals)
 
 
 @dataclass
@@ -112,20 +116,41 @@ def _check_consistent(files):
             raise UserError(f"{p}: length {info.frames} samples differs from {ref[0].name} ({ref[2]})")
 
 
-def _dsd100(root: Path, split: str) -> list[Track]:
-    sub = {"train": "Dev", "test": "Test"}[split]
+DSD100_SPLITS = {"train": "Dev", "test": "Test"}
+COURSE_SPLITS = {"train": "Train", "valid": "Valid", "test": "Test"}
+
+
+def _vocals_only_track(folder: Path, name: str, mixture: Path) -> Track:
+    """The course subset: ``vocals`` only; accompaniment = mixture - vocals."""
+    vocals = _find_stem(folder, "vocals")
+    if vocals is None:
+        raise UserError(f"{folder / 'vocals.wav'}: missing stem (track '{name}')")
+    _check_consistent([mixture, vocals])
+    return Track(name, {"vocals": (StemRef(vocals),),
+                        "accompaniment": (StemRef(mixture), StemRef(vocals, scale=-1.0))})
+
+
+def _dsd100(root: Path, split: str, layout: str) -> list[Track]:
+    splits = COURSE_SPLITS if layout == "course" else DSD100_SPLITS
+    if split not in splits:
+        return []
+    sub = splits[split]
     mix_dir, src_dir = root / "Mixtures" / sub, root / "Sources" / sub
     if not mix_dir.is_dir():
-        raise UserError(f"{mix_dir}: missing folder (DSD100 layout needs Mixtures/Dev and Mixtures/Test)")
+        raise UserError(f"{mix_dir}: missing folder (this layout needs Mixtures/{'/'.join(splits.values())})")
     tracks = []
-    for tdir in sorted(p for p in mix_dir.iterdir() if p.is_dir()):
+    for tdir in sorted(p for p in mix_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         mixture = _find_stem(tdir, "mixture")
         if mixture is None:
             raise UserError(f"{tdir / 'mixture.wav'}: missing mixture")
         sdir = src_dir / tdir.name
         if not sdir.is_dir():
             raise UserError(f"{sdir}: missing sources folder for track '{tdir.name}'")
-        tracks.append(_stem_folder_track(sdir, tdir.name, mixture))
+        has_rest = _find_stem(sdir, "accompaniment") or all(_find_stem(sdir, x) for x in ("drums", "bass", "other"))
+        tracks.append(_stem_folder_track(sdir, tdir.name, mixture) if has_rest
+                      else _vocals_only_track(sdir, tdir.name, mixture))
+    if not tracks:
+        raise UserError(f"{mix_dir}: split folder holds no track folders")
     return tracks
 
 
@@ -155,14 +180,22 @@ def _mir1k(folder: Path, split: str) -> list[Track]:
 
 
 def detect_layout(root) -> str:
-    """'dsd100', 'musdb', 'folders' (unsplit track folders) or 'mir1k'; UserError otherwise."""
+    """'course' (the assignment's Train/Valid/Test subset), 'dsd100', 'musdb', 'folders'
+    (unsplit track folders) or 'mir1k'; UserError otherwise."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"{root}: dataset folder not found")
     if not root.is_dir():
         raise UserError(f"{root}: expected a dataset folder, got a file")
     if (root / "Mixtures").is_dir() or (root / "Sources").is_dir():
-        return "dsd100"
+        mixtures = root / "Mixtures"
+        found = sorted(p.name for p in mixtures.iterdir() if p.is_dir()) if mixtures.is_dir() else []
+        if all(s in found for s in COURSE_SPLITS.values()):
+            return "course"
+        if all(s in found for s in DSD100_SPLITS.values()):
+            return "dsd100"
+        raise UserError(f"{mixtures}: holds {', '.join(found) or 'no split folders'}; expected Dev and Test "
+                        f"(DSD100) or Train, Valid and Test (the course's subset)")
     if (root / "train").is_dir() and any((root / "train").glob("*/mixture.*")) or \
             (root / "test").is_dir() and any((root / "test").glob("*/mixture.*")):
         return "musdb"
@@ -175,13 +208,17 @@ def detect_layout(root) -> str:
 
 
 def find_tracks(root, split: str) -> list[Track]:
-    """Tracks of ``split`` ('train' or 'test') in the dataset at ``root``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    """Tracks of ``split`` ('train', 'valid' or 'test') in the dataset at ``root``. Only the
+    course layout has a 'valid' split of its own; for the others it is empty (validation is
+    then carved from 'train', see :func:`split_train_valid`)."""
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"split must be 'train', 'valid' or 'test', not {split!r}")
     root = Path(root)
     layout = detect_layout(root)
-    if layout == "dsd100":
-        return _dsd100(root, split)
+    if layout in ("dsd100", "course"):
+        return _dsd100(root, split, layout)
+    if split == "valid":
+        return []
     if layout == "musdb":
         folder = root / split
         if not folder.is_dir():
@@ -248,9 +285,9 @@ class AudioCache:
     def source(self, track: Track, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Sum of the stems of source ``name``, samples [start, stop): (samples,) float32."""
         refs = track.stems[name]
-        out = np.array(self.stem(refs[0])[start:stop], dtype=np.float32)
+        out = np.array(self.stem(refs[0])[start:stop], dtype=np.float32) * np.float32(refs[0].scale)
         for ref in refs[1:]:
-            out += self.stem(ref)[start:stop]
+            out += np.float32(ref.scale) * self.stem(ref)[start:stop]
         return out
 
     def length(self, track: Track) -> int:
@@ -260,9 +297,14 @@ class AudioCache:
 # ----------------------------------------------------------------------------------------------
 # Augmentations: each a tiny function of (numpy array, random.Random)
 # ----------------------------------------------------------------------------------------------
+def random_gain(rng, low: float, high: float) -> np.float32:
+    """A uniform gain in [low, high] from ``rng`` (``random.Random`` or ``numpy.random``)."""
+    return np.float32(rng.uniform(low, high))
+
+
 def augment_gain(audio: np.ndarray, rng: random.Random, low: float = 0.25, high: float = 1.25) -> np.ndarray:
     """(samples,) -> (samples,) scaled by a uniform random gain in [low, high]."""
-    return audio * np.float32(rng.uniform(low, high))
+    return audio * random_gain(rng, low, high)
 
 
 def random_offset(length: int, chunk: int, rng: random.Random) -> int:
@@ -356,3 +398,120 @@ class Transforms:
         mix_mag = self.stft.stft(mixture).abs().transpose(-1, -2)       # (B, frames, bins)
         src_mag = self.stft.stft(sources).abs().transpose(-1, -2)       # (B, S, frames, bins)
         return mix_mag, src_mag
+
+    # The course skeleton's transforms (``Data.Transforms.Rescale(...)`` etc.) on sample dicts
+    # {'mixture': ..., 'vocal': ...}, composable with Compose below or torchvision's. Randomness
+    # comes from numpy's global generator, as in the skeleton, so a student's
+    # ``np.random.seed`` makes runs repeatable.
+    class Rescale:
+        """Scale every entry by one random factor in [minFactor, maxFactor]."""
+
+        def __init__(self, minFactor, maxFactor):
+            self.minFactor, self.maxFactor = minFactor, maxFactor
+
+        def __call__(self, sample):
+            gain = random_gain(np.random, self.minFactor, self.maxFactor)
+            return {k: v * gain for k, v in sample.items()}
+
+    class RandomShift:
+        """Zero-pad the start of every entry by one random number of samples in [0, maxShift)."""
+
+        def __init__(self, maxShift):
+            self.maxShift = int(maxShift)
+
+        def __call__(self, sample):
+            shift = np.random.randint(self.maxShift) if self.maxShift > 0 else 0
+            return {k: np.pad(v, [(shift, 0)] + [(0, 0)] * (v.ndim - 1)) for k, v in sample.items()}
+
+    class MakeMagnitudeSpectrum:
+        """Waveform (samples,) -> magnitudes (blockSize // 2 + 1, frames) float32 (util.STFT)."""
+
+        def __init__(self, blockSize, hopSize, window="hamming"):
+            self.stft = util.make_stft(blockSize, hopSize, window)
+
+        def __call__(self, sample):
+            return {k: self.stft.stft(torch.as_tensor(np.asarray(v, np.float32))).abs().numpy()
+                    for k, v in sample.items()}
+
+    class ShuffleFrameOrder:
+        """One random permutation of the frames (last axis) of every entry."""
+
+        def __call__(self, sample):
+            order = np.random.permutation(next(iter(sample.values())).shape[-1])
+            return {k: v[..., order] for k, v in sample.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# The course skeleton's interface (assignment HW5 Data.py), as an adapter over the above: a
+# student's script written against the skeleton runs unchanged. Tracks come from find_tracks,
+# audio from AudioCache (cached mono at the files' own rate), spectra from util.STFT.
+# ----------------------------------------------------------------------------------------------
+class DSD100Dataset(torch.utils.data.Dataset):
+    """Whole songs as ``{'mixture': (samples,) float32, 'vocal': (samples,) float32}`` (mono; with
+    ``mono=False`` ``(samples, channels)``), then ``transform(sample)`` if given.
+
+    ``split``: 'Train', 'Valid' or 'Test' (the course layout), 'Dev' = 'Train' for the full
+    DSD100; the older skeleton's ``testSet=True/False`` is accepted too. ``len()`` is the number
+    of tracks x ``repetition``. Any layout of :func:`find_tracks` works (MUSDB, MIR-1K, ...).
+    """
+
+    def __init__(self, path, split="Train", mono=True, transform=None, repetition=1, testSet=None,
+                 cache_dir=DEFAULT_CACHE):
+        if testSet is not None:
+            split = "Test" if testSet else "Train"
+        key = {"train": "train", "dev": "train", "valid": "valid", "test": "test"}.get(str(split).lower())
+        if key is None:
+            raise UserError(f"split {split!r}: expected Train, Valid or Test")
+        self.tracks = find_tracks(path, key)
+        if not self.tracks:
+            raise UserError(f"{path}: no tracks in the {split} split (only the course layout has Valid)")
+        if repetition < 1:
+            raise ValueError("repetition must be >= 1")
+        first = self.tracks[0].stems["vocals"][0].path
+        self.sample_rate = util.audio_info(first).samplerate
+        self.cache = AudioCache(self.sample_rate, cache_dir)
+        self.mono, self.transform, self.repetition = mono, transform, int(repetition)
+
+    def __len__(self):
+        return len(self.tracks) * self.repetition
+
+    def __getitem__(self, idx):
+        if not 0 <= idx < len(self):
+            raise IndexError(idx)
+        track = self.tracks[idx % len(self.tracks)]
+        if self.mono:
+            vocal = self.cache.source(track, "vocals")
+            mixture = vocal + self.cache.source(track, "accompaniment")
+        else:
+            load = lambda refs: sum(np.float32(r.scale) * util.load_audio(r.path, self.sample_rate)[0].T  # noqa: E731
+                                    for r in refs)
+            vocal = load(track.stems["vocals"])
+            mixture = vocal + load(track.stems["accompaniment"])
+        sample = {"mixture": np.asarray(mixture, np.float32), "vocal": np.asarray(vocal, np.float32)}
+        return self.transform(sample) if self.transform is not None else sample
+
+
+class Compose:
+    """``Compose([t1, t2, ...])(sample)`` = ``t2(t1(sample))``: torchvision's Compose, without torchvision."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, sample):
+        for t in self.transforms:
+            sample = t(sample)
+        return sample
+
+
+def collate_fn(batch):
+    """List of sample dicts -> dict of float tensors ``(batch, ..., max_length)``, zero-padded
+    along the last axis (frames for spectra, samples for waveforms)."""
+    out = {}
+    for key in batch[0]:
+        arrays = [np.asarray(item[key], np.float32) for item in batch]
+        longest = max(a.shape[-1] for a in arrays)
+        stacked = torch.zeros(len(arrays), *arrays[0].shape[:-1], longest)
+        for i, a in enumerate(arrays):
+            stacked[i, ..., :a.shape[-1]] = torch.from_numpy(a)
+        out[key] = stacked
+    return out

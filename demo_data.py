@@ -321,8 +321,22 @@ def _write(path, x, sr):
     sf.write(str(path), np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16), sr, subtype="PCM_16")
 
 
-def _tracks(n_dev, n_test):
-    return [("Dev" if i < n_dev else "Test", f"{i + 1:03d} - Demo Song {i + 1:03d}") for i in range(n_dev + n_test)]
+def _tracks(n_dev, n_test, layout="dsd100"):
+    """(split folder, track name) per track. The course layout splits the n_dev training tracks
+    into Train and Valid (a quarter, at least one)."""
+    n_valid = max(1, n_dev // 4) if layout == "course" else 0
+    def split(i):
+        if i >= n_dev:
+            return "Test"
+        if layout != "course":
+            return "Dev"
+        return "Train" if i < n_dev - n_valid else "Valid"
+    return [(split(i), f"{i + 1:03d} - Demo Song {i + 1:03d}") for i in range(n_dev + n_test)]
+
+
+def _stems_written(layout):
+    """The course's subset ships vocals only (accompaniment = mixture - vocals)."""
+    return ("vocals",) if layout == "course" else STEMS
 
 
 def _is_complete(root, params):
@@ -331,23 +345,30 @@ def _is_complete(root, params):
         marker = json.loads((root / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    tracks = _tracks(params["n_dev"], params["n_test"])
+    layout = params.get("layout", "dsd100")
+    tracks = _tracks(params["n_dev"], params["n_test"], layout)
     files = [root / "Mixtures" / s / t / "mixture.wav" for s, t in tracks]
-    files += [root / "Sources" / s / t / f"{stem}.wav" for s, t in tracks for stem in STEMS]
+    files += [root / "Sources" / s / t / f"{stem}.wav" for s, t in tracks for stem in _stems_written(layout)]
     return {k: marker.get(k) for k in params} == params and all(f.is_file() for f in files)
 
 
-def make_demo_dataset(root, n_dev=8, n_test=3, seconds=12.0, sample_rate=16000, seed=0, overwrite=False) -> Path:
+def make_demo_dataset(root, n_dev=8, n_test=3, seconds=12.0, sample_rate=16000, seed=0, overwrite=False,
+                      layout="dsd100") -> Path:
     """Create (or reuse) the demo dataset under ``root`` and return ``root`` as a Path.
 
     n_dev / n_test: number of Dev (train) / Test tracks; seconds: track length (s); sample_rate (Hz);
     seed: track i uses ``np.random.default_rng((seed, i))``.  Returns at once if ``root`` already
     holds a complete dataset with these parameters.  Raises FileExistsError if ``root`` holds
     anything else, unless overwrite=True (then it is replaced).  Files are written to a temporary
-    sibling folder that is renamed into place only when complete."""
+    sibling folder that is renamed into place only when complete.  ``layout="course"`` writes the
+    course's subset layout instead: ``{Mixtures,Sources}/{Train,Valid,Test}``, vocals only."""
+    if layout not in ("dsd100", "course"):
+        raise ValueError(f"layout must be 'dsd100' or 'course', not {layout!r}")
     root = Path(root)
     params = dict(format="DSD100-demo", version=VERSION, n_dev=int(n_dev), n_test=int(n_test),
                   seconds=float(seconds), sample_rate=int(sample_rate), seed=int(seed))
+    if layout != "dsd100":                 # the DSD100 markers of earlier versions stay valid
+        params["layout"] = layout
     if _is_complete(root, params):
         return root
     if root.exists() and (not root.is_dir() or any(root.iterdir())) and not overwrite:
@@ -357,14 +378,14 @@ def make_demo_dataset(root, n_dev=8, n_test=3, seconds=12.0, sample_rate=16000, 
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     n = int(round(seconds * sample_rate))
     try:
-        for i, (subset, name) in enumerate(_tracks(n_dev, n_test)):
+        for i, (subset, name) in enumerate(_tracks(n_dev, n_test, layout)):
             stems = _render_track(np.random.default_rng((seed, i)), n, sample_rate, female=i % 2 == 1)
             mix = stems["vocals"] + stems["bass"] + stems["drums"] + stems["other"]
             gain = 0.9 / max(np.abs(x).max() for x in (mix, *stems.values()))  # mix peaks at 0.9
             _write(tmp / "Mixtures" / subset / name / "mixture.wav", mix * gain, sample_rate)
-            for stem in STEMS:
+            for stem in _stems_written(layout):
                 _write(tmp / "Sources" / subset / name / f"{stem}.wav", stems[stem] * gain, sample_rate)
-        info = {**params, "tracks": [f"{s}/{t}" for s, t in _tracks(n_dev, n_test)]}
+        info = {**params, "tracks": [f"{s}/{t}" for s, t in _tracks(n_dev, n_test, layout)]}
         (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
         if root.exists() or root.is_symlink():        # empty folder, or overwrite=True: move it aside
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent)) / "old"
@@ -394,11 +415,16 @@ def main(argv=None):
     p.add_argument("--sr", type=util.int_range(8000, 192000), default=16000, help="sample rate in Hz (default: %(default)s)")
     p.add_argument("--seed", type=util.nonneg_int, default=0,
                    help="random seed; same seed -> identical files (default: %(default)s)")
+    p.add_argument("--course-layout", action="store_true",
+                   help="write the course's DSD100-subset layout: Mixtures/ and Sources/ with Train, Valid "
+                        "(a quarter of the training tracks) and Test, vocals.wav only (default: DSD100's Dev/Test, "
+                        "four stems)")
     p.add_argument("--overwrite", action="store_true", help="replace --root if it holds something else (default: off)")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        root = make_demo_dataset(a.root, a.tracks_dev, a.tracks_test, a.seconds, a.sr, a.seed, a.overwrite)
+        root = make_demo_dataset(a.root, a.tracks_dev, a.tracks_test, a.seconds, a.sr, a.seed, a.overwrite,
+                                 layout="course" if a.course_layout else "dsd100")
     except FileExistsError as e:
         p.exit(2, f"demo_data.py: error: {e}\n")
     print(f"demo dataset: {a.tracks_dev} dev + {a.tracks_test} test tracks x {a.seconds:g} s at {a.sr} Hz "

@@ -247,7 +247,8 @@ def evaluate(args) -> dict:
     model_names = list(systems)
     sample_rate = args.sample_rate or (first[1] if first else 16000)
     oracle_stft = util.make_stft(args.n_fft or (first[0].n_fft if first else 1024),
-                                 args.hop or (first[0].hop if first else 256))
+                                 args.hop or (first[0].hop if first else 256),
+                                 first[0].window_name if first else "hann")
     config = {"models": [str(p) for p in args.model], "names": model_names, "tracks": tracks,
               "sample_rate": sample_rate, "cache_dir": str(args.cache_dir), "oracle_stft": oracle_stft,
               "oracles": args.oracle, "backend": args.backend, "framewise": args.framewise,

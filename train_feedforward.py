@@ -49,7 +49,7 @@ def shuffled_frames(transforms, frame_batch):
 def main(argv=None):
     args = parse_args(argv)
     import Data
-    transforms = Data.Transforms(util.make_stft(args.n_fft, args.hop))
+    transforms = Data.Transforms(util.make_stft(args.n_fft, args.hop, args.window))
     run = training.train(
         args, "feedforward", "savedModel_feedforward_best.pt",
         lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout),

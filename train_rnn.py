@@ -69,6 +69,7 @@ def main(argv=None):
         a = init["model_args"]
         args.hidden, args.code = a["hidden"], a["code"]
         args.n_fft, args.hop = init["stft"]["n_fft"], init["stft"]["hop"]
+        args.window = init["stft"].get("window", "hann")
         args.sample_rate = init["sample_rate"]
         args.level_norm = (init.get("features") or {}).get("level_norm", "none")
 

@@ -49,6 +49,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help=f"STFT size in samples, 16..65536 (default {n_fft})")
     g.add_argument("--hop", type=util.positive_int, default=hop,
                    help=f"STFT hop in samples, 1..n_fft/2 (default {hop})")
+    g.add_argument("--window", choices=util.WINDOWS, default="hann",
+                   help="STFT window: hann, or hamming as in the course's STFT (saved in the checkpoint; "
+                        "separation follows it) (default hann)")
     g.add_argument("--chunk-seconds", type=util.positive_float, default=chunk_seconds,
                    help=f"length of each training excerpt in seconds, > 0 (default {chunk_seconds})")
     g.add_argument("--samples-per-epoch", type=util.positive_int, default=None,
@@ -202,8 +205,12 @@ def prepare_data(args, sources):
     tracks = Data.find_tracks(root, "train")
     if not tracks:
         raise UserError(f"{root}: no training tracks found")
-    train_tracks, valid_tracks = Data.split_train_valid(tracks, args.valid_fraction, seed=42,
-                                                        group=Data.song_key)
+    valid_tracks = Data.find_tracks(root, "valid")           # the dataset's own split, if it has one
+    if valid_tracks:
+        train_tracks = tracks
+    else:
+        train_tracks, valid_tracks = Data.split_train_valid(tracks, args.valid_fraction, seed=42,
+                                                            group=Data.song_key)
     cache = Data.AudioCache(args.sample_rate, args.cache_dir)
     chunk = int(args.chunk_seconds * args.sample_rate)
     total = sum(cache.length(t) for t in tqdm(train_tracks, desc="decoding", disable=args.quiet, leave=False))
@@ -259,7 +266,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         torch.cuda.set_device(device)
     run = resolve_run_dir(args, name)
     util.seed_everything(args.seed)
-    stft = util.make_stft(args.n_fft, args.hop)
+    stft = util.make_stft(args.n_fft, args.hop, args.window)
     transforms = Data.Transforms(stft)
 
     model = build_model(stft.n_bins, args)
@@ -277,7 +284,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         optimizer, factor=args.lr_decay_factor, patience=max(args.lr_decay_patience - 1, 0)) \
         if args.lr_decay_patience else None
     history = {"name": name, "loss": args.loss, "train": [], "smoothed": [], "valid": [], "epoch_time": [],
-               "best_epoch": None, "best_valid": math.inf}
+               "best_epoch": None, "best_valid": math.inf,
+               "valid_tracks": [t.name for t in valid_set.tracks]}
     start_epoch = 1
     if args.resume is not None:
         ckpt = util.read_checkpoint(run / "last.pt")

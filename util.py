@@ -127,18 +127,25 @@ def device_name(text):
 # ----------------------------------------------------------------------------------------------
 # STFT
 # ----------------------------------------------------------------------------------------------
-class STFT:
-    """Analysis/synthesis pair with a periodic Hann window and centred frames.
+WINDOWS = ("hann", "hamming")
 
-    With ``hop <= n_fft / 2`` the Hann window satisfies the overlap-add constraint, so
+
+class STFT:
+    """Analysis/synthesis pair with a periodic window (Hann, or the course's Hamming) and
+    centred frames.
+
+    With ``hop <= n_fft / 2`` both windows satisfy the overlap-add constraint, so
     ``istft(stft(x), length=len(x)) == x`` up to float error.
     """
 
-    def __init__(self, n_fft: int = 4096, hop: int = 2048):
+    def __init__(self, n_fft: int = 4096, hop: int = 2048, window: str = "hann"):
         if n_fft < 16 or hop < 1 or hop > n_fft // 2:
             raise ValueError(f"bad STFT settings n_fft={n_fft}, hop={hop} (need hop <= n_fft/2)")
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {WINDOWS}, not {window!r}")
         self.n_fft = int(n_fft)
         self.hop = int(hop)
+        self.window_name = window
         self._windows = {}
 
     @property
@@ -146,12 +153,13 @@ class STFT:
         return self.n_fft // 2 + 1
 
     def config(self) -> dict:
-        return {"n_fft": self.n_fft, "hop": self.hop}
+        return {"n_fft": self.n_fft, "hop": self.hop, "window": self.window_name}
 
     def window(self, device) -> torch.Tensor:
         key = str(device)
         if key not in self._windows:
-            self._windows[key] = torch.hann_window(self.n_fft, device=device)
+            make = torch.hann_window if self.window_name == "hann" else torch.hamming_window
+            self._windows[key] = make(self.n_fft, device=device)
         return self._windows[key]
 
     def n_frames(self, n_samples: int) -> int:
@@ -175,9 +183,37 @@ class STFT:
         return wav.reshape(*shape[:-2], length)
 
 
-def make_stft(n_fft: int = 4096, hop: int = 2048) -> STFT:
-    """The one place an analysis/synthesis pair is made."""
-    return STFT(n_fft, hop)
+def make_stft(n_fft: int = 4096, hop: int = 2048, window: str = "hann") -> STFT:
+    """The one place an analysis/synthesis pair is made (checkpoints store its ``config()``;
+    those from before the window option have none and used Hann)."""
+    return STFT(n_fft, hop, window)
+
+
+# The course skeleton's helpers (assignment's util.py interface), on this project's I/O and STFT.
+def wavread(path) -> tuple[np.ndarray, int]:
+    """Audio file -> ``(audio (samples, channels) float32 in [-1, 1], sample rate)``."""
+    audio, sr = load_audio(path)
+    return np.ascontiguousarray(audio.T), sr
+
+
+def wavwrite(path, x, fs):
+    """``(samples,)`` or ``(samples, channels)`` float audio -> file (32-bit float WAV)."""
+    x = np.asarray(x, dtype=np.float32)
+    save_audio(path, x.T if x.ndim == 2 else x, int(fs), subtype="FLOAT")
+
+
+def stft_real(x, blockSize, hopSize, window="hamming") -> np.ndarray:
+    """``(samples,)`` real -> ``(blockSize // 2 + 1, frames)`` complex spectrum (numpy)."""
+    spec = make_stft(blockSize, hopSize, window).stft(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+    return spec.numpy()
+
+
+def istft_real(S, blockSize, hopSize, window="hamming", length=None) -> np.ndarray:
+    """Inverse of :func:`stft_real`: ``(bins, frames)`` complex -> ``(samples,)`` real; ``length``
+    defaults to ``(frames - 1) * hopSize``."""
+    S = torch.as_tensor(np.asarray(S, dtype=np.complex64))
+    n = length if length is not None else (S.shape[-1] - 1) * hopSize
+    return make_stft(blockSize, hopSize, window).istft(S, n).numpy()
 
 
 # ----------------------------------------------------------------------------------------------

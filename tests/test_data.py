@@ -94,7 +94,7 @@ def test_wrong_layout(tmp_path):
     with pytest.raises(UserError, match="not found"):
         Data.find_tracks(tmp_path / "nothing", "train")
     (tmp_path / "dsd" / "Mixtures").mkdir(parents=True)
-    with pytest.raises(UserError, match="Mixtures/Dev"):
+    with pytest.raises(UserError, match="Mixtures: holds no split folders; expected Dev and Test"):
         Data.find_tracks(tmp_path / "dsd", "train")
 
 
