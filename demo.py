@@ -6,7 +6,7 @@
 1. generates the synthetic demo set (DSD100 layout, data/demo/; deterministic, seconds);
 2. trains the single-frame model, then the recurrent model initialised from it
    (assignment settings: 32 kHz, FFT 4096, hop 2048);
-3. separates one test song of the demo set with each model (separated/<run>/...);
+3. separates one test song of the demo set with each model (runs/demo-<date-time>/separated/<model>/<song>/);
 4. evaluates both on the demo test split with BSS Eval v3 and prints the SDR table beside the
    unprocessed mixture and the oracle masks.
 

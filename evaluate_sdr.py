@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -64,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE, help="decoded-audio cache (default .cache/audio)")
     p.add_argument("--out", type=Path, default=None, help="folder for tracks.csv and summary.json (default: print only)")
     p.add_argument("--force", action="store_true", help="overwrite existing results in --out")
+    p.add_argument("--compare", type=Path, default=None, metavar="SUMMARY_JSON",
+                   help="compare the table with a committed summary.json (e.g. results/mir1k_test_public/"
+                        "summary.json): prints 'same numbers' or every difference above 0.01 dB (exit 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sources", nargs="*", choices=Data.FOUR_STEMS[1:], default=[],
                    help="also report these stems for models that output all four (vocals, drums, bass, "
@@ -173,7 +177,9 @@ def _evaluate_track(index):
 
 # ----------------------------------------------------------------------------------------------
 def summarise(rows, framewise=False):
-    """Per system and source: GNSDR/GSIR/GSAR (length-weighted) and mean/median SDR over tracks."""
+    """Per system and source: GNSDR/GSIR/GSAR (length-weighted) and mean/median SDR over tracks.
+    With ``framewise`` each track's SDR is already its median over 1-second frames (museval v4);
+    the headline number of that convention is then ``median_SDR`` (median over tracks)."""
     mix = {(r["track"], r["source"]): r["sdr"] for r in rows if r["system"] == "mixture"}
     out = {}
     for system in dict.fromkeys(r["system"] for r in rows):
@@ -187,13 +193,12 @@ def summarise(rows, framewise=False):
             nsdr = sdr - np.array([mix[(r["track"], src)] for r in rs])
             sir, sar = np.array([r["sir"] for r in rs]), np.array([r["sar"] for r in rs])
             ok = np.isfinite(nsdr) & np.isfinite(sir) & np.isfinite(sar)
-            agg = np.median if framewise else np.mean
             out[system][src] = {
                 "tracks": int(len(rs)),
                 "GNSDR": float(np.average(nsdr[ok], weights=w[ok])) if ok.any() else float("nan"),
                 "GSIR": float(np.average(sir[ok], weights=w[ok])) if ok.any() else float("nan"),
                 "GSAR": float(np.average(sar[ok], weights=w[ok])) if ok.any() else float("nan"),
-                "mean_SDR": float(agg(sdr)), "median_SDR": float(np.median(sdr)),
+                "mean_SDR": float(np.mean(sdr)), "median_SDR": float(np.median(sdr)),
                 "mean_SIR": float(np.mean(sir)), "mean_SAR": float(np.mean(sar)),
             }
     return out
@@ -324,6 +329,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.out is not None:
         check_out(args.out, args.force)
+    if args.compare is not None and not args.compare.is_file():
+        raise UserError(f"{args.compare}: no such summary.json to compare with")
     result = evaluate(args)
     meta = result["meta"]
     print(f"{meta['data']} [{meta['split']}]: {meta['tracks']} tracks, {meta['audio_seconds'] / 60:.1f} min of audio, "
@@ -337,7 +344,31 @@ def main(argv=None):
     if args.out is not None:
         write_results(result, args.out, args.force)
         print(f"\nwrote {args.out / 'tracks.csv'} and {args.out / 'summary.json'}")
+    if args.compare is not None:
+        diffs = compare_summaries(result["summary"], json.loads(args.compare.read_text())["summary"])
+        print(f"\n{args.compare}: " + ("same numbers (every system, source and metric within 0.01 dB)"
+                                      if not diffs else f"{len(diffs)} difference(s):\n  " + "\n  ".join(diffs)))
+        return 1 if diffs else 0
     return 0
+
+
+def compare_summaries(new: dict, old: dict, tol: float = 0.01) -> list[str]:
+    """Differences above ``tol`` dB between two summary dicts (systems, sources, metrics of ``old``)."""
+    diffs = []
+    for system, sources in old.items():
+        for src, metrics in sources.items():
+            if not isinstance(metrics, dict):
+                continue
+            for key in ("GNSDR", "GSIR", "GSAR", "mean_SDR", "median_SDR"):
+                a, b = metrics.get(key), new.get(system, {}).get(src, {}).get(key)
+                if a is None:
+                    continue
+                if b is None:
+                    diffs.append(f"{system} {src}: missing")
+                    break
+                if not (abs(a - b) <= tol or (np.isinf(a) and a == b) or a > 100 and b > 100):
+                    diffs.append(f"{system} {src} {key}: {b:.2f} now, {a:.2f} committed")
+    return diffs
 
 
 if __name__ == "__main__":

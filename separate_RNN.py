@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Separate vocals and accompaniment with the recurrent model (assignment part 2).
 
-  python separate_RNN.py song.mp3                         # -> separated/song/{vocals,accompaniment}.wav
+  python separate_RNN.py song.mp3                         # -> separated/RNN/song/{vocals,accompaniment}.wav
   python separate_RNN.py songs/*.flac -o out --force
   python separate_RNN.py song.wav --model runs/rnn-.../savedModel_RNN_best.pt
 
@@ -16,5 +16,10 @@ import util
 
 DEFAULT_MODEL = separate.ROOT / "models" / "savedModel_RNN_best.pt"
 
+
+def main(argv=None):
+    return separate.main(argv, DEFAULT_MODEL, Model_RNN.RNNMaskNet, __doc__)
+
+
 if __name__ == "__main__":
-    util.run_cli(lambda argv: separate.main(argv, DEFAULT_MODEL, Model_RNN.RNNMaskNet, __doc__))
+    util.run_cli(main)

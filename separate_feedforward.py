@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Separate vocals and accompaniment with the single-frame model (assignment part 1).
 
-  python separate_feedforward.py song.mp3                 # -> separated/song/{vocals,accompaniment}.wav
+  python separate_feedforward.py song.mp3                 # -> separated/feedforward/song/{vocals,accompaniment}.wav
   python separate_feedforward.py songs/ -o out --format flac
   python separate_feedforward.py song.wav --model runs/feedforward-.../savedModel_feedforward_best.pt
 
@@ -14,5 +14,10 @@ import util
 
 DEFAULT_MODEL = separate.ROOT / "models" / "savedModel_feedforward_best.pt"
 
+
+def main(argv=None):
+    return separate.main(argv, DEFAULT_MODEL, Model.FrameMaskNet, __doc__)
+
+
 if __name__ == "__main__":
-    util.run_cli(lambda argv: separate.main(argv, DEFAULT_MODEL, Model.FrameMaskNet, __doc__))
+    util.run_cli(main)

@@ -3,6 +3,10 @@
 
   python report/build_report.py            # -> report/report.pdf (figures in report/build/)
 
+The build is deterministic (fixed creation date, core fonts): from the same inputs it writes the
+same bytes, so rebuilding the committed report changes nothing. Every ``results/*/summary.json``
+gets a table (the known sets first, with their captions).
+
 Inputs: ``results/<set>/summary.json`` and ``tracks.csv`` written by ``evaluate_sdr.py``, the
 training histories ``models/*_history.json`` and the shipped checkpoints. The spectrogram figure
 needs the evaluated audio (e.g. ../shared/data); without it the figure is left out with a note.
@@ -157,8 +161,13 @@ class Report:
     def __init__(self):
         from fpdf import FPDF
 
+        import datetime
+
         self.pdf = FPDF(format="A4")
         self.pdf.set_compression(False)       # keeps the text searchable for tests/test_report.py
+        # a fixed creation date and core fonts: the same JSON gives the same bytes, so rebuilding
+        # the committed report leaves git status clean
+        self.pdf.set_creation_date(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
         self.pdf.set_auto_page_break(True, margin=15)
         self.pdf.add_page()
 
@@ -204,7 +213,10 @@ def fmt(x, nd=2):
 def build(out_pdf: Path):
     fig_dir = out_pdf.parent / "build"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    sets = {name: load_set(name) for name, _ in SETS}
+    captions = dict(SETS)
+    for folder in sorted(RESULTS.glob("*/summary.json")):        # every results folder, known ones first
+        captions.setdefault(folder.parent.name, f"results/{folder.parent.name} (evaluate_sdr.py output)")
+    sets = {name: load_set(name) for name in captions}
     if not any(sets.values()):
         raise util.UserError(f"{RESULTS}: no evaluation results (run evaluate_sdr.py --out results/<set>)")
     rep = Report()
@@ -254,7 +266,7 @@ def build(out_pdf: Path):
           "IRM2 its power version, IBM binary, PSM phase-sensitive) and bound any magnitude mask.")
 
     rep.h2("3. Results")
-    for name, caption in SETS:
+    for name, caption in captions.items():
         if not sets[name]:
             continue
         summary, rows = sets[name]

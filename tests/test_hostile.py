@@ -307,3 +307,20 @@ def test_help_states_ranges():
     out = subprocess.run([sys.executable, str(ROOT / "train_feedforward.py"), "--help"], capture_output=True,
                          text=True, cwd=ROOT).stdout
     assert ">= 1" in out and "1..4 x cores" in out
+
+
+def test_framewise_mean_is_a_mean():
+    """--framewise: the column called mean SDR is the mean over tracks, the median is the median."""
+    import evaluate_sdr
+    rows = [{"track": t, "system": s, "source": "vocals", "samples": 100, "sdr": v, "sir": 1.0, "sar": 1.0}
+            for t, (m, v) in enumerate([(0.0, 1.0), (0.0, 2.0), (0.0, 9.0)]) for s, v in (("mixture", m), ("x", v))]
+    out = evaluate_sdr.summarise(rows, framewise=True)["x"]["vocals"]
+    assert out["mean_SDR"] == 4.0 and out["median_SDR"] == 2.0
+
+
+def test_compare_summaries_names_differences():
+    import evaluate_sdr
+    old = {"x": {"vocals": {"GNSDR": 5.0, "median_SDR": 4.0}}}
+    assert evaluate_sdr.compare_summaries({"x": {"vocals": {"GNSDR": 5.004, "median_SDR": 4.0}}}, old) == []
+    diffs = evaluate_sdr.compare_summaries({"x": {"vocals": {"GNSDR": 5.2, "median_SDR": 4.0}}}, old)
+    assert diffs == ["x vocals GNSDR: 5.20 now, 5.00 committed"]

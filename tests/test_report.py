@@ -54,6 +54,10 @@ def test_tables_in_pdf_match_json(tmp_path, monkeypatch):
         [dict(zip(["track", "system", "source", "samples", "sdr"], line.split(",")[:5]))
          for line in (results / "music_excerpts" / "tracks.csv").read_text().splitlines()[1:]])
     assert per_track[1] == ["t1", "1.00", "1.50", "2.00"]
+    # deterministic: the same inputs give the same bytes; a new results folder gets its table too
+    assert build_report.build(tmp_path / "again.pdf").read_bytes() == pdf.read_bytes()
+    shutil.copytree(results / "music_excerpts", results / "dsd100")
+    assert any("results/dsd100" in t for t in _pdf_text(build_report.build(tmp_path / "more.pdf")))
 
 
 @pytest.mark.skipif(not (ROOT / "results" / "mir1k_test_public" / "summary.json").exists(),

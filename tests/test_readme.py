@@ -1,0 +1,82 @@
+"""The README cannot drift from the code: every `python X.py ...` line of its bash blocks names an
+existing script and only options that script's argparse accepts (parsed, never run)."""
+import argparse
+import importlib.util
+import re
+import shlex
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def readme_commands():
+    """(line number, argv after 'python'/'torchrun ...') of each command in the README's bash blocks."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.finditer(r"```bash\n(.*?)```", text, re.S):
+        first_line = text[:block.start()].count("\n") + 2
+        joined, start = "", None
+        for i, line in enumerate(block.group(1).splitlines()):
+            start = first_line + i if not joined else start
+            joined += line.rstrip("\\").rstrip() + " " if line.rstrip().endswith("\\") else line
+            if line.rstrip().endswith("\\"):
+                continue
+            parts, current = [], []
+            for w in shlex.split(joined, comments=True):
+                if w in ("&&", ";", "||"):
+                    parts.append(current)
+                    current = []
+                else:
+                    current.append(w)
+            for words in parts + [current]:
+                if "torchrun" in words:
+                    words = words[words.index("torchrun") + 1:]
+                    words = [w for j, w in enumerate(words) if w.endswith(".py") or j > 0 and
+                             any(x.endswith(".py") for x in words[:j])]
+                elif "python" in words:
+                    words = words[words.index("python") + 1:]
+                else:
+                    continue
+                if words and words[0] not in ("-m", "-c"):
+                    commands.append((start, words))
+            joined = ""
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+class _Parsed(Exception):
+    pass
+
+
+def test_readme_has_commands():
+    scripts = {words[0] for _, words in COMMANDS}
+    assert {"demo.py", "train_feedforward.py", "train_rnn.py", "train_seed.py", "evaluate_sdr.py",
+            "separate.py", "separate_RNN.py", "export_model.py", "report/build_report.py"} <= scripts
+
+
+@pytest.mark.parametrize("line,words", COMMANDS, ids=[f"README:{n}" for n, _ in COMMANDS])
+def test_readme_command_parses(line, words, monkeypatch):
+    script, argv = words[0], words[1:]
+    assert "..." not in " ".join(words), f"README line {line}: placeholder '...' left in the command"
+    path = ROOT / script
+    assert path.is_file(), f"README line {line}: {script} does not exist"
+    real_parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        ns = real_parse(self, args, namespace)
+        raise _Parsed(ns)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.syspath_prepend(str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"readme_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setattr(sys, "argv", [str(path), *argv])
+    spec.loader.exec_module(module)
+    with pytest.raises(_Parsed):
+        try:
+            module.main(argv)
+        except SystemExit as e:            # argparse refused an option: name it
+            pytest.fail(f"README line {line}: {' '.join(words)} -> argparse exit {e.code}")
