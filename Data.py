@@ -112,8 +112,10 @@ def _check_consistent(files):
             continue
         if info.samplerate != ref[1]:
             raise UserError(f"{p}: sample rate {info.samplerate} Hz differs from {ref[0].name} ({ref[1]} Hz)")
-        if info.frames != ref[2]:
-            raise UserError(f"{p}: length {info.frames} samples differs from {ref[0].name} ({ref[2]})")
+        if info.frames != ref[2]:                            # name the shorter file: the likely culprit
+            (short, n_short), (other, n_other) = sorted([(p, info.frames), (ref[0], ref[2])], key=lambda x: x[1])
+            raise UserError(f"{short}: length {n_short} samples differs from {other.name} ({n_other}): "
+                            f"stems of a track must have the same length")
 
 
 DSD100_SPLITS = {"train": "Dev", "test": "Test"}

@@ -81,6 +81,11 @@ def test_mismatched_length_and_rate_name_file(tmp_path):
     sf.write(folder / "accompaniment.wav", tone(0.5, 16000, 100), 16000)
     with pytest.raises(UserError, match="accompaniment.wav: length"):
         Data.find_tracks(tmp_path / "ds", "train")
+    write_stems(folder, ("vocals", "accompaniment"))
+    sf.write(folder / "vocals.wav", tone(0.5, 16000, 100), 16000)       # the short one comes first
+    with pytest.raises(UserError, match="vocals.wav: length 8000"):
+        Data.find_tracks(tmp_path / "ds", "train")
+    write_stems(folder, ("vocals", "accompaniment"))
     sf.write(folder / "accompaniment.wav", tone(1.0, 22050, 100), 22050)
     with pytest.raises(UserError, match="accompaniment.wav: sample rate 22050"):
         Data.find_tracks(tmp_path / "ds", "train")
