@@ -86,6 +86,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help="multiply the learning rate by --lr-decay-factor after this many epochs without "
                         "validation improvement (0: constant rate; default 0)")
     g.add_argument("--lr-decay-factor", type=util.float_range(0, 1, True, True), default=0.3, help="learning-rate decay factor (default 0.3)")
+    g.add_argument("--valid-sdr", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure the validation tracks' vocals GNSDR (BSS Eval v3) every epoch, saved in "
+                        "history.json beside the loss (default on; the best checkpoint is still chosen by loss)")
     g.add_argument("--patience", type=util.nonneg_int, default=0,
                    help="stop after this many epochs without validation improvement (0: never; default 0)")
     g.add_argument("--seed", type=util.nonneg_int, default=42, help="seed for torch, numpy and random (default 42)")
@@ -359,8 +362,11 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                 bar.set_postfix(loss=f"{smoothed:.4g}")
         # ---- validate
         valid_loss = valid(model, valid_set, examples, compute_loss, device)
+        entry = {"epoch": epoch, "step": len(history["smoothed"]), "loss": valid_loss}
+        if args.valid_sdr and "vocals" in getattr(model, "sources", ()):
+            entry["gnsdr"] = valid_sdr(model, valid_set, stft, device)
         history["train"].append(float(np.mean(losses)))
-        history["valid"].append({"epoch": epoch, "step": len(history["smoothed"]), "loss": valid_loss})
+        history["valid"].append(entry)
         history["epoch_time"].append(time.time() - t0)
         history.setdefault("lr", []).append(optimizer.param_groups[0]["lr"])
         if scheduler is not None:
@@ -377,7 +383,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
             save(run / "last.pt", epoch, valid_loss, full=True)
             util.write_json(run / "history.json", {"train_args": train_args, **history})
             plot_history(history, run / "loss.png")
-            print(f"epoch {epoch:3d}  train {history['train'][-1]:.4f}  valid {valid_loss:.4f}"
+            sdr_text = f"  valid GNSDR {entry['gnsdr']:.2f} dB" if "gnsdr" in entry else ""
+            print(f"epoch {epoch:3d}  train {history['train'][-1]:.4f}  valid {valid_loss:.4f}{sdr_text}"
                   f"{'  *best*' if improved else ''}  ({history['epoch_time'][-1]:.1f} s)", file=sys.stderr)
         if args.patience and stale >= args.patience:
             if rank == 0:
@@ -387,6 +394,33 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         dist.barrier()
         dist.destroy_process_group()
     return run
+
+
+@torch.no_grad()
+def valid_sdr(model, valid_set, stft, device) -> float:
+    """GNSDR of the vocals on the validation tracks: BSS Eval v3 (bss_eval.py = mir_eval), two
+    sources, whole tracks (as cropped by --valid-seconds), length-weighted mean of SDR - SDR(mixture)."""
+    import bss_eval
+    import separate
+
+    model.eval()
+    vocal = list(valid_set.sources).index("vocals")
+    nsdr, weights = [], []
+    for i in range(len(valid_set)):
+        stems = valid_set[i].numpy().astype(np.float64)                     # (S, N)
+        refs = np.stack([stems[vocal], stems.sum(0) - stems[vocal]])         # vocals, the rest
+        if (np.abs(refs).max(1) == 0).any() or refs.shape[1] < stft.n_fft:
+            continue
+        mixture = stems.sum(0, keepdims=True).astype(np.float32)             # (1, N)
+        est_v = separate.separate_array(model, stft, mixture, device)[list(model.sources).index("vocals"), 0]
+        est = np.stack([est_v, mixture[0] - est_v]).astype(np.float64)
+        if (np.abs(est).max(1) == 0).any():
+            continue
+        sdr = bss_eval.bss_eval_sources(refs, est)[0][0]
+        base = bss_eval.bss_eval_sources(refs, np.stack([mixture[0], mixture[0]]).astype(np.float64))[0][0]
+        nsdr.append(sdr - base)
+        weights.append(refs.shape[1])
+    return float(np.average(nsdr, weights=weights)) if nsdr else float("nan")
 
 
 @torch.no_grad()
