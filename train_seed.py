@@ -109,6 +109,9 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--dense", type=util.positive_int, default=256, help="units of the dense layer after the GRUs (default 256)")
     g.add_argument("--irm-p", type=util.positive_float, default=2.0, help="mask target exponent p (default 2)")
     g.add_argument("--irm-v", type=util.positive_float, default=0.5, help="mask target exponent v (default 0.5)")
+    g.add_argument("--mask-weight", choices=["none", "magnitude"], default="none",
+                   help="weight each bin's squared mask error by the mixture magnitude (needs --loss mse) "
+                        "(default none: the seed's plain MSE on the mask)")
     g = p.add_argument_group("cnn")
     g.add_argument("--time-context", type=util.positive_int, default=30, help="frames per patch T (default 30)")
     g.add_argument("--vertical", type=util.nonneg_int, nargs=2, default=[1, 0], metavar=("T1", "F1"),
@@ -143,6 +146,8 @@ def parse_args(argv=None):
     args = training.parse_resumable(build_parser(known.system), argv)
     if args.system == "waveunet" and args.loss not in ("mse", "l1"):
         raise UserError(f"--loss {args.loss}: the Wave-U-Net trains on waveforms; use mse or l1")
+    if args.system == "gru" and args.mask_weight == "magnitude" and args.loss != "mse":
+        raise UserError(f"--mask-weight magnitude weights a squared error: use --loss mse, not {args.loss}")
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
         raise UserError(f"--curriculum-start {args.curriculum_start} must be in (0, --chunk-seconds]")
     return args
@@ -177,11 +182,18 @@ def drnn_loss(model, example, loss_fn, index, gamma):
     return Model_DRNN.discriminative_loss(src_mag[:, index], estimate, loss_fn, gamma)
 
 
-def mask_target_loss(model, example, loss_fn, index, p, v):
-    """``loss_fn(target mask, predicted mask)``; target (|S_j|^p / sum_k |S_k|^p)^v."""
+def mask_target_loss(model, example, loss_fn, index, p, v, weight="none"):
+    """``loss_fn(target mask, predicted mask)``; target (|S_j|^p / sum_k |S_k|^p)^v. With
+    ``weight="magnitude"`` the squared error of each bin is weighted by the mixture's magnitude
+    there (normalised to mean 1 per excerpt), so bins with almost no energy stop taking most of
+    the gradient (mse only)."""
     mix_mag, src_mag = example
     target = Model_GRU.ratio_mask(src_mag, p, v)[:, index]            # (B, S', T, F)
-    return loss_fn(target, model(mix_mag))
+    pred = model(mix_mag)
+    if weight == "magnitude":
+        w = mix_mag / mix_mag.mean((1, 2), keepdim=True).clamp_min(1e-12)   # (B, T, F)
+        return ((target - pred) ** 2 * w.unsqueeze(1)).sum(-1).mean()
+    return loss_fn(target, pred)
 
 
 def waveform_examples(holder):
@@ -237,7 +249,7 @@ def main(argv=None):
         compute_loss = lambda m, ex: drnn_loss(m, ex, loss_fn, holder["index"], args.gamma)  # noqa: E731
     elif args.system == "gru":
         compute_loss = lambda m, ex: mask_target_loss(m, ex, loss_fn, holder["index"],  # noqa: E731
-                                                      args.irm_p, args.irm_v)
+                                                      args.irm_p, args.irm_v, args.mask_weight)
     elif args.system == "waveunet":
         examples = waveform_examples(holder)
         compute_loss = lambda m, ex: waveform_loss(m, ex, holder["index"], args.loss)  # noqa: E731
