@@ -6,15 +6,51 @@ scripts and the evaluation treat them alike:
 * ``forward(mix_mag)`` takes mixture magnitudes ``(batch, frames, bins)`` and returns masks
   ``(batch, n_sources, frames, bins)`` in [0, 1] for the sources named in ``model.sources``.
   A model that only names ``("vocals",)`` leaves the accompaniment as mixture - vocals.
-* ``model.model_args`` holds the constructor arguments (saved in checkpoints).
+* ``model.model_args`` holds the constructor arguments (saved in checkpoints), recorded by the
+  :func:`capture_init` decorator on every model's ``__init__``; ``model.sources`` is the class's
+  default, or the ``sources`` argument where the constructor takes one.
+* ``model.domain`` is ``"spectrogram"`` (the default: magnitudes in, masks out) or ``"time"``
+  (waveform in, sources out: Wave-U-Net).
+* :meth:`MaskModel.set_input_stats` sets the per-bin mean and standard deviation of the input
+  features from training mixtures; they are buffers, saved with the weights.
 * ``model.context`` says how a long song may be cut into chunks: ``"frame"`` (frames are
   independent), ``"causal"`` (carry a state from chunk to chunk) or ``"window"`` (needs past and
   future: overlapping windows with cross-faded joins).
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 import torch.nn as nn
+
+
+def _plain(value):
+    """Constructor arguments as checkpoint-safe plain values (tuples become lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def capture_init(init):
+    """Decorator for a model's ``__init__``: records every constructor argument, defaults
+    included, in ``self.model_args`` (what checkpoints store and :func:`util.build_model` passes
+    back), and sets ``self.sources`` from a ``sources`` argument. Nothing is listed by hand, so
+    no argument can be left out and reload silently wrong. On a subclass, the outermost
+    ``__init__`` wins."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(list(bound.arguments.items())[1:])
+        if "sources" in arguments:
+            self.sources = tuple(arguments["sources"])
+        init(self, *args, **kwargs)
+        self.model_args = {k: _plain(v) for k, v in arguments.items()}
+    return wrapper
 
 
 LEVEL_NORMS = ("none", "frame")
@@ -77,9 +113,9 @@ class FrameMaskNet(MaskModel):
     Shapes: (B, T, F) -> encode -> (B, T, code) -> decode -> (B, 1, T, F).
     """
 
+    @capture_init
     def __init__(self, n_bins: int, hidden=(1024, 512), code: int = 256, dropout: float = 0.1):
         super().__init__(n_bins)
-        self.model_args = {"n_bins": n_bins, "hidden": list(hidden), "code": code, "dropout": dropout}
         sizes = [n_bins, *hidden, code]
         enc = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):

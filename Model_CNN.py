@@ -52,6 +52,7 @@ class ChandnaCNN(Model.MaskModel):
     sources = ("vocals", "drums", "bass", "other")
     context = "window"
 
+    @Model.capture_init
     def __init__(self, n_bins: int, sources=("vocals", "drums", "bass", "other"), time_context: int = 30,
                  vertical=(1, 0), horizontal=(12, 1), n_vertical: int = 50, n_horizontal: int = 30,
                  bottleneck: int = 128, eps: float = 1e-8):
@@ -63,10 +64,6 @@ class ChandnaCNN(Model.MaskModel):
         if f1 > n_bins or t1 + t2 - 1 > time_context or f2 > n_bins - f1 + 1:
             raise ValueError(f"filters (t1, f1) = ({t1}, {f1}), (t2, f2) = ({t2}, {f2}) do not fit a "
                              f"{time_context} x {n_bins} patch")
-        self.model_args = {"n_bins": n_bins, "sources": list(sources), "time_context": time_context,
-                           "vertical": [t1, f1], "horizontal": [t2, f2], "n_vertical": n_vertical,
-                           "n_horizontal": n_horizontal, "bottleneck": bottleneck, "eps": eps}
-        self.sources = tuple(sources)
         self.time_context, self.eps = time_context, eps
         self.vertical = nn.Conv2d(1, n_vertical, (t1, f1))
         self.horizontal = nn.Conv2d(n_vertical, n_horizontal, (t2, f2))

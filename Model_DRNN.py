@@ -123,6 +123,7 @@ class DRNN(Model.MaskModel):
     sources = ("vocals", "accompaniment")
     context = "window"
 
+    @Model.capture_init
     def __init__(self, n_bins: int, hidden: int = 1000, layers: int = 3, recurrent_layers=(2,),
                  context_frames: int = 3, dropout: float = 0.0, sources=("vocals", "accompaniment"),
                  eps: float = 1e-8, max_gain: float = 0.95):
@@ -134,10 +135,6 @@ class DRNN(Model.MaskModel):
             raise ValueError(f"context_frames must be odd and >= 1, got {context_frames}")
         if len(sources) < 2:
             raise ValueError("the joint mask needs at least two sources")
-        self.model_args = {"n_bins": n_bins, "hidden": hidden, "layers": layers,
-                           "recurrent_layers": recurrent_layers, "context_frames": context_frames,
-                           "dropout": dropout, "sources": list(sources), "eps": eps, "max_gain": max_gain}
-        self.sources = tuple(sources)
         self.context_frames, self.eps = context_frames, eps
         self.recurrent_layers = recurrent_layers
         self.layers = nn.ModuleList()

@@ -48,12 +48,10 @@ class GRUMaskNet(Model.MaskModel):
     sources = ("vocals",)
     context = "causal"
 
+    @Model.capture_init
     def __init__(self, n_bins: int, hidden: int = 256, layers: int = 3, dense: int = 256,
                  dropout: float = 0.0, sources=("vocals",)):
         super().__init__(n_bins)
-        self.model_args = {"n_bins": n_bins, "hidden": hidden, "layers": layers, "dense": dense,
-                           "dropout": dropout, "sources": list(sources)}
-        self.sources = tuple(sources)
         self.gru = nn.GRU(n_bins, hidden, num_layers=layers, batch_first=True,
                           dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Sequential(nn.Linear(hidden, dense), nn.ReLU(),

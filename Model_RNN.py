@@ -21,10 +21,10 @@ class RNNMaskNet(Model.FrameMaskNet):
     the LSTM state, so chunk after chunk equals the whole sequence at once.
     """
 
+    @Model.capture_init
     def __init__(self, n_bins: int, hidden=(1024, 512), code: int = 256, dropout: float = 0.1,
                  rnn_hidden: int = 256, rnn_layers: int = 1, bidirectional: bool = True):
         super().__init__(n_bins, hidden, code, dropout)
-        self.model_args.update(rnn_hidden=rnn_hidden, rnn_layers=rnn_layers, bidirectional=bidirectional)
         self.context = "window" if bidirectional else "causal"
         self.rnn = nn.LSTM(code, rnn_hidden, num_layers=rnn_layers, batch_first=True,
                            bidirectional=bidirectional)

@@ -42,13 +42,11 @@ class UNet(Model.MaskModel):
     sources = ("vocals",)
     context = "window"
 
+    @Model.capture_init
     def __init__(self, n_bins: int, channels=(16, 32, 64, 128, 256, 512), kernel: int = 5,
                  dropout: float = 0.5, dropout_layers: int = 3, sources=("vocals",)):
         super().__init__(n_bins)
         channels = [int(c) for c in channels]
-        self.model_args = {"n_bins": n_bins, "channels": channels, "kernel": kernel, "dropout": dropout,
-                           "dropout_layers": dropout_layers, "sources": list(sources)}
-        self.sources = tuple(sources)
         self.multiple = 2 ** len(channels)
         pad = kernel // 2
         self.encoder = nn.ModuleList()

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+import Model
 import torch.nn.functional as F
 
 
@@ -59,6 +61,7 @@ class WaveUNet(nn.Module):
     context = "time"
     sources = ("vocals", "accompaniment")
 
+    @Model.capture_init
     def __init__(self, n_bins: int = 0, levels: int = 12, features: int = 24, down_kernel: int = 15,
                  up_kernel: int = 5, sources=("vocals", "accompaniment")):
         super().__init__()
@@ -66,10 +69,7 @@ class WaveUNet(nn.Module):
             raise ValueError("kernel sizes must be odd (symmetric valid convolutions)")
         if len(sources) < 2:
             raise ValueError("Wave-U-Net predicts K - 1 sources and the last as the difference: K >= 2")
-        self.model_args = {"n_bins": n_bins, "levels": levels, "features": features,
-                           "down_kernel": down_kernel, "up_kernel": up_kernel, "sources": list(sources)}
         self.n_bins = n_bins     # unused; kept so tools that read model.n_bins do not fail
-        self.sources = tuple(sources)
         self.levels, self.fd, self.fu = levels, down_kernel, up_kernel
         ch = [1] + [features * i for i in range(1, levels + 2)]   # 1, Fc, 2Fc, ..., (L+1)Fc
         self.down = nn.ModuleList(nn.Conv1d(ch[i], ch[i + 1], down_kernel) for i in range(levels))

@@ -64,3 +64,43 @@ def test_causal_rnn_chunks_with_state_equal_whole():
         out, state = m(x[:, i:i + 7], state, return_state=True)
         parts.append(out)
     assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-6)
+
+
+NON_DEFAULT = {
+    "Model.FrameMaskNet": dict(n_bins=65, hidden=[24, 12], code=6, dropout=0.3),
+    "Model_RNN.RNNMaskNet": dict(n_bins=65, hidden=[24], code=6, dropout=0.2, rnn_hidden=5, rnn_layers=2,
+                                 bidirectional=False),
+    "Model_DRNN.DRNN": dict(n_bins=65, hidden=16, layers=2, recurrent_layers=[1], context_frames=5, dropout=0.1,
+                            sources=["vocals", "accompaniment"], eps=1e-3, max_gain=0.5),
+    "Model_GRU.GRUMaskNet": dict(n_bins=65, hidden=8, layers=2, dense=12, dropout=0.1,
+                                 sources=["vocals", "accompaniment"]),
+    "Model_CNN.ChandnaCNN": dict(n_bins=65, sources=["vocals", "accompaniment"], time_context=11, vertical=[1, 0],
+                                 horizontal=[5, 1], n_vertical=7, n_horizontal=5, bottleneck=9, eps=1e-4),
+    "Model_UNet.UNet": dict(n_bins=65, channels=[4, 8], kernel=3, dropout=0.2, dropout_layers=1,
+                            sources=["vocals", "accompaniment"]),
+    "Model_WaveUNet.WaveUNet": dict(n_bins=0, levels=3, features=4, down_kernel=5, up_kernel=3,
+                                    sources=["vocals", "drums", "bass", "other"]),
+}
+
+
+def test_every_registered_model_records_and_reloads_non_default_arguments(tmp_path):
+    """capture_init: every constructor argument (dropout, eps, max_gain, ...) is saved and comes
+    back, so a reloaded model computes exactly what the saved one did."""
+    import util
+    assert set(NON_DEFAULT) == set(util.MODEL_CLASSES)
+    for name, kwargs in NON_DEFAULT.items():
+        torch.manual_seed(0)
+        model = util.model_class(name)(**kwargs).eval()
+        assert model.model_args == kwargs, name
+        assert list(model.sources) == kwargs.get("sources", list(type(model).sources))
+        if hasattr(model, "input_mean"):
+            model.input_mean.uniform_(-1, 1)
+            model.set_level_norm("frame")
+        path = tmp_path / f"{name}.pt"
+        util.save_checkpoint(path, model, util.make_stft(128, 32), 8000)
+        again, _, _, _ = util.load_model(path)
+        x = torch.rand(1, 1, model.input_length(model.valid_output_length(3000))) if name.endswith("WaveUNet") \
+            else torch.rand(1, 40, 65)
+        with torch.no_grad():
+            assert torch.equal(model(x), again(x)), name
+        assert getattr(again, "level_norm", None) == getattr(model, "level_norm", None)
