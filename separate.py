@@ -395,30 +395,6 @@ def separate_time_domain(model, mixture: np.ndarray, device="cpu", block_samples
     return torch.cat(parts, -1)[..., :n].transpose(0, 1).cpu().numpy()                 # (S, C, N)
 
 
-def separate_file_time_domain(model, model_sr, path: Path, out_dir: Path, fmt="wav", subtype="PCM_16",
-                              device="cpu"):
-    """Whole-file path for time-domain models: read at the model rate, separate, resample back,
-    write ``out_dir/{sources..., accompaniment}.<fmt>`` (accompaniment = mixture - vocals when the
-    model does not name it). Memory grows with the song's length (no streaming)."""
-    info = util.audio_info(path)
-    mixture, _ = util.load_audio(path)                                                 # (C, N) input rate
-    est = separate_time_domain(model, util.resample(mixture, info.samplerate, model_sr), device)
-    if not np.isfinite(est).all():
-        raise UserError("the model produced NaN or infinite output (broken checkpoint?); nothing written")
-    sources = {}
-    for name, x in zip(model.sources, est):
-        x = util.resample(x, model_sr, info.samplerate)
-        sources[name] = np.stack([np.pad(c, (0, max(0, mixture.shape[1] - len(c))))[:mixture.shape[1]] for c in x])
-    if "accompaniment" not in sources:
-        sources["accompaniment"] = mixture - sources["vocals"]
-    prepare_outdir(out_dir)
-    targets = []
-    for name, x in sources.items():
-        targets.append(out_dir / f"{name}.{fmt}")
-        util.save_audio(targets[-1], x, info.samplerate, subtype)
-    return targets
-
-
 def separate_whole(model, stft, mixture: np.ndarray, device="cpu") -> np.ndarray:
     """Reference implementation without streaming: (C, N) -> (S, C, N)."""
     x = torch.from_numpy(mixture).to(device)
@@ -512,82 +488,120 @@ def read_blocks(path, block_samples):
             yield data.T                                                  # (C, n)
 
 
+class StemWriter:
+    """The one writer of separated stems, for every model: ``out_dir/<name>.<fmt>`` for the
+    model's sources plus ``accompaniment`` = mixture - vocals when the model does not name it.
+
+    Stems go to hidden temporary files in ``out_dir``; :meth:`commit` renames them into place,
+    :meth:`abort` (or any exception inside ``with``) removes them, so a failure or a kill leaves
+    no half-written output. Integer formats are clipped to [-1, 1] with one warning per song.
+    """
+
+    def __init__(self, model, out_dir: Path, sample_rate: int, channels: int, fmt="wav", subtype="PCM_16"):
+        self.sources = list(model.sources)
+        self.names = [n.split(".")[0] for n in output_names(model, fmt)]
+        self.out_dir, self.fmt, self.subtype = out_dir, fmt, subtype
+        self.targets = {n: out_dir / f"{n}.{fmt}" for n in self.names}
+        self.tmp, self.files, self.clipped = {}, {}, False
+        prepare_outdir(out_dir)
+        sf_subtype = "VORBIS" if fmt == "ogg" else subtype
+        try:
+            for n in self.names:
+                self.tmp[n] = util.temp_path(out_dir, f".{n}.", f".{fmt}")
+                self.files[n] = sf.SoundFile(str(self.tmp[n]), "w", sample_rate, channels, subtype=sf_subtype,
+                                             format=fmt.upper())
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, separated: np.ndarray, mixture: np.ndarray):
+        """separated (S, C, n) in the model's source order; mixture (C, n), the same samples."""
+        for i, name in enumerate(self.sources):
+            self._write(name, separated[i])
+        if "accompaniment" not in self.sources:
+            self._write("accompaniment", mixture - separated[self.sources.index("vocals")])
+
+    def _write(self, name, x):
+        if self.subtype.startswith("PCM") and x.size and np.abs(x).max() > 1:
+            self.clipped = True
+            x = np.clip(x, -1, 1)
+        self.files[name].write(np.ascontiguousarray(x.T))
+
+    def commit(self) -> list[Path]:
+        for f in self.files.values():
+            f.close()
+        for n in self.names:
+            os.replace(self.tmp[n], self.targets[n])
+        return list(self.targets.values())
+
+    def abort(self):
+        for f in self.files.values():
+            if not f.closed:
+                f.close()
+        for p in self.tmp.values():
+            p.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if kind is not None:
+            self.abort()
+        return False
+
+
 def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", subtype="PCM_16",
                   device="cpu", block_seconds=30.0, progress=True, chunk_frames=1024, high_band="top-mean",
                   wiener=0):
-    """Stream ``path`` through the model into ``out_dir/{vocals,accompaniment,...}.<fmt>``.
+    """Separate ``path`` into ``out_dir/{vocals,accompaniment,...}.<fmt>``; returns the written paths.
 
-    The song is processed at its own rate (the mask is computed on the model's frequency grid
-    and mapped back, :class:`StreamSeparator`), never resampled. Files are written to temporary
-    names and renamed at the end, so a failure leaves nothing half-written. Returns the written
-    paths.
+    The one entry point for every model, dispatching on ``model.domain``: spectrogram models
+    stream the song in blocks at its own rate (never resampled, :class:`StreamSeparator`);
+    time-domain models (Wave-U-Net) run on the whole song at the model rate, resampled there and
+    back (memory grows with the song). Both write through :class:`StemWriter`.
     """
-    if getattr(model, "domain", None) == "time":
-        return separate_file_time_domain(model, model_sr, path, out_dir, fmt, subtype, device)
     info = util.audio_info(path)
     sr, channels, n_total = info.samplerate, info.channels, info.frames
+    if getattr(model, "domain", "spectrogram") == "time":
+        mixture, _ = util.load_audio(path)                                             # (C, N)
+        est = separate_time_domain(model, util.resample(mixture, sr, model_sr), device)
+        if not np.isfinite(est).all():
+            raise UserError("the model produced NaN or infinite output (broken checkpoint?); nothing written")
+        est = np.stack([util.resample(x, model_sr, sr) for x in est])                 # (S, C, N')
+        est = np.pad(est, ((0, 0), (0, 0), (0, max(0, n_total - est.shape[-1]))))[..., :n_total]
+        with StemWriter(model, out_dir, sr, channels, fmt, subtype) as writer:
+            writer.write(est, mixture)
+            return writer.commit()
     sep = StreamSeparator(model, stft, device, chunk_frames, input_rate=sr, model_rate=model_sr,
                           high_band=high_band, wiener=wiener)
     if n_total < sep.n_fft:
         raise UserError(f"{path}: too short ({n_total / sr:.3f} s; one STFT frame is "
                         f"{stft.n_fft / model_sr:.3f} s)")
-    names = [n.split(".")[0] for n in output_names(model, fmt)]
-    prepare_outdir(out_dir)
-    targets = {n: out_dir / f"{n}.{fmt}" for n in names}
-    tmp, writers = {}, {}
-    sf_subtype = "VORBIS" if fmt == "ogg" else subtype
-    mix_fifo = []                                                       # mixture awaiting its estimates
-    clipped = []
+    pending = []                                                        # mixture awaiting its estimates
 
     def write(separated):
-        """separated: (S, C, n) at the input rate, aligned with the oldest unwritten mixture."""
+        """separated (S, C, n): the estimates of the oldest n unwritten mixture samples."""
         n = separated.shape[-1]
-        if n == 0:
-            return
-        mix = np.concatenate(mix_fifo, 1) if len(mix_fifo) > 1 else mix_fifo[0]
-        mix_fifo[:] = [mix[:, n:]]
-        for i, name in enumerate(model.sources):
-            _write(writers[name], separated[i])
-        if "accompaniment" not in model.sources:
-            _write(writers["accompaniment"], mix[:, :n] - separated[list(model.sources).index("vocals")])
+        if n:
+            mix = np.concatenate(pending, 1) if len(pending) > 1 else pending[0]
+            pending[:] = [mix[:, n:]]
+            writer.write(separated, mix[:, :n])
 
-    def _write(w, x):
-        """x: (C, n)."""
-        if subtype.startswith("PCM") and x.size and np.abs(x).max() > 1:
-            clipped.append(w.name)
-            x = np.clip(x, -1, 1)
-        w.write(np.ascontiguousarray(x.T))
-
-    try:
-        for n in names:
-            tmp[n] = util.temp_path(out_dir, f".{n}.", f".{fmt}")
-            writers[n] = sf.SoundFile(str(tmp[n]), "w", sr, channels, subtype=sf_subtype, format=fmt.upper())
+    with StemWriter(model, out_dir, sr, channels, fmt, subtype) as writer:
         bar = tqdm(total=n_total, unit="sample", unit_scale=True, desc=path.name[:30], disable=not progress,
                    leave=False)
-        block = max(int(block_seconds * sr), 1)
-        for data in read_blocks(path, block):
-            if not np.isfinite(data).all():
+        for block in read_blocks(path, max(int(block_seconds * sr), 1)):
+            if not np.isfinite(block).all():
                 raise UserError(f"{path}: audio contains NaN or infinite samples")
-            mix_fifo.append(data)
-            write(sep.push(data))
-            bar.update(data.shape[1])
+            pending.append(block)
+            write(sep.push(block))
+            bar.update(block.shape[1])
         write(sep.finish())
         bar.close()
-        for w in writers.values():
-            w.close()
-        for n in names:
-            os.replace(tmp[n], targets[n])
-    except BaseException:
-        for w in writers.values():
-            if not w.closed:
-                w.close()
-        for p in tmp.values():
-            if p.exists():
-                p.unlink()
-        raise
-    if clipped:
+        written = writer.commit()
+    if writer.clipped:
         print(f"warning: {path.name}: output exceeded full scale and was clipped", file=sys.stderr)
-    return list(targets.values())
+    return written
 
 
 def build_parser(description, default_model):
