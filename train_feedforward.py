@@ -34,7 +34,7 @@ def parse_args(argv=None):
 
 def shuffled_frames(transforms, frame_batch):
     """Batch of stems -> minibatches of shuffled frames (1, frame_batch, F) and (1, S, frame_batch, F)."""
-    def examples(stems):
+    def examples(stems, model):
         mix_mag, src_mag = transforms(stems)                     # (B, T, F), (B, S, T, F)
         n_bins = mix_mag.shape[-1]
         mix = mix_mag.reshape(-1, n_bins)                        # (B*T, F)

@@ -29,6 +29,7 @@ and loss.png (default run folder runs/seed-<system>-<date-time>).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -74,13 +75,9 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     desc = __doc__ + ("" if system else "\n(option defaults below are those of --system drnn)")
     p = argparse.ArgumentParser(description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--system", choices=SYSTEMS, required=True, help="which seed system to train")
-    training.add_common_args(p, **{k: d[k] for k in TRAINING_KEYS})
-    p.set_defaults(loss=d["loss"])
-    for action in p._actions:           # the common help text names another default
-        if action.dest == "loss":
-            action.help = ("drnn: D of the discriminative loss on magnitudes; gru: loss between predicted "
-                           "and target masks; cnn, unet: loss on masked magnitudes; waveunet: mse or l1 on "
-                           "waveforms (default %(default)s)")
+    training.add_common_args(p, **{k: d[k] for k in TRAINING_KEYS}, loss=d["loss"], loss_help=(
+        "drnn: D of the discriminative loss on magnitudes; gru: loss between predicted and target masks; "
+        "cnn, unet: loss on masked magnitudes; waveunet: mse or l1 on waveforms (default %(default)s)"))
     g = p.add_argument_group("all systems")
     g.add_argument("--sources", nargs="+", choices=Data.SOURCES + Data.FOUR_STEMS[1:], default=d["sources"],
                    help="sources the model outputs, in order (default %(default)s); drums/bass/other need "
@@ -175,20 +172,20 @@ def build(n_bins, a):
 # ----------------------------------------------------------------------------------------------
 # Per-system batch -> loss
 # ----------------------------------------------------------------------------------------------
-def drnn_loss(model, example, loss_fn, index, gamma):
+def drnn_loss(model, example, source_index, loss_fn, gamma):
     """Discriminative loss (Huang eq. 7) on the joint-masked estimates."""
     mix_mag, src_mag = example
     estimate = model(mix_mag) * mix_mag.unsqueeze(1)                  # (B, S, T, F)
-    return Model_DRNN.discriminative_loss(src_mag[:, index], estimate, loss_fn, gamma)
+    return Model_DRNN.discriminative_loss(src_mag[:, source_index], estimate, loss_fn, gamma)
 
 
-def mask_target_loss(model, example, loss_fn, index, p, v, weight="none"):
+def mask_target_loss(model, example, source_index, loss_fn, p, v, weight="none"):
     """``loss_fn(target mask, predicted mask)``; target (|S_j|^p / sum_k |S_k|^p)^v. With
     ``weight="magnitude"`` the squared error of each bin is weighted by the mixture's magnitude
     there (normalised to mean 1 per excerpt), so bins with almost no energy stop taking most of
     the gradient (mse only)."""
     mix_mag, src_mag = example
-    target = Model_GRU.ratio_mask(src_mag, p, v)[:, index]            # (B, S', T, F)
+    target = Model_GRU.ratio_mask(src_mag, p, v)[:, source_index]            # (B, S', T, F)
     pred = model(mix_mag)
     if weight == "magnitude":
         w = mix_mag / mix_mag.mean((1, 2), keepdim=True).clamp_min(1e-12)   # (B, T, F)
@@ -196,27 +193,25 @@ def mask_target_loss(model, example, loss_fn, index, p, v, weight="none"):
     return loss_fn(target, pred)
 
 
-def waveform_examples(holder):
+def waveform_examples(stems, net):
     """(B, S, N) stems -> (mixture (B, 1, n_in), targets (B, S, n_out)): the longest admissible
-    input inside the excerpt and the centre part the network predicts."""
-    def examples(stems):
-        net = holder["model"]
-        n = stems.shape[-1]
-        out = net.output_for_input(n)
-        if out is None:
-            need = net.input_length(net.valid_output_length(1))
-            raise UserError(f"excerpt of {n} samples is shorter than the Wave-U-Net's smallest input "
-                            f"({need} samples): raise --chunk-seconds (and --curriculum-start)")
-        ctx = net.context_samples()
-        off = (n - out - 2 * ctx) // 2
-        x = stems[..., off:off + out + 2 * ctx]
-        yield x.sum(1, keepdim=True), x[..., ctx:ctx + out]
-    return examples
+    input inside the excerpt for the Wave-U-Net ``net`` and the centre part it predicts."""
+    n = stems.shape[-1]
+    out = net.output_for_input(n)
+    if out is None:
+        need = net.input_length(net.valid_output_length(1))
+        raise UserError(f"excerpt of {n} samples is shorter than the Wave-U-Net's smallest input "
+                        f"({need} samples): raise --chunk-seconds (and --curriculum-start)")
+    ctx = net.context_samples()
+    off = (n - out - 2 * ctx) // 2
+    x = stems[..., off:off + out + 2 * ctx]
+    yield x.sum(1, keepdim=True), x[..., ctx:ctx + out]
 
 
-def waveform_loss(model, example, index, kind):
+def waveform_loss(model, example, source_index, kind):
+    """Mean squared (``kind="mse"``) or absolute error of the predicted waveforms."""
     mixture, targets = example
-    diff = model(mixture) - targets[:, index]
+    diff = model(mixture) - targets[:, source_index]
     return (diff ** 2).mean() if kind == "mse" else diff.abs().mean()
 
 
@@ -236,25 +231,18 @@ def curriculum(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    holder = {}
-
-    def build_model(n_bins, a):
-        holder["model"] = model = build(n_bins, a)
-        holder["index"] = [Data.dataset_sources(model.sources).index(s) for s in model.sources]
-        return model
-
     loss_fn = Model.LOSSES.get(args.loss)
-    examples = compute_loss = None
+    examples, compute_loss = None, None                    # the training loop's defaults: masked magnitudes
     if args.system == "drnn":
-        compute_loss = lambda m, ex: drnn_loss(m, ex, loss_fn, holder["index"], args.gamma)  # noqa: E731
+        compute_loss = functools.partial(drnn_loss, loss_fn=loss_fn, gamma=args.gamma)
     elif args.system == "gru":
-        compute_loss = lambda m, ex: mask_target_loss(m, ex, loss_fn, holder["index"],  # noqa: E731
-                                                      args.irm_p, args.irm_v, args.mask_weight)
+        compute_loss = functools.partial(mask_target_loss, loss_fn=loss_fn, p=args.irm_p, v=args.irm_v,
+                                         weight=args.mask_weight)
     elif args.system == "waveunet":
-        examples = waveform_examples(holder)
-        compute_loss = lambda m, ex: waveform_loss(m, ex, holder["index"], args.loss)  # noqa: E731
+        examples = waveform_examples
+        compute_loss = functools.partial(waveform_loss, kind=args.loss)
     best = f"savedModel_{args.system}_best.pt"
-    run = training.train(args, f"seed-{args.system}", best, build_model, examples=examples,
+    run = training.train(args, f"seed-{args.system}", best, build, examples=examples,
                          compute_loss=compute_loss,
                          on_epoch=curriculum(args) if args.curriculum_start else None)
     print(run / best)

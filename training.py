@@ -15,6 +15,7 @@ where needed, say how a batch becomes a loss; everything else is here:
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -37,8 +38,8 @@ DEMO_ROOT = ROOT / "data" / "demo"
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16, chunk_seconds=2.0,
-                    lr=1e-3, sample_rate=32000, n_fft=4096, hop=2048):
-    """Arguments shared by every training script; defaults per script."""
+                    lr=1e-3, sample_rate=32000, n_fft=4096, hop=2048, loss="kl", loss_help=None):
+    """Arguments shared by every training script; defaults (and the --loss help) per script."""
     g = parser.add_argument_group("data")
     g.add_argument("--data", type=Path, default=None,
                    help="dataset folder: DSD100, MUSDB18-HQ style or MIR-1K (default: generate and use "
@@ -79,9 +80,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help=f"excerpts per batch, >= 1 (default {batch_size})")
     g.add_argument("--lr", type=util.nonneg_float, default=lr, help=f"Adam learning rate, >= 0 (default {lr})")
     g.add_argument("--weight-decay", type=util.nonneg_float, default=0.0, help="Adam weight decay (default 0)")
-    g.add_argument("--loss", choices=sorted(Model.LOSSES), default="kl",
-                   help="training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
-                        "kl_reverse the swapped direction (default kl)")
+    g.add_argument("--loss", choices=sorted(Model.LOSSES), default=loss,
+                   help=loss_help or "training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
+                                     "kl_reverse the swapped direction (default %(default)s)")
     g.add_argument("--lr-decay-patience", type=util.nonneg_int, default=0,
                    help="multiply the learning rate by --lr-decay-factor after this many epochs without "
                         "validation improvement (0: constant rate; default 0)")
@@ -157,13 +158,17 @@ def parse_resumable(parser: argparse.ArgumentParser, argv=None) -> argparse.Name
 # ----------------------------------------------------------------------------------------------
 # Default batch -> loss for mask models
 # ----------------------------------------------------------------------------------------------
-def mask_examples(transforms: Data.Transforms, stems: torch.Tensor):
-    """(B, S, samples) -> one example (mix_mag (B, T, F), source_mags (B, S, T, F))."""
-    yield transforms(stems)
+def mask_examples(transforms: Data.Transforms):
+    """``examples(stems, model)``: (B, S, samples) -> one example (mix_mag (B, T, F),
+    source_mags (B, S, T, F))."""
+    def examples(stems, model):
+        yield transforms(stems)
+    return examples
 
 
-def mask_loss(model, example, loss_fn, source_index):
-    """Magnitude loss between each named source and mask * mixture."""
+def mask_loss(model, example, source_index, loss_fn):
+    """Magnitude loss between each named source and mask * mixture. ``source_index``: where the
+    model's sources are among the dataset's stems."""
     mix_mag, src_mag = example
     masks = model(mix_mag)                                   # (B, S', T, F)
     estimate = masks * mix_mag.unsqueeze(1)                  # (B, S', T, F)
@@ -255,8 +260,10 @@ def plot_history(history, path):
 
 def train(args, name: str, best_name: str, build_model, *, examples=None, compute_loss=None,
           after_build=None, on_epoch=None):
-    """Run a whole training. ``build_model(n_bins, args)`` -> model; ``examples(stems)`` turns a
-    batch of stems into minibatch examples; ``compute_loss(model, example)`` -> scalar tensor.
+    """Run a whole training. ``build_model(n_bins, args)`` -> model; ``examples(stems, model)``
+    turns a batch of stems into minibatch examples; ``compute_loss(model, example, source_index)``
+    -> scalar tensor, ``source_index`` being the positions of the model's sources among the
+    dataset's stems (default: :func:`mask_examples` and :func:`mask_loss` with ``--loss``).
     ``after_build(model, args)`` runs once on a fresh model (e.g. ``--init`` weights).
     ``on_epoch(epoch, train_set)`` runs before each epoch (e.g. a curriculum changing
     ``train_set.chunk``). Returns the run folder."""
@@ -278,8 +285,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     loss_fn = Model.LOSSES[args.loss]
     all_sources = Data.dataset_sources(model.sources)
     source_index = [all_sources.index(s) for s in model.sources]
-    examples = examples or (lambda stems: mask_examples(transforms, stems))
-    compute_loss = compute_loss or (lambda m, ex: mask_loss(m, ex, loss_fn, source_index))
+    examples = examples or mask_examples(transforms)
+    compute_loss = compute_loss or functools.partial(mask_loss, loss_fn=loss_fn)
 
     data_root, train_set, valid_set = prepare_data(args, all_sources)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -342,9 +349,9 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet or rank != 0, leave=False)
         for stems in bar:
-            for example in examples(stems.to(device)):
+            for example in examples(stems.to(device), model):
                 with torch.autocast(device.type, enabled=scaler.is_enabled()):
-                    loss = compute_loss(train_model, example)
+                    loss = compute_loss(train_model, example, source_index)
                 if not torch.isfinite(loss):
                     best = run / best_name
                     raise UserError(f"loss became {loss.item()} at epoch {epoch}; stopped. "
@@ -361,7 +368,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                 history["smoothed"].append(smoothed)
                 bar.set_postfix(loss=f"{smoothed:.4g}")
         # ---- validate
-        valid_loss = valid(model, valid_set, examples, compute_loss, device)
+        valid_loss = valid(model, valid_set, examples, functools.partial(compute_loss, source_index=source_index),
+                           device)
         entry = {"epoch": epoch, "step": len(history["smoothed"]), "loss": valid_loss}
         if args.valid_sdr and "vocals" in getattr(model, "sources", ()):
             entry["gnsdr"] = valid_sdr(model, valid_set, stft, device)
@@ -430,5 +438,5 @@ def valid(model, valid_set, examples, compute_loss, device) -> float:
     losses = []
     for i in range(len(valid_set)):
         stems = valid_set[i][None].to(device)
-        losses += [compute_loss(model, ex).item() for ex in examples(stems)]
+        losses += [compute_loss(model, ex).item() for ex in examples(stems, model)]
     return float(np.mean(losses))

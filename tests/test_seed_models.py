@@ -99,7 +99,7 @@ def test_drnn_one_training_step_each_loss(loss):
     m = tiny_models()["drnn"]
     mix, src = mags()
     opt = torch.optim.Adam(m.parameters(), 1e-3)
-    value = train_seed.drnn_loss(m, (mix, src), Model.LOSSES[loss], [0, 1], 0.05)
+    value = train_seed.drnn_loss(m, (mix, src), [0, 1], Model.LOSSES[loss], 0.05)
     assert torch.isfinite(value)
     opt.zero_grad()
     value.backward()
@@ -131,7 +131,7 @@ def test_gru_streams_with_state_and_trains_on_mask():
         parts.append(out)
     assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-6)
     m.train()
-    loss = train_seed.mask_target_loss(m, (mix, src), Model.LOSSES["mse"], [0], 2.0, 0.5)
+    loss = train_seed.mask_target_loss(m, (mix, src), [0], Model.LOSSES["mse"], 2.0, 0.5)
     target = Model_GRU.ratio_mask(src, 2, 0.5)[:, :1]
     assert loss.item() == pytest.approx(((m(mix) - target) ** 2).sum(-1).mean().item(), rel=1e-5)
     loss.backward()
@@ -169,7 +169,7 @@ def test_cnn_one_training_step():
 def training_step(model, example, loss, index):
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     import training
-    value = training.mask_loss(model, example, Model.LOSSES[loss], index)
+    value = training.mask_loss(model, example, index, Model.LOSSES[loss])
     opt.zero_grad()
     value.backward()
     opt.step()
@@ -252,7 +252,7 @@ def test_waveunet_difference_output_sums_to_mixture():
 def test_waveunet_one_training_step_and_time_domain_separation():
     m = tiny_models()["waveunet"]
     stems = torch.randn(2, 2, 300) * 0.1
-    (mixture, target), = list(train_seed.waveform_examples({"model": m})(stems))
+    (mixture, target), = list(train_seed.waveform_examples(stems, m))
     o = m.output_for_input(300)
     assert mixture.shape == (2, 1, o + 2 * m.context_samples()) and target.shape == (2, 2, o)
     loss = train_seed.waveform_loss(m, (mixture, target), [0, 1], "mse")
