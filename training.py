@@ -61,6 +61,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--valid-fraction", type=util.float_range(0, 1, True, True), default=0.1,
                    help="share of training songs held out for validation, by song, 0 < x < 1 (default 0.1; "
                         "ignored where the dataset has its own validation split)")
+    g.add_argument("--valid-tracks", default=None, metavar="PATTERN",
+                   help="validate on the training tracks whose names match this glob pattern and train on the "
+                        "others, e.g. 'amy_*' to see how a recipe carries to a singer it never heard (MIR-1K); "
+                        "default: the dataset's own validation split, else --valid-fraction of the songs")
     g.add_argument("--valid-seconds", type=util.positive_float, default=30.0,
                    help="validate on the first N seconds of each validation track (default 30)")
     g.add_argument("--remix-prob", type=util.probability, default=0.5,
@@ -214,7 +218,15 @@ def prepare_data(args, sources):
     if not tracks:
         raise UserError(f"{root}: no training tracks found")
     valid_tracks = Data.find_tracks(root, "valid")           # the dataset's own split, if it has one
-    if valid_tracks:
+    if args.valid_tracks:
+        import fnmatch
+        chosen = {t.name for t in tracks if fnmatch.fnmatchcase(t.name, args.valid_tracks)}
+        if not chosen or len(chosen) == len(tracks):
+            raise UserError(f"--valid-tracks {args.valid_tracks!r} matches {len(chosen)} of {len(tracks)} "
+                            f"training tracks: it must match some, not all")
+        train_tracks = [t for t in tracks if t.name not in chosen]
+        valid_tracks = [t for t in tracks if t.name in chosen]
+    elif valid_tracks:
         train_tracks = tracks
     else:
         train_tracks, valid_tracks = Data.split_train_valid(tracks, args.valid_fraction, seed=42,

@@ -202,3 +202,19 @@ def test_skeleton_style_script_runs_with_this_data_module(course, tmp_path):
     words = out.stdout.split()
     steps, first, last, valid = int(words[1]), float(words[3]), float(words[5]), float(words[7])
     assert steps == 9 and np.isfinite(valid) and last < first
+
+
+def test_valid_tracks_pattern_holds_out_a_singer(mir1k, tmp_path, capsys):
+    import train_feedforward
+    run = tmp_path / "run"
+    base = ["--data", str(mir1k), "--sample-rate", "8000", "--n-fft", "256", "--hop", "128", "--epochs", "1",
+            "--batch-size", "2", "--samples-per-epoch", "2", "--hidden", "16", "--code", "8", "--quiet",
+            "--threads", "1", "--cache-dir", str(tmp_path / "cc")]
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(train_feedforward.main, base + ["--run-dir", str(run), "--valid-tracks", "amy_*"])
+    assert e.value.code == 0
+    history = json.loads((run / "history.json").read_text())
+    assert history["valid_tracks"] == ["amy_1_01", "amy_2_01"]
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(train_feedforward.main, base + ["--run-dir", str(tmp_path / "r2"), "--valid-tracks", "nobody_*"])
+    assert e.value.code == 2 and "matches 0 of 4" in capsys.readouterr().err
