@@ -256,6 +256,11 @@ def song_key(track: Track) -> str:
 # ----------------------------------------------------------------------------------------------
 # Cached decoding
 # ----------------------------------------------------------------------------------------------
+def _save_npy(path, array):
+    with open(path, "wb") as fh:          # np.save(path) would append ".npy" to the temp name
+        np.save(fh, array)
+
+
 class AudioCache:
     """Decode each stem once to mono float32 at ``sample_rate``; memory-map it afterwards."""
 
@@ -279,7 +284,7 @@ class AudioCache:
             audio, _ = util.load_audio(ref.path)
             audio = audio[ref.channel:ref.channel + 1] if ref.channel is not None else audio.mean(0, keepdims=True)
             audio = util.resample(audio, sf.info(str(ref.path)).samplerate, self.sample_rate)[0]
-            util.atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), audio.astype(np.float32)))
+            util.atomic_write(path, lambda tmp: _save_npy(tmp, audio.astype(np.float32)))
         arr = np.load(path, mmap_mode="r")
         self._open[ref] = arr
         return arr
@@ -339,7 +344,8 @@ class SeparationDataset(torch.utils.data.Dataset):
     non-vocal sources come from another track than the vocals), scaled by a random gain.
     With ``vocal_speed`` v > 0 the vocal stem is played at a random speed in [1/(1+v), 1+v]
     (:func:`varispeed`: pitch shifted by up to 12*log2(1+v) semitones, tempo alike), so the
-    model hears voices it was not given. Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
+    model hears voices it was not given. Randomness uses a ``random.Random`` seeded from (``seed``, epoch,
+                                                                                          index), so an epoch is
     repeatable and never touches the global RNG.
     Evaluation (``train=False``): whole tracks (cropped to ``chunk_samples`` from the start when
     given), in a fixed order.

@@ -39,7 +39,7 @@ def main(argv=None):
     run = args.run_dir or training.ROOT / "runs" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     if run.exists() and any(run.iterdir()):
         raise util.UserError(f"{run}: exists and is not empty; choose another --run-dir")
-    data = demo_data.make_demo_dataset(training.DEMO_ROOT)
+    data = demo_data.make_demo_dataset(demo_data.DEMO_ROOT)
     q = ["--quiet"] if args.quiet else []
     common = ["--data", str(data), "--epochs", str(args.epochs), "--seed", str(args.seed), *q]
     print("== training the single-frame model", file=sys.stderr)

@@ -29,6 +29,7 @@ from scipy.signal import lfilter
 import util
 
 STEMS = ("vocals", "bass", "drums", "other")
+DEMO_ROOT = Path(__file__).resolve().parent / "data" / "demo"      # where the tools generate and find it
 MARKER = "demo_dataset.json"
 VERSION = 1
 # Vowel formant frequencies F1..F5 and bandwidths (Hz) of an adult male singer (Csound "tenor"
@@ -409,10 +410,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Synthesise a small deterministic demo dataset (DSD100 layout) "
                                             "of songs with vocals, bass, drums and other stems.")
     p.add_argument("--root", default="data/demo", help="output folder (default: %(default)s)")
-    p.add_argument("--tracks-dev", type=util.int_range(2, 1000), default=8, help="number of Dev (training) tracks (default: %(default)s)")
-    p.add_argument("--tracks-test", type=util.int_range(1, 1000), default=3, help="number of Test tracks (default: %(default)s)")
-    p.add_argument("--seconds", type=util.float_range(1, 600), default=12.0, help="length of each track in seconds (default: %(default)s)")
-    p.add_argument("--sr", type=util.int_range(8000, 192000), default=16000, help="sample rate in Hz (default: %(default)s)")
+    p.add_argument("--tracks-dev", type=util.int_range(2, 1000), default=8,
+                   help="number of Dev (training) tracks (default: %(default)s)")
+    p.add_argument("--tracks-test", type=util.int_range(1, 1000), default=3,
+                   help="number of Test tracks (default: %(default)s)")
+    p.add_argument("--seconds", type=util.float_range(1, 600), default=12.0,
+                   help="length of each track in seconds (default: %(default)s)")
+    p.add_argument("--sr", type=util.int_range(8000, 192000), default=16000,
+                   help="sample rate in Hz (default: %(default)s)")
     p.add_argument("--seed", type=util.nonneg_int, default=0,
                    help="random seed; same seed -> identical files (default: %(default)s)")
     p.add_argument("--course-layout", action="store_true",

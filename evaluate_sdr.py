@@ -54,16 +54,21 @@ def parse_args(argv=None):
                    help="evaluation sample rate in Hz (default: the first model's, else 16000)")
     p.add_argument("--oracle", nargs="*", choices=ORACLES, default=list(ORACLES),
                    help="oracle masks to include (default: all); give none to skip")
-    p.add_argument("--n-fft", type=util.int_range(16, 65536), default=None, help="STFT size for the oracles (default: first model's, else 1024)")
-    p.add_argument("--hop", type=util.positive_int, default=None, help="STFT hop for the oracles (default: first model's, else 256)")
+    p.add_argument("--n-fft", type=util.int_range(16, 65536), default=None,
+                   help="STFT size for the oracles (default: first model's, else 1024)")
+    p.add_argument("--hop", type=util.positive_int, default=None,
+                   help="STFT hop for the oracles (default: first model's, else 256)")
     p.add_argument("--backend", choices=["fast", "mir_eval"], default="fast",
                    help="BSS Eval implementation: fast (vectorised, equal within 0.01 dB) or mir_eval (default fast)")
     p.add_argument("--framewise", action="store_true",
                    help="museval v4 convention: 1 s windows, median over frames then over tracks")
-    p.add_argument("--jobs", type=util.int_range(1, 256), default=os.cpu_count(), help="parallel worker processes (default: all cores)")
+    p.add_argument("--jobs", type=util.int_range(1, 256), default=os.cpu_count(),
+                   help="parallel worker processes (default: all cores)")
     p.add_argument("--limit", type=util.positive_int, default=None, help="evaluate only the first N tracks")
-    p.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE, help="decoded-audio cache (default .cache/audio)")
-    p.add_argument("--out", type=Path, default=None, help="folder for tracks.csv and summary.json (default: print only)")
+    p.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE,
+                   help="decoded-audio cache (default .cache/audio)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for tracks.csv and summary.json (default: print only)")
     p.add_argument("--force", action="store_true", help="overwrite existing results in --out")
     p.add_argument("--compare", type=Path, default=None, metavar="SUMMARY_JSON",
                    help="compare the table with a committed summary.json (e.g. results/mir1k_test_public/"
@@ -225,9 +230,8 @@ def format_table(summary, meta, source="vocals") -> str:
 def evaluate(args) -> dict:
     data = args.data
     if data is None:
-        import training
         import demo_data
-        data = demo_data.make_demo_dataset(training.DEMO_ROOT)
+        data = demo_data.make_demo_dataset(demo_data.DEMO_ROOT)
     tracks = Data.find_tracks(data, args.split)
     if args.limit:
         tracks = tracks[:args.limit]
@@ -282,7 +286,8 @@ def evaluate(args) -> dict:
     if not rows:
         raise UserError("every track was skipped; nothing to evaluate")
     summary = summarise(rows, args.framewise)
-    audio_seconds = sum(r["samples"] for r in rows if r["system"] == "mixture" and r["source"] == "vocals") / sample_rate
+    audio_seconds = sum(r["samples"] for r in rows
+                        if r["system"] == "mixture" and r["source"] == "vocals") / sample_rate
     for system in summary:
         secs = sum(r["seconds"] for r in rows if r["system"] == system and r["source"] == "vocals")
         summary[system]["speed_x_realtime"] = audio_seconds / secs if secs else None

@@ -617,7 +617,8 @@ def build_parser(description, default_model):
     p.add_argument("--subtype", choices=["16", "24", "float"], default="16",
                    help="sample format: 16- or 24-bit integer, or 32-bit float (wav only) (default 16)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--device", type=util.device_name, default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--device", type=util.device_name, default=None,
+                   help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--threads", type=util.threads_count, default=None,
                    help="torch CPU threads, 1..4 x cores (default: all cores)")
     p.add_argument("--block-seconds", type=util.float_range(0.1, 3600), default=30.0,

@@ -25,7 +25,8 @@ def parse_args(argv=None):
     g.add_argument("--hidden", type=util.positive_int, nargs="+", default=[1024, 512],
                    help="encoder layer widths; the decoder mirrors them (default 1024 512)")
     g.add_argument("--code", type=util.positive_int, default=256, help="width of the code h_t (default 256)")
-    g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1, help="dropout after the first layer (default 0.1)")
+    g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1,
+                   help="dropout after the first layer (default 0.1)")
     g.add_argument("--frame-batch", type=util.positive_int, default=1024,
                    help="frames per optimisation step: each batch of excerpts is cut into frames, "
                         "shuffled and split into steps of this many frames (default 1024)")

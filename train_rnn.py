@@ -28,8 +28,10 @@ def parse_args(argv=None):
                    help="feedforward checkpoint whose encoder/decoder initialise this model (recommended)")
     g.add_argument("--hidden", type=util.positive_int, nargs="+", default=[1024, 512],
                    help="encoder layer widths, decoder mirrors them (default 1024 512; taken from --init)")
-    g.add_argument("--code", type=util.positive_int, default=256, help="width of the code h_t (default 256; taken from --init)")
-    g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1, help="dropout after the first layer (default 0.1)")
+    g.add_argument("--code", type=util.positive_int, default=256,
+                   help="width of the code h_t (default 256; taken from --init)")
+    g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1,
+                   help="dropout after the first layer (default 0.1)")
     g.add_argument("--rnn-hidden", type=util.positive_int, default=256, help="LSTM units per direction (default 256)")
     g.add_argument("--rnn-layers", type=util.int_range(1, 16), default=1, help="stacked LSTM layers (default 1)")
     g.add_argument("--unidirectional", action="store_true",
@@ -38,7 +40,7 @@ def parse_args(argv=None):
 
 
 def load_init(path):
-    """Feedforward checkpoint -> (ckpt, state_dict of encoder/decoder/input stats)."""
+    """Read a feedforward checkpoint for --init (refusing any other model class); returns its dict."""
     ckpt = util.read_checkpoint(path)
     if ckpt["model_class"] != "Model.FrameMaskNet":
         raise UserError(f"{path}: --init needs a feedforward (Model.FrameMaskNet) checkpoint, "

@@ -103,7 +103,8 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--gamma", type=util.nonneg_float, default=0.05,
                    help="weight of the discriminative term D(other source || estimate) (default 0.05; 0: off)")
     g = p.add_argument_group("gru")
-    g.add_argument("--dense", type=util.positive_int, default=256, help="units of the dense layer after the GRUs (default 256)")
+    g.add_argument("--dense", type=util.positive_int, default=256,
+                   help="units of the dense layer after the GRUs (default 256)")
     g.add_argument("--irm-p", type=util.positive_float, default=2.0, help="mask target exponent p (default 2)")
     g.add_argument("--irm-v", type=util.positive_float, default=0.5, help="mask target exponent v (default 0.5)")
     g.add_argument("--mask-weight", choices=["none", "magnitude"], default="none",
@@ -125,8 +126,10 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g = p.add_argument_group("waveunet")
     g.add_argument("--levels", type=util.int_range(1, 16), default=12, help="down/up levels L (default 12)")
     g.add_argument("--features", type=util.positive_int, default=24, help="extra channels per level F_c (default 24)")
-    g.add_argument("--down-kernel", type=util.positive_int, default=15, help="downsampling conv kernel in samples (default 15)")
-    g.add_argument("--up-kernel", type=util.positive_int, default=5, help="upsampling conv kernel in samples (default 5)")
+    g.add_argument("--down-kernel", type=util.positive_int, default=15,
+                   help="downsampling conv kernel in samples (default 15)")
+    g.add_argument("--up-kernel", type=util.positive_int, default=5,
+                   help="upsampling conv kernel in samples (default 5)")
     return p
 
 

@@ -29,12 +29,12 @@ from tqdm import tqdm
 
 import Data
 import Model
+import demo_data
 import util
 from util import UserError
 
 ROOT = Path(__file__).resolve().parent
 SHIPPED_MODELS = ROOT / "models"
-DEMO_ROOT = ROOT / "data" / "demo"
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16, chunk_seconds=2.0,
@@ -43,7 +43,7 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g = parser.add_argument_group("data")
     g.add_argument("--data", type=Path, default=None,
                    help="dataset folder: DSD100, MUSDB18-HQ style or MIR-1K (default: generate and use "
-                        f"the synthetic demo set in {DEMO_ROOT.relative_to(ROOT)}/)")
+                        f"the synthetic demo set in {demo_data.DEMO_ROOT.relative_to(ROOT)}/)")
     g.add_argument("--sample-rate", type=util.int_range(1000, 384000), default=sample_rate,
                    help=f"model sample rate in Hz, 1000..384000; audio is resampled to it (default {sample_rate})")
     g.add_argument("--n-fft", type=util.int_range(16, 65536), default=n_fft,
@@ -79,7 +79,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE,
                    help="where decoded audio is cached as .npy (default .cache/audio)")
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=util.positive_int, default=epochs, help=f"number of epochs, >= 1 (default {epochs})")
+    g.add_argument("--epochs", type=util.positive_int, default=epochs,
+                   help=f"number of epochs, >= 1 (default {epochs})")
     g.add_argument("--batch-size", type=util.positive_int, default=batch_size,
                    help=f"excerpts per batch, >= 1 (default {batch_size})")
     g.add_argument("--lr", type=util.nonneg_float, default=lr, help=f"Adam learning rate, >= 0 (default {lr})")
@@ -90,7 +91,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--lr-decay-patience", type=util.nonneg_int, default=0,
                    help="multiply the learning rate by --lr-decay-factor after this many epochs without "
                         "validation improvement (0: constant rate; default 0)")
-    g.add_argument("--lr-decay-factor", type=util.float_range(0, 1, True, True), default=0.3, help="learning-rate decay factor (default 0.3)")
+    g.add_argument("--lr-decay-factor", type=util.float_range(0, 1, True, True), default=0.3,
+                   help="learning-rate decay factor (default 0.3)")
     g.add_argument("--valid-sdr", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure the validation tracks' vocals GNSDR (BSS Eval v3) every epoch, saved in "
                         "history.json beside the loss (default on; the best checkpoint is still chosen by loss)")
@@ -102,7 +104,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help="output folder (default runs/<model>-<date-time>, always a new folder)")
     g.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last.pt (weights, optimizer, RNG, history)")
-    g.add_argument("--device", type=util.device_name, default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    g.add_argument("--device", type=util.device_name, default=None,
+                   help="cpu, cuda or cuda:N (default: cuda if available)")
     g.add_argument("--threads", type=util.threads_count, default=None,
                    help="torch CPU threads, 1..4 x cores (default: all cores)")
     g.add_argument("--workers", type=util.int_range(0, 64), default=0, help="DataLoader worker processes (default 0)")
@@ -212,8 +215,7 @@ def prepare_data(args, sources):
     """Training/validation datasets for ``sources`` from ``args.data`` (or the demo set)."""
     root = args.data
     if root is None:
-        import demo_data
-        root = demo_data.make_demo_dataset(DEMO_ROOT)
+        root = demo_data.make_demo_dataset(demo_data.DEMO_ROOT)
     tracks = Data.find_tracks(root, "train")
     if not tracks:
         raise UserError(f"{root}: no training tracks found")

@@ -235,7 +235,7 @@ def audio_info(path) -> sf._SoundFileInfo:
         raise UserError(f"{path}: empty file (0 bytes)")
     try:
         info = sf.info(str(path))
-    except Exception as err:  # libsndfile's messages are long; keep the first line
+    except Exception as err:  # libsndfile's messages are long; keep their last line
         msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise UserError(f"{path}: not a readable audio file ({msg})") from None
     if info.frames <= 0:

@@ -23,7 +23,6 @@ results.json. Skips cleanly when the data folder is absent.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

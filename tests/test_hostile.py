@@ -12,7 +12,6 @@ import pytest
 import soundfile as sf
 import torch
 
-import Model
 import separate
 import util
 from conftest import ROOT, tone

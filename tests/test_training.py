@@ -42,10 +42,13 @@ def ff_run(demo, tmp_path_factory):
 
 
 def test_feedforward_run_writes_everything(ff_run):
-    assert {"savedModel_feedforward_best.pt", "last.pt", "history.json", "loss.png"} <= {p.name for p in ff_run.iterdir()}
+    written = {p.name for p in ff_run.iterdir()}
+    assert {"savedModel_feedforward_best.pt", "last.pt", "history.json", "loss.png"} <= written
     hist = json.loads((ff_run / "history.json").read_text())
     assert len(hist["valid"]) == 2 and hist["best_epoch"] in (1, 2)
-    assert len(hist["smoothed"]) == len(hist["train"]) * 0 + len(hist["smoothed"]) > 0
+    # one smoothed value per optimiser step: 8 excerpts / batch 4 = 2 steps per epoch, 2 epochs
+    assert len(hist["smoothed"]) == hist["valid"][-1]["step"] == 4 and hist["valid"][0]["step"] == 2
+    assert all(np.isfinite(v["gnsdr"]) for v in hist["valid"])     # validation SDR every epoch
     model, stft, sr, ckpt = util.load_model(ff_run / "savedModel_feedforward_best.pt")
     assert (stft.n_fft, stft.hop, sr) == (256, 64, 8000)
     assert ckpt["train_args"]["seed"] == 42 and ckpt["epoch"] == hist["best_epoch"]
@@ -78,7 +81,8 @@ def test_resume_continues_history(demo, tmp_path):
     hist = json.loads((run / "history.json").read_text())
     assert [v["epoch"] for v in hist["valid"]] == [1, 2, 3] and len(hist["smoothed"]) == steps * 3 // 2
     # an uninterrupted 3-epoch run with the same seed ends with the same weights
-    train_feedforward.main(args[:args.index("--run-dir") + 1] + [str(tmp_path / "straight")] + args[args.index("--run-dir") + 2:])
+    i = args.index("--run-dir")
+    train_feedforward.main(args[:i + 1] + [str(tmp_path / "straight")] + args[i + 2:])
     a = torch.load(run / "last.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)["state_dict"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
