@@ -507,6 +507,7 @@ def test_median_over_frames_ignores_nan():
     assert med[0] == 3.0 and np.isnan(med[1])
 
 
+@pytest.mark.slow
 # --------------------------------------------------------------------------- #
 # real audio (skipped when the shared data folder is absent)
 # --------------------------------------------------------------------------- #

@@ -193,6 +193,7 @@ print("steps", len(losses), "first", losses[0], "last", losses[-1], "valid", val
 '''
 
 
+@pytest.mark.slow
 def test_skeleton_style_script_runs_with_this_data_module(course, tmp_path):
     script = tmp_path / "train_skeleton.py"
     script.write_text(textwrap.dedent(SKELETON.format(path=str(course))))

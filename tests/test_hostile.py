@@ -215,6 +215,7 @@ def test_stale_hidden_temp_files_do_not_block_a_rerun(tmp_path, ckpt, song):
     assert sorted(p.name for p in out.iterdir()) == ["accompaniment.wav", "vocals.wav"]
 
 
+@pytest.mark.slow
 def test_sigterm_cleans_temp_files(tmp_path, ckpt):
     """SIGTERM during separation is handled like Ctrl-C: exit 130, no temp or half file left."""
     long_song = tmp_path / "long.wav"
@@ -302,6 +303,7 @@ def test_hop_larger_than_half_fft_refused(tmp_path, capsys):
     assert "--hop 200" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_help_states_ranges():
     out = subprocess.run([sys.executable, str(ROOT / "train_feedforward.py"), "--help"], capture_output=True,
                          text=True, cwd=ROOT).stdout

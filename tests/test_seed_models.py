@@ -330,6 +330,7 @@ def test_train_seed_drnn_with_curriculum(demo, tmp_path, monkeypatch):
     assert len(json.loads((run / "history.json").read_text())["valid"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*clipped")
 def test_train_seed_waveunet_and_cnn4_then_separate_and_evaluate(demo, tmp_path, capsys):
     cache = tmp_path / "cache"

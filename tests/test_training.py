@@ -155,6 +155,7 @@ util.run_cli(train_feedforward.main, sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_kill_9_never_corrupts_checkpoints(demo, tmp_path):
     """SIGKILL a real training process at several moments; every checkpoint present must load."""
     run, cache = tmp_path / "run", tmp_path / "cache"
@@ -206,6 +207,7 @@ train_feedforward.main(sys.argv[1:-1])
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks_identical_weights(demo, tmp_path):
     args = tiny_args(demo, tmp_path / "run", tmp_path / "cache")
     args[args.index("--epochs") + 1] = "1"
