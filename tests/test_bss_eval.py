@@ -507,10 +507,10 @@ def test_median_over_frames_ignores_nan():
     assert med[0] == 3.0 and np.isnan(med[1])
 
 
-@pytest.mark.slow
 # --------------------------------------------------------------------------- #
 # real audio (skipped when the shared data folder is absent)
 # --------------------------------------------------------------------------- #
+@pytest.mark.slow
 def test_real_mir1k_clips_agree():
     if not MIR1K.is_dir():
         pytest.skip(f"MIR-1K data absent: {MIR1K}")
