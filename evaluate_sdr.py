@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 import Data
+import Model
 import separate
 import util
 from util import UserError
@@ -101,23 +103,50 @@ def oracle_mask(kind: str, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 # Worker: everything for one track (decoding, separation, metrics)
 # ----------------------------------------------------------------------------------------------
-_W = {}
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything a worker needs to score a track; each default lives in parse_args."""
+    models: tuple            # checkpoint paths (str)
+    names: tuple             # their row names
+    tracks: tuple            # Data.Track
+    sample_rate: int         # evaluation rate (Hz)
+    cache_dir: str
+    oracle_stft: dict        # util.STFT.config() of the oracle masks
+    oracles: tuple           # oracle kinds, ORACLES
+    backend: str = "fast"    # "fast" (bss_eval.py) or "mir_eval"
+    framewise: bool = False  # museval v4 1-s windows
+    extra: tuple = ()        # 4-stem sources to report too (drums, bass, other)
 
 
-def _init_worker(config):
-    torch.set_num_threads(1)
-    models = []
-    for path, name in zip(config["models"], config["names"]):
-        model, stft, sr, ckpt = util.load_model(path)
-        models.append((name, model, stft, sr))
-    _W.update(config, loaded=models, cache=Data.AudioCache(config["sample_rate"], config["cache_dir"]))
+class _Worker:
+    """Per-process state: the settings, the models loaded once, the audio cache."""
+
+    def __init__(self, settings: EvalSettings):
+        torch.set_num_threads(1)
+        self.settings = settings
+        self.models = []
+        for path, name in zip(settings.models, settings.names):
+            model, stft, sr, _ = util.load_model(path)
+            self.models.append((name, model, stft, sr))
+        self.oracle_stft = util.make_stft(**settings.oracle_stft)
+        self.cache = Data.AudioCache(settings.sample_rate, settings.cache_dir)
 
 
-def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles, stems=None):
-    """sources (2, N) vocals/accompaniment at ``sr`` -> {system: ((2, N) estimate, seconds)}.
-    ``stems``, a dict, receives {system: (4, N) estimates of Data.FOUR_STEMS} for 4-stem models."""
+_worker: _Worker | None = None        # set in each worker process by _init_worker
+
+
+def _init_worker(settings: EvalSettings):
+    global _worker
+    _worker = _Worker(settings)
+
+
+def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles):
+    """sources (2, N) vocals/accompaniment at ``sr`` -> (estimates, stems): estimates
+    {system: ((2, N) vocals/accompaniment estimate, seconds)}; stems {system: (4, N) estimates of
+    Data.FOUR_STEMS} for the models that output all four."""
     mixture = sources.sum(0, keepdims=True)                             # (1, N)
     out = {"mixture": (np.repeat(mixture, 2, 0), 0.0)}
+    stems = {}
     for name, model, stft, model_sr in models:
         t0 = time.perf_counter()
         x = util.resample(mixture, sr, model_sr)
@@ -125,62 +154,62 @@ def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracl
         vocals = util.resample(est[list(model.sources).index("vocals")], model_sr, sr)[0]
         vocals = Data.fit_length(vocals, mixture.shape[1])
         out[name] = (np.stack([vocals, mixture[0] - vocals]), time.perf_counter() - t0)
-        if stems is not None and set(Data.FOUR_STEMS) <= set(model.sources):
+        if set(Data.FOUR_STEMS) <= set(model.sources):
             stems[name] = np.stack([Data.fit_length(util.resample(est[list(model.sources).index(s)], model_sr, sr)[0],
                                                     mixture.shape[1]) for s in Data.FOUR_STEMS])
-    if oracles:
+    for kind in oracles:
         spec = oracle_stft.stft(torch.from_numpy(sources))              # (2, F, T)
-        for kind in oracles:
-            m = oracle_mask(kind, spec[0], spec[1])
-            vocals = oracle_stft.istft(m * (spec[0] + spec[1]), sources.shape[1]).numpy()
-            out[f"oracle {kind.upper()}"] = (np.stack([vocals, mixture[0] - vocals]), 0.0)
-    return out
+        m = oracle_mask(kind, spec[0], spec[1])
+        vocals = oracle_stft.istft(m * (spec[0] + spec[1]), sources.shape[1]).numpy()
+        out[f"oracle {kind.upper()}"] = (np.stack([vocals, mixture[0] - vocals]), 0.0)
+    return out, stems
+
+
+def track_metrics(refs: np.ndarray, est: np.ndarray, settings: EvalSettings):
+    """(SDR, SIR, SAR) arrays, one value per source: BSS Eval v3 on the whole track, or with
+    ``framewise`` the median over 1-second windows."""
+    import bss_eval
+
+    if settings.framewise:
+        win = settings.sample_rate
+        sdr, sir, sar = bss_eval.bss_eval_framewise(refs, est, win, win)
+        return [bss_eval.median_over_frames(m) for m in (sdr, sir, sar)]
+    return bss_eval.evaluate(refs, est, backend=settings.backend)[:3]
+
+
+def _rows(track, system, sources, n, sdr, sir, sar, seconds):
+    return [{"track": track, "system": system, "source": src, "samples": n, "sdr": float(sdr[i]),
+             "sir": float(sir[i]), "sar": float(sar[i]), "seconds": seconds} for i, src in enumerate(sources)]
 
 
 def _evaluate_track(index):
-    import bss_eval
-
-    track = _W["tracks"][index]
-    cache = _W["cache"]
-    sources = np.stack([cache.source(track, s) for s in Data.SOURCES]).astype(np.float64)
+    w = _worker
+    track = w.settings.tracks[index]
+    sources = np.stack([w.cache.source(track, s) for s in Data.SOURCES]).astype(np.float64)
     n = sources.shape[1]
     silent = [s for s, x in zip(Data.SOURCES, sources) if not np.any(x)]
     if silent:
         return {"track": track.name, "skipped": f"silent reference: {', '.join(silent)}"}
-    if n < _W["oracle_stft"].n_fft:
+    if n < w.oracle_stft.n_fft:
         return {"track": track.name, "skipped": f"too short ({n} samples)"}
-    extra = _W.get("extra") if track.has(Data.FOUR_STEMS) else None
-    stems = {} if extra else None
-    ests = estimates_for_track(sources.astype(np.float32), _W["sample_rate"], _W["loaded"],
-                               _W["oracle_stft"], _W["oracles"], stems=stems)
-
-    def metrics(refs, est):
-        if _W["framewise"]:
-            win = _W["sample_rate"]
-            sdr, sir, sar = bss_eval.bss_eval_framewise(refs, est, win, win)
-            return [bss_eval.median_over_frames(m) for m in (sdr, sir, sar)]
-        return bss_eval.evaluate(refs, est, backend=_W["backend"])[:3]
-
+    ests, stems = estimates_for_track(sources.astype(np.float32), w.settings.sample_rate, w.models,
+                                      w.oracle_stft, w.settings.oracles)
     rows = []
     for system, (est, seconds) in ests.items():
-        sdr, sir, sar = metrics(sources, est.astype(np.float64))
-        for i, src in enumerate(Data.SOURCES):
-            rows.append({"track": track.name, "system": system, "source": src, "samples": n,
-                         "sdr": float(sdr[i]), "sir": float(sir[i]), "sar": float(sar[i]),
-                         "seconds": seconds})
-    if stems:                          # --sources: 4-stem models against the four references
-        refs = np.stack([cache.source(track, s) for s in Data.FOUR_STEMS]).astype(np.float64)[:, :n]
+        rows += _rows(track.name, system, Data.SOURCES, n, *track_metrics(sources, est.astype(np.float64), w.settings),
+                      seconds)
+    extra = w.settings.extra
+    if extra and stems and track.has(Data.FOUR_STEMS):    # --sources: 4-stem models against the four references
+        refs = np.stack([w.cache.source(track, s) for s in Data.FOUR_STEMS]).astype(np.float64)[:, :n]
         if all(np.any(x) for x in refs):
             stems = {"mixture": np.repeat(sources.sum(0, keepdims=True), 4, 0), **stems}
             for system, est in stems.items():
-                sdr, sir, sar = metrics(refs, est.astype(np.float64))
-                rows += [{"track": track.name, "system": system, "source": src, "samples": n,
-                          "sdr": float(sdr[i]), "sir": float(sir[i]), "sar": float(sar[i]), "seconds": 0.0}
-                         for i, src in enumerate(Data.FOUR_STEMS) if src in extra]
+                new = _rows(track.name, system, Data.FOUR_STEMS, n,
+                            *track_metrics(refs, est.astype(np.float64), w.settings), 0.0)
+                rows += [r for r in new if r["source"] in extra]
     return {"track": track.name, "rows": rows}
 
 
-# ----------------------------------------------------------------------------------------------
 def summarise(rows, framewise=False):
     """Per system and source: GNSDR/GSIR/GSAR (length-weighted) and mean/median SDR over tracks.
     With ``framewise`` each track's SDR is already its median over 1-second frames (museval v4);
@@ -209,21 +238,29 @@ def summarise(rows, framewise=False):
     return out
 
 
+COLUMNS = ("system", "GNSDR", "GSIR", "GSAR", "mean SDR", "median SDR", "params", "train s", "x realtime")
+
+
+def row_cells(system: str, summary_entry: dict, info: dict, source: str = "vocals") -> list[str]:
+    """One table row as strings (2 decimals; '-' where unknown): the one formatter behind the
+    printed tables and the report's."""
+    r = summary_entry[source]
+    return [system, f"{r['GNSDR']:.2f}", f"{r['GSIR']:.2f}", f"{r['GSAR']:.2f}", f"{r['mean_SDR']:.2f}",
+            f"{r['median_SDR']:.2f}",
+            f"{info['parameters']:,}" if info.get("parameters") else "-",
+            f"{info['train_seconds']:.0f}" if info.get("train_seconds") else "-",
+            f"{summary_entry['speed_x_realtime']:.0f}" if summary_entry.get("speed_x_realtime") else "-"]
+
+
 def format_table(summary, meta, source="vocals") -> str:
-    conv = meta["convention"]
-    lines = [f"{source}: {conv}",
-             f"{'system':<22} {'GNSDR':>7} {'GSIR':>7} {'GSAR':>7} {'meanSDR':>8} {'medSDR':>8} "
-             f"{'params':>10} {'train s':>9} {'x realtime':>10}"]
+    widths = (22, 7, 7, 7, 9, 10, 10, 9, 10)
+
+    def line(cells):
+        return " ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, w) in enumerate(zip(cells, widths)))
+    lines = [f"{source}: {meta['convention']}", line(COLUMNS)]
     for system, s in summary.items():
-        if source not in s:
-            continue
-        r = s[source]
-        info = meta["systems"].get(system, {})
-        params = f"{info['parameters']:,}" if info.get("parameters") else "-"
-        tmin = f"{info['train_seconds']:.0f}" if info.get("train_seconds") else "-"
-        speed = f"{s['speed_x_realtime']:.0f}" if s.get("speed_x_realtime") else "-"
-        lines.append(f"{system:<22} {r['GNSDR']:7.2f} {r['GSIR']:7.2f} {r['GSAR']:7.2f} {r['mean_SDR']:8.2f} "
-                     f"{r['median_SDR']:8.2f} {params:>10} {tmin:>9} {speed:>10}")
+        if source in s:
+            lines.append(line(row_cells(system, s, meta["systems"].get(system, {}), source)))
     return "\n".join(lines)
 
 
@@ -247,8 +284,8 @@ def evaluate(args) -> dict:
         if name in systems:
             name = f"{name}#{i + 1}"
         hist = ckpt.get("history") or {}
-        systems[name] = {"checkpoint": str(path), "class": ckpt["model_class"], "parameters":
-                         sum(v.numel() for k, v in ckpt["state_dict"].items() if not k.startswith("input_")),
+        systems[name] = {"checkpoint": str(path), "class": ckpt["model_class"],
+                         "parameters": Model.count_parameters(model),
                          "sample_rate": sr, "stft": ckpt["stft"],
                          "train_seconds": ckpt.get("train_seconds") or (sum(hist.get("epoch_time", [])) or None),
                          "epoch": ckpt.get("epoch")}
@@ -258,10 +295,10 @@ def evaluate(args) -> dict:
     oracle_stft = util.make_stft(args.n_fft or (first[0].n_fft if first else 1024),
                                  args.hop or (first[0].hop if first else 256),
                                  first[0].window_name if first else "hann")
-    config = {"models": [str(p) for p in args.model], "names": model_names, "tracks": tracks,
-              "sample_rate": sample_rate, "cache_dir": str(args.cache_dir), "oracle_stft": oracle_stft,
-              "oracles": args.oracle, "backend": args.backend, "framewise": args.framewise,
-              "extra": list(args.sources)}
+    settings = EvalSettings(models=tuple(str(p) for p in args.model), names=tuple(model_names),
+                            tracks=tuple(tracks), sample_rate=sample_rate, cache_dir=str(args.cache_dir),
+                            oracle_stft=oracle_stft.config(), oracles=tuple(args.oracle), backend=args.backend,
+                            framewise=args.framewise, extra=tuple(args.sources))
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
@@ -270,12 +307,12 @@ def evaluate(args) -> dict:
     results = []
     jobs = max(1, min(args.jobs or 1, len(tracks)))
     if jobs == 1:
-        _init_worker(config)
+        _init_worker(settings)
         it = map(_evaluate_track, range(len(tracks)))
         results = list(tqdm(it, total=len(tracks), desc="evaluating", disable=args.quiet))
     else:
         ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(config,)) as pool:
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(settings,)) as pool:
             it = pool.imap(_evaluate_track, range(len(tracks)))
             results = list(tqdm(it, total=len(tracks), desc="evaluating", disable=args.quiet))
     wall = time.time() - t0

@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import evaluate_sdr  # noqa: E402
 import util  # noqa: E402
 
 RESULTS = ROOT / "results"
@@ -39,7 +40,7 @@ SETS = [
                      "constant vs decayed learning rate, one vs two LSTM layers)"),
     ("music_excerpts", "Professionally produced excerpts (6 tracks, 44.1 kHz, evaluated at the models' 16 kHz)"),
 ]
-COLUMNS = ["system", "GNSDR", "GSIR", "GSAR", "mean SDR", "median SDR", "params", "train s", "x realtime"]
+COLUMNS = list(evaluate_sdr.COLUMNS)
 
 
 def load_set(name):
@@ -53,20 +54,11 @@ def load_set(name):
 
 
 def table_rows(summary: dict, source: str = "vocals") -> list[list[str]]:
-    """The rows of a results table, as strings (2 decimals), from a summary.json dict."""
-    out = []
+    """The rows of a results table, as strings (2 decimals), from a summary.json dict: the same
+    cells evaluate_sdr.py prints (:func:`evaluate_sdr.row_cells`)."""
     systems = summary["meta"]["systems"]
-    for system, s in summary["summary"].items():
-        r = s[source]
-        info = systems.get(system, {})
-        out.append([
-            system, f"{r['GNSDR']:.2f}", f"{r['GSIR']:.2f}", f"{r['GSAR']:.2f}", f"{r['mean_SDR']:.2f}",
-            f"{r['median_SDR']:.2f}",
-            f"{info['parameters']:,}" if info.get("parameters") else "-",
-            f"{info['train_seconds']:.0f}" if info.get("train_seconds") else "-",
-            f"{s['speed_x_realtime']:.0f}" if s.get("speed_x_realtime") else "-",
-        ])
-    return out
+    return [evaluate_sdr.row_cells(system, s, systems.get(system, {}), source)
+            for system, s in summary["summary"].items() if source in s]
 
 
 def per_track_rows(rows, source="vocals"):

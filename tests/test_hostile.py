@@ -325,3 +325,31 @@ def test_compare_summaries_names_differences():
     assert evaluate_sdr.compare_summaries({"x": {"vocals": {"GNSDR": 5.004, "median_SDR": 4.0}}}, old) == []
     diffs = evaluate_sdr.compare_summaries({"x": {"vocals": {"GNSDR": 5.2, "median_SDR": 4.0}}}, old)
     assert diffs == ["x vocals GNSDR: 5.20 now, 5.00 committed"]
+
+
+def test_summarise_weights_by_length_and_skips_nan():
+    """GNSDR is the length-weighted mean of SDR - SDR(mixture); a NaN track is left out of the G*
+    means (mean/median SDR keep every track)."""
+    import evaluate_sdr
+    rows = []
+    for track, n, mix, sdr in (("a", 100, 1.0, 4.0), ("b", 300, 0.0, 10.0), ("c", 50, 0.0, float("nan"))):
+        rows += [{"track": track, "system": "mixture", "source": "vocals", "samples": n, "sdr": mix, "sir": 0.0,
+                  "sar": 0.0},
+                 {"track": track, "system": "x", "source": "vocals", "samples": n, "sdr": sdr, "sir": 1.0,
+                  "sar": 2.0}]
+    out = evaluate_sdr.summarise(rows)["x"]["vocals"]
+    assert out["GNSDR"] == pytest.approx((100 * 3.0 + 300 * 10.0) / 400)
+    assert out["tracks"] == 3 and out["GSIR"] == 1.0
+
+
+def test_oracle_masks():
+    import evaluate_sdr
+    v = torch.tensor([3 + 0j, 0j, 1 + 1j])
+    a = torch.tensor([1 + 0j, 2 + 0j, -1 - 1j])
+    assert torch.allclose(evaluate_sdr.oracle_mask("irm", v, a), torch.tensor([0.75, 0.0, 0.5]))
+    assert torch.allclose(evaluate_sdr.oracle_mask("irm2", v, a), torch.tensor([0.9, 0.0, 0.5]))
+    assert evaluate_sdr.oracle_mask("ibm", v, a).tolist() == [1.0, 0.0, 0.0]
+    psm = evaluate_sdr.oracle_mask("psm", v, a)                    # |V|/|X| cos(angle V - angle X), in [0, 1]
+    assert psm[0] == pytest.approx(0.75) and psm[1] == 0 and 0 <= psm[2] <= 1   # X = 0 there: clipped
+    with pytest.raises(ValueError):
+        evaluate_sdr.oracle_mask("nope", v, a)

@@ -73,6 +73,7 @@ def test_readme_command_parses(line, words, monkeypatch):
     monkeypatch.syspath_prepend(str(path.parent))
     spec = importlib.util.spec_from_file_location(f"readme_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)          # dataclasses look their module up
     monkeypatch.setattr(sys, "argv", [str(path), *argv])
     spec.loader.exec_module(module)
     with pytest.raises(_Parsed):
