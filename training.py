@@ -438,8 +438,9 @@ def valid_sdr(model, valid_set, stft, device) -> float:
         est = np.stack([est_v, mixture[0] - est_v]).astype(np.float64)
         if (np.abs(est).max(1) == 0).any():
             continue
-        sdr = bss_eval.bss_eval_sources(refs, est)[0][0]
-        base = bss_eval.bss_eval_sources(refs, np.stack([mixture[0], mixture[0]]).astype(np.float64))[0][0]
+        sdr = bss_eval.bss_eval_sources(refs, est, compute_permutation=False)[0][0]
+        base = bss_eval.bss_eval_sources(refs, np.stack([mixture[0], mixture[0]]).astype(np.float64),
+                                         compute_permutation=False)[0][0]
         nsdr.append(sdr - base)
         weights.append(refs.shape[1])
     return float(np.average(nsdr, weights=weights)) if nsdr else float("nan")

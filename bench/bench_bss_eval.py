@@ -17,13 +17,13 @@ mixture baseline, models and oracles of each track:
   applied to the mixture, accompaniment = mixture - vocals: model-like figures
   (SDR ~10-20 dB, SAR ~13-21 dB).
 
-Timings, all with one BLAS thread (``bss_eval.BLAS_THREADS``) and one FFT
+Timings, all with one BLAS thread (``_bss_eval_core.BLAS_THREADS``) and one FFT
 thread:
 
 * mir_eval, serially;
 * the fast implementation, serially, as an evaluation calls it (one clip
   after the other, its systems in a row: the analysis of the references is
-  reused between them, ``bss_eval.CACHE_REFERENCES``), and with that reuse
+  reused between them, ``_bss_eval_core.CACHE_REFERENCES``), and with that reuse
   disabled (every call from scratch);
 * both on a multiprocessing pool (default: one process per CPU; one task per
   clip, as ``evaluate_sdr.py``; the forked workers inherit the inputs),
@@ -60,6 +60,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+import _bss_eval_core as core  # noqa: E402
 import bss_eval  # noqa: E402
 
 SAR_FINITE_DB = 100.0  # SAR above this is rounding noise for the mixture baseline
@@ -114,7 +115,7 @@ _INPUTS = []  # [{kind: (refs, ests)}] per clip, set before the pool forks (as t
 def score_clip(args):
     """Score the systems of clip number i in a worker; returns ({kind: (3, 2)}, CPU s)."""
     i, kinds, backend, cache = args
-    bss_eval.CACHE_REFERENCES = cache
+    core.CACHE_REFERENCES = cache
     inputs = _INPUTS[i] if _INPUTS else None
     out = {}
     c = time.process_time()
@@ -125,8 +126,8 @@ def score_clip(args):
 
 def run_serial(inputs, kinds, backend, cache=True):
     """Returns (results [{kind: (3, 2)}], wall s, CPU s, {kind: CPU s})."""
-    saved = bss_eval.CACHE_REFERENCES
-    bss_eval.CACHE_REFERENCES = cache
+    saved = core.CACHE_REFERENCES
+    core.CACHE_REFERENCES = cache
     res, per_kind = [], dict.fromkeys(kinds, 0.0)
     try:
         t, c = time.perf_counter(), time.process_time()
@@ -139,7 +140,7 @@ def run_serial(inputs, kinds, backend, cache=True):
             res.append(out)
         wall, cpu = time.perf_counter() - t, time.process_time() - c
     finally:
-        bss_eval.CACHE_REFERENCES = saved
+        core.CACHE_REFERENCES = saved
     return res, wall, cpu, per_kind
 
 

@@ -21,6 +21,7 @@ from scipy.linalg import toeplitz
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import _bss_eval_core as core  # noqa: E402
 import bss_eval  # noqa: E402
 
 MIR1K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mir1k" / "test_public"
@@ -164,8 +165,8 @@ def test_rank_deficient_gram_uses_mir_eval_fallback():
     r = coloured(rng, 3000, 0.8)
     refs = np.stack([r, r])
     ests = np.stack([r + 0.1 * rng.standard_normal(3000), r + 0.2 * rng.standard_normal(3000)])
-    with bss_eval._blas_limit():
-        ana = bss_eval._Analysis(*bss_eval._prepare(refs, ests))
+    with core._blas_limit():
+        ana = core._Analysis(*core._prepare(refs, ests))
         ana.filters([(0, 0), (1, 1)])
     assert ana.ref.singular and ana.method == "direct"  # not the iterative solver
     assert ana.ref.solver_all().method in ("solve", "lstsq")
@@ -180,8 +181,8 @@ def _analysis(refs, ests, pairs=None):
     """(_Analysis, pairs, c_all, c_own) after the filters, as bss_eval_sources runs it."""
     nsrc = len(refs)
     pairs = [(e, e) for e in range(nsrc)] if pairs is None else pairs
-    with bss_eval._blas_limit():
-        ana = bss_eval._Analysis(*bss_eval._prepare(refs, ests))
+    with core._blas_limit():
+        ana = core._Analysis(*core._prepare(refs, ests))
         c_all, c_own = ana.filters(pairs)
     return ana, pairs, c_all, c_own
 
@@ -192,16 +193,16 @@ def test_correlations_equal_direct_sums(n):
 
     Lengths around multiples of the block length L = 7681 (FFT size 8192).
     """
-    assert bss_eval._Blocks(10**6).L == 7681
+    assert core._Blocks(10**6).L == 7681
     rng = np.random.default_rng(n)
     refs, ests = rng.standard_normal((2, n)), rng.standard_normal((2, n))
-    ana = bss_eval._Analysis(*bss_eval._prepare(refs, ests))
+    ana = core._Analysis(*core._prepare(refs, ests))
     flen = bss_eval.FILTER_LEN
 
     def corr(x, y, k):  # sum_m x[m] y[m + k], k >= 0
         return x[:n - k] @ y[k:]
 
-    with bss_eval._blas_limit():  # (multithreaded BLAS dot products crawl on a busy machine)
+    with core._blas_limit():  # (multithreaded BLAS dot products crawl on a busy machine)
         D = np.array([[[corr(s, e, a) for a in range(flen)] for s in refs] for e in ests])
         lags = np.array([[[corr(refs[j], refs[i], flen - 1 - k) for k in range(flen)]
                           for j in range(2)] for i in range(2)])
@@ -218,7 +219,7 @@ def test_iterative_solver_is_used_and_exact():
         ana, pairs, c_all, c_own = _analysis(refs, ests)
         assert ana.method == "pcg"
         G = ana.ref.gram()
-        with bss_eval._blas_limit():
+        with core._blas_limit():
             want = np.linalg.solve(G, ana.D.reshape(nsrc, -1).T).T.reshape(c_all.shape)
             for e in range(nsrc):  # error in the energy norm (of the projected signal)
                 d = (c_all[e] - want[e]).ravel()
@@ -284,17 +285,17 @@ def test_identical_estimates_are_analysed_once():
     refs, _ = make_case(rng, 3, 6000, 0.0, 0.0)
     mix = refs.sum(0)
     ests = np.stack([mix, 0.5 * mix + 0.1 * refs[1], mix])  # rows 0 and 2 identical
-    assert bss_eval._distinct_rows(ests) == ([0, 1], [0, 1, 0])
+    assert core._distinct_rows(ests) == ([0, 1], [0, 1, 0])
     for perm in (False, True):
         assert_agree(mir(refs, ests, perm), fast(refs, ests, perm))
     # the same figures as the analysis of all three rows
     sdr, sir, sar, _ = fast(refs, ests)
     ana, pairs, c_all, c_own = _analysis(refs, ests)
     en = ana.energies_auto(c_all, c_own, pairs)
-    np.testing.assert_allclose(sdr, bss_eval._safe_db(en["filt"], en["dist"]), atol=1e-9)
-    np.testing.assert_allclose(sir, bss_eval._safe_db(en["filt"], en["interf"]), atol=1e-9)
+    np.testing.assert_allclose(sdr, core._safe_db(en["filt"], en["dist"]), atol=1e-9)
+    np.testing.assert_allclose(sir, core._safe_db(en["filt"], en["interf"]), atol=1e-9)
     assert np.all(sar[[0, 2]] >= HUGE_DB)  # the mixture: artifacts are rounding noise
-    np.testing.assert_allclose(sar[1], bss_eval._safe_db(en["all"][1], en["artif"][1]), atol=1e-9)
+    np.testing.assert_allclose(sar[1], core._safe_db(en["all"][1], en["artif"][1]), atol=1e-9)
 
 
 def test_reference_cache():
@@ -302,23 +303,23 @@ def test_reference_cache():
     rng = np.random.default_rng(25)
     refs, ests = make_case(rng, 2, 9000, interf_db=6.0, noise_db=20.0)
     ests2 = ests[::-1] + 0.01 * rng.standard_normal(ests.shape)
-    saved = bss_eval.CACHE_REFERENCES
+    saved = core.CACHE_REFERENCES
     try:
-        bss_eval.CACHE_REFERENCES = False
+        core.CACHE_REFERENCES = False
         want = [bss_eval.bss_eval_sources(refs, e, True) for e in (ests, ests2)]
-        bss_eval.CACHE_REFERENCES = True
+        core.CACHE_REFERENCES = True
         got = [bss_eval.bss_eval_sources(refs.copy(), e, True) for e in (ests, ests2)]
-        cached = bss_eval._TLS.refs
-        assert bss_eval._Analysis(refs.copy(), ests).ref is cached  # a hit
+        cached = core._TLS.refs
+        assert core._Analysis(refs.copy(), ests).ref is cached  # a hit
         for w, g in zip(want, got):
             for a, b in zip(w, g):
                 np.testing.assert_array_equal(a, b)
         # references changed in place: a miss, and the right numbers
         mutated = refs.copy()
-        bss_eval.bss_eval_sources(mutated, ests)
+        bss_eval.bss_eval_sources(mutated, ests, False)
         mutated[1, 100:200] *= 0.5
-        out = bss_eval.bss_eval_sources(mutated, ests)
-        assert bss_eval._TLS.refs is not cached
+        out = bss_eval.bss_eval_sources(mutated, ests, False)
+        assert core._TLS.refs is not cached
         assert_agree(mir(mutated, ests), out)
         # threads have their own cache
         import threading
@@ -327,19 +328,19 @@ def test_reference_cache():
 
         def work(name, r):
             for _ in range(3):
-                results[name] = bss_eval.bss_eval_sources(r, ests)
+                results[name] = bss_eval.bss_eval_sources(r, ests, False)
 
         threads = [threading.Thread(target=work, args=(k, r)) for k, r in (("a", refs), ("b", mutated))]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        for a, b in zip(results["a"], bss_eval.bss_eval_sources(refs, ests)):
+        for a, b in zip(results["a"], bss_eval.bss_eval_sources(refs, ests, False)):
             np.testing.assert_array_equal(a, b)
         for a, b in zip(results["b"], out):
             np.testing.assert_array_equal(a, b)
     finally:
-        bss_eval.CACHE_REFERENCES = saved
+        core.CACHE_REFERENCES = saved
 
 
 # --------------------------------------------------------------------------- #
@@ -482,21 +483,30 @@ def test_framewise_single_frame_equals_bss_eval_sources():
     rng = np.random.default_rng(12)
     refs, ests = make_case(rng, 3, 7000, interf_db=5.0, noise_db=15.0)
     frames = bss_eval.bss_eval_framewise(refs, ests, window=np.inf, hop=np.inf)
-    whole = bss_eval.bss_eval_sources(refs, ests)
+    whole = bss_eval.bss_eval_sources(refs, ests, False)
     for f, w in zip(frames, whole[:3]):
         assert f.shape == (3, 1)
         np.testing.assert_allclose(f[:, 0], w, atol=1e-9)
 
 
 def test_blas_limit_restores_thread_count():
-    ctl = bss_eval._blas_limit()
-    with ctl:
-        pass
-    if isinstance(bss_eval._CONTROLLER, list):  # ctypes fallback: check the round trip
-        before = [get() for get, _ in bss_eval._CONTROLLER]
-        with bss_eval._blas_limit():
-            assert all(get() == bss_eval.BLAS_THREADS for get, _ in bss_eval._CONTROLLER)
-        assert [get() for get, _ in bss_eval._CONTROLLER] == before
+    from threadpoolctl import threadpool_info
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    with core._blas_limit():
+        inside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        assert all(n == core.BLAS_THREADS for n in inside)
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+def test_bss_eval_sources_defaults_like_mir_eval():
+    """Same name and signature as mir_eval's, so the same default: compute_permutation=True."""
+    import inspect
+    assert inspect.signature(bss_eval.bss_eval_sources).parameters["compute_permutation"].default is True
+    rng = np.random.default_rng(3)
+    refs = rng.standard_normal((2, 4000))
+    ests = refs[::-1] + 0.1 * rng.standard_normal((2, 4000))     # estimates in the other order
+    assert bss_eval.bss_eval_sources(refs, ests)[3].tolist() == [1, 0]
+    assert bss_eval.bss_eval_sources(refs, ests, False)[3].tolist() == [0, 1]
 
 
 def test_median_over_frames_ignores_nan():
