@@ -75,6 +75,13 @@ def parse_args(argv=None):
     p.add_argument("--compare", type=Path, default=None, metavar="SUMMARY_JSON",
                    help="compare the table with a committed summary.json (e.g. results/mir1k_test_public/"
                         "summary.json): prints 'same numbers' or every difference above 0.01 dB (exit 1)")
+    p.add_argument("--html", action="store_true",
+                   help="also write <out>/index.html, a listening page: the summary table (sortable), every "
+                        "track worst first with its scores, audio players (mixture, true vocals, each system's "
+                        "vocals and accompaniment) and spectrograms of an excerpt; opens from disk (needs --out)")
+    p.add_argument("--html-seconds", type=util.float_range(1, 600), default=10.0,
+                   help="length of each track's excerpt on the listening page, the part with the most vocal "
+                        "energy (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sources", nargs="*", choices=Data.FOUR_STEMS[1:], default=[],
                    help="also report these stems for models that output all four (vocals, drums, bass, "
@@ -116,6 +123,8 @@ class EvalSettings:
     backend: str = "fast"    # "fast" (bss_eval.py) or "mir_eval"
     framewise: bool = False  # museval v4 1-s windows
     extra: tuple = ()        # 4-stem sources to report too (drums, bass, other)
+    html_dir: str | None = None   # --html: where the listening page's media go (the --out folder)
+    html_seconds: float = 10.0    # length of each track's excerpt on the page
 
 
 class _Worker:
@@ -207,7 +216,13 @@ def _evaluate_track(index):
                 new = _rows(track.name, system, Data.FOUR_STEMS, n,
                             *track_metrics(refs, est.astype(np.float64), w.settings), 0.0)
                 rows += [r for r in new if r["source"] in extra]
-    return {"track": track.name, "rows": rows}
+    result = {"track": track.name, "rows": rows}
+    if w.settings.html_dir:
+        import listening_page
+        result["media"] = listening_page.save_track_media(
+            Path(w.settings.html_dir), index, track.name, sources, {k: est for k, (est, _) in ests.items()},
+            w.settings.sample_rate, w.settings.html_seconds)
+    return result
 
 
 def summarise(rows, framewise=False):
@@ -298,7 +313,8 @@ def evaluate(args) -> dict:
     settings = EvalSettings(models=tuple(str(p) for p in args.model), names=tuple(model_names),
                             tracks=tuple(tracks), sample_rate=sample_rate, cache_dir=str(args.cache_dir),
                             oracle_stft=oracle_stft.config(), oracles=tuple(args.oracle), backend=args.backend,
-                            framewise=args.framewise, extra=tuple(args.sources))
+                            framewise=args.framewise, extra=tuple(args.sources),
+                            html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
@@ -337,7 +353,8 @@ def evaluate(args) -> dict:
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
-    return {"meta": meta, "summary": summary, "rows": rows}
+    media = {res["track"]: res["media"] for res in results if "media" in res}
+    return {"meta": meta, "summary": summary, "rows": rows, "media": media}
 
 
 def check_out(out: Path, force=False):
@@ -369,6 +386,8 @@ def write_results(result, out: Path, force=False):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.html and args.out is None:
+        raise UserError("--html writes the page into the results folder: give --out")
     if args.out is not None:
         check_out(args.out, args.force)
     if args.compare is not None and not args.compare.is_file():
@@ -386,6 +405,10 @@ def main(argv=None):
     if args.out is not None:
         write_results(result, args.out, args.force)
         print(f"\nwrote {args.out / 'tracks.csv'} and {args.out / 'summary.json'}")
+    if args.html:
+        import listening_page
+        page = listening_page.write_page(args.out, result, result["media"], row_cells, COLUMNS)
+        print(f"listening page: {page} (open it in a browser; it needs no server)")
     if args.compare is not None:
         diffs = compare_summaries(result["summary"], json.loads(args.compare.read_text())["summary"])
         print(f"\n{args.compare}: " + ("same numbers (every system, source and metric within 0.01 dB)"
