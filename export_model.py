@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
-"""Copy a trained checkpoint into a slim, shippable file (float16 weights, no optimizer state).
+"""Copy a trained checkpoint into a slim, shippable file (float16 weights, no optimizer state),
+or export its mask network to ONNX (by the output's extension).
 
   python export_model.py runs/mir1k-rnn-bi-b/savedModel_RNN_best.pt models/savedModel_RNN_best.pt
+  python export_model.py models/savedModel_RNN_best.pt rnn.onnx     # needs requirements-onnx.txt
+
+The ONNX file is written only after onnxruntime's masks equal torch's within 1e-4 on a song
+(--check-audio); onnx_export.py says which model classes cannot be exported and why.
 
 The run's history.json is copied beside it as <name>_history.json (for the report's loss curves).
 Refuses to overwrite an existing file unless --force.
@@ -21,7 +26,19 @@ def main(argv=None):
     p.add_argument("output", type=Path, help="where to write the slim checkpoint")
     p.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16, half the size)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--check-audio", type=Path, default=None,
+                   help="for .onnx: the song on which onnxruntime's masks are checked against torch's "
+                        "(default: a synthetic demo song)")
     args = p.parse_args(argv)
+    if args.output.suffix.lower() == ".onnx":
+        if args.output.exists() and not args.force:
+            raise UserError(f"{args.output}: exists (use --force to overwrite)")
+        import onnx_export
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        report = onnx_export.export(args.checkpoint, args.output, args.check_audio)
+        print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB); onnxruntime vs torch masks: "
+              f"max |difference| {report['max_abs_mask_difference']:.1e}")
+        return 0
     hist = args.checkpoint.parent / "history.json"
     name = args.output.stem.replace("savedModel_", "").replace("_best", "")
     hist_out = args.output.parent / f"{name}_history.json"

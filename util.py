@@ -480,10 +480,19 @@ def load_model(path, device="cpu", expect: type | tuple | None = None):
     """(model, stft, sample_rate, ckpt) rebuilt from the file alone.
 
     ``expect`` (a class or tuple of classes) rejects checkpoints of any other model class.
+    A ``.onnx`` file is loaded as an onnxruntime model with the same interface (onnx_export.py).
     """
+    expect = (expect,) if isinstance(expect, type) else expect
+    if Path(path).suffix.lower() == ".onnx":                   # an export (onnx_export.py), run by onnxruntime
+        import onnx_export
+        model, stft, sample_rate, info = onnx_export.load(path, device)
+        names = {f"{c.__module__}.{c.__name__}" for c in expect or ()}
+        if expect is not None and model.model_class not in names:
+            raise UserError(f"{path}: holds a {model.model_class}, expected a "
+                            f"{'/'.join(c.__name__ for c in expect)} export")
+        return model, stft, sample_rate, info
     ckpt = read_checkpoint(path)
     model = build_model(ckpt, path)
-    expect = (expect,) if isinstance(expect, type) else expect
     if expect is not None and type(model) not in expect:
         names = "/".join(c.__name__ for c in expect)
         raise UserError(f"{path}: holds a {type(model).__name__}, expected a {names} checkpoint")

@@ -1,0 +1,199 @@
+"""ONNX export of the mask networks, and an onnxruntime model that the streaming engine runs.
+
+``export_model.py CKPT out.onnx`` calls :func:`export`; ``separate.py song.wav --model x.onnx``
+(and ``util.load_model``) call :func:`load`. Needs ``pip install -r requirements-onnx.txt``
+(onnx, onnxruntime: about 36 MB of wheels, so they are optional).
+
+What is exported: the mask network only, magnitudes ``mag`` (1, frames, bins) -> masks ``mask``
+(1, sources, frames, bins), any number of frames; the STFT, the streaming and the full-band
+mapping stay in separate.py, as for torch models. A causal recurrent model (unidirectional RNN,
+GRU) gets its state as inputs and outputs (``h0``/``c0`` -> ``h1``/``c1``), so the engine
+carries it from chunk to chunk through the graph. The checkpoint's model class, constructor
+arguments, STFT settings, sample rate, sources, context and input normalisation travel as
+metadata. Classes that cannot be exported, and why:
+
+* ``Model_DRNN.DRNN``: its bounded recurrent layer is a Python loop over frames, which tracing
+  unrolls to one fixed length;
+* ``Model_WaveUNet.WaveUNet``: a time-domain model; the engine's ONNX path runs mask models;
+* ``Model_CNN.ChandnaCNN``: its patching (``unfold`` over a variable number of frames and a
+  Python loop over patches) has no variable-length form in the exporter.
+
+The feedforward, RNN (bi- and unidirectional), GRU and U-Net export; :func:`export` checks every
+export against torch on three frame counts (not only the traced one) and refuses a mismatch.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import util
+from util import UserError
+
+NOT_EXPORTABLE = {
+    "Model_DRNN.DRNN": "its bounded recurrent layer is a Python loop over frames (tracing fixes the length)",
+    "Model_CNN.ChandnaCNN": "its patching (unfold over a variable number of frames, a Python loop over patches "
+                            "for the overlap-add) has no variable-length form in the ONNX exporter",
+    "Model_WaveUNet.WaveUNet": "a time-domain model; the ONNX path of separate.py runs mask models",
+}
+TOLERANCE = 1e-4
+
+
+def _require():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise UserError("ONNX needs onnx and onnxruntime: pip install -r requirements-onnx.txt") from None
+
+
+class _Causal(torch.nn.Module):
+    """A causal recurrent mask model with its state as explicit inputs and outputs."""
+
+    def __init__(self, model, lstm: bool):
+        super().__init__()
+        self.model, self.lstm = model, lstm
+
+    def forward(self, mag, h0, c0=None):
+        state = (h0, c0) if self.lstm else h0
+        mask, state = self.model(mag, state, return_state=True)
+        return (mask, *state) if self.lstm else (mask, state)
+
+
+def _state_shape(model):
+    """(layers, 1, hidden) of the recurrent state, and whether it is an LSTM's (h, c)."""
+    rnn = getattr(model, "rnn", None) or getattr(model, "gru", None)
+    return (rnn.num_layers, 1, rnn.hidden_size), isinstance(rnn, torch.nn.LSTM)
+
+
+def export(ckpt_path, out_path, check_audio=None) -> dict:
+    """Export the checkpoint's mask network to ``out_path`` (.onnx), after checking that
+    onnxruntime's masks equal torch's within :data:`TOLERANCE` on an excerpt of ``check_audio``
+    (default: a synthetic demo song) and on other frame counts. Returns a report dict."""
+    _require()
+    import onnx
+    import onnxruntime as ort
+
+    model, stft, sample_rate, ckpt = util.load_model(ckpt_path)
+    name = ckpt["model_class"]
+    if name in NOT_EXPORTABLE:
+        raise UserError(f"{ckpt_path}: {name} cannot be exported to ONNX: {NOT_EXPORTABLE[name]}")
+    causal = getattr(model, "context", "frame") == "causal"
+    n_bins = stft.n_bins
+    example = torch.rand(1, 64, n_bins)
+    if causal:
+        shape, lstm = _state_shape(model)
+        net = _Causal(model, lstm).eval()
+        zeros = torch.zeros(shape)
+        args = (example, zeros, zeros) if lstm else (example, zeros)
+        inputs = ["mag", "h0", "c0"] if lstm else ["mag", "h0"]
+        outputs = ["mask", "h1", "c1"] if lstm else ["mask", "h1"]
+    else:
+        net, args, inputs, outputs = model, (example,), ["mag"], ["mask"]
+    out_path = Path(out_path)
+    tmp = util.temp_path(out_path.parent, f".{out_path.name}.", ".onnx")
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(net, args, str(tmp), dynamo=False, input_names=inputs, output_names=outputs,
+                                  dynamic_axes={"mag": {1: "frames"}, "mask": {2: "frames"}}, opset_version=17)
+            except Exception as err:
+                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+                raise UserError(f"{ckpt_path}: the ONNX exporter failed on {name} ({first})") from None
+        proto = onnx.load(str(tmp))
+        meta = {"model_class": name, "model_args": json.dumps(ckpt["model_args"]), "stft": json.dumps(stft.config()),
+                "sample_rate": str(sample_rate), "sources": json.dumps(list(model.sources)),
+                "context": getattr(model, "context", "frame"),
+                "level_norm": getattr(model, "level_norm", "none"), "exported_from": str(ckpt_path)}
+        for k, v in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        onnx.save(proto, str(tmp))
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        worst = 0.0
+        for mags in _check_inputs(check_audio, stft, sample_rate):
+            worst = max(worst, _compare(model, session, mags, causal))
+        if not worst <= TOLERANCE:
+            raise UserError(f"{ckpt_path}: onnxruntime's masks differ from torch's by {worst:.2e} "
+                            f"(> {TOLERANCE}); not written")
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"max_abs_mask_difference": worst, "model_class": name, "causal": causal}
+
+
+def _check_inputs(check_audio, stft, sample_rate):
+    """Magnitudes (1, T, F) of an excerpt (10 s) and two shorter cuts of it (other frame counts)."""
+    if check_audio is not None:
+        audio, _ = util.load_audio(check_audio, sample_rate, mono=True)
+    else:
+        import demo_data
+        root = demo_data.make_demo_dataset(demo_data.DEMO_ROOT)
+        song = sorted((root / "Mixtures" / "Test").iterdir())[0] / "mixture.wav"
+        audio, _ = util.load_audio(song, sample_rate, mono=True)
+    x = torch.from_numpy(audio[0, :10 * sample_rate])
+    mags = stft.stft(x).abs().T[None]                              # (1, T, F)
+    return [mags, mags[:, :37], mags[:, 5:5 + 211]]
+
+
+def _compare(model, session, mags, causal) -> float:
+    with torch.no_grad():
+        want = model(mags).numpy()
+    got = OnnxMaskModel(session)(mags).numpy()
+    return float(np.abs(want - got).max())
+
+
+class OnnxMaskModel:
+    """An exported mask network run by onnxruntime, with the torch models' interface that the
+    streaming engine uses: ``sources``, ``context``, ``n_bins``, ``model(mag, state,
+    return_state)`` on torch tensors."""
+
+    def __init__(self, session):
+        self.session = session
+        meta = session.get_modelmeta().custom_metadata_map
+        self.meta = meta
+        self.sources = tuple(json.loads(meta["sources"]))
+        self.context = meta["context"]
+        self.n_bins = int(json.loads(meta["stft"])["n_fft"]) // 2 + 1
+        self.model_class = meta["model_class"]
+        self._inputs = [i.name for i in session.get_inputs()]
+        self._state_shapes = {i.name: i.shape for i in session.get_inputs() if i.name != "mag"}
+
+    def eval(self):
+        return self
+
+    def to(self, device):
+        return self
+
+    def __call__(self, mag: torch.Tensor, state=None, return_state: bool = False):
+        feeds = {"mag": mag.detach().cpu().numpy().astype(np.float32)}
+        if self.context == "causal":
+            if state is None:
+                state = tuple(np.zeros(self._state_shapes[k], np.float32) for k in self._inputs[1:])
+            feeds.update({k: np.asarray(v, np.float32) for k, v in zip(self._inputs[1:], state)})
+        out = self.session.run(None, feeds)
+        mask = torch.from_numpy(out[0])
+        return (mask, tuple(out[1:])) if return_state else mask
+
+
+def load(path, device="cpu"):
+    """(model, stft, sample_rate, info) for an exported .onnx file, like util.load_model."""
+    _require()
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such ONNX model")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:
+        raise UserError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
+    model = OnnxMaskModel(session)
+    if "stft" not in model.meta or "sample_rate" not in model.meta:
+        raise UserError(f"{path}: not an ONNX export of this project (no STFT/sample-rate metadata)")
+    stft = util.make_stft(**json.loads(model.meta["stft"]))
+    return model, stft, int(model.meta["sample_rate"]), {"model_class": model.model_class, "onnx": str(path)}

@@ -1,0 +1,83 @@
+"""ONNX export (export_model.py x.pt x.onnx) and onnxruntime separation: the same audio as torch
+within 1e-4; the classes that cannot be exported are refused in one line. Skipped without
+onnx/onnxruntime (requirements-onnx.txt)."""
+import numpy as np
+import pytest
+import torch
+
+import util
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+import export_model  # noqa: E402
+import Model  # noqa: E402
+import Model_CNN  # noqa: E402
+import Model_DRNN  # noqa: E402
+import Model_GRU  # noqa: E402
+import Model_RNN  # noqa: E402
+import Model_UNet  # noqa: E402
+import separate  # noqa: E402
+from conftest import tone  # noqa: E402
+
+STFT = util.make_stft(256, 64)
+
+
+def _models():
+    torch.manual_seed(0)
+    return {
+        "ff": Model.FrameMaskNet(129, (32, 16), 8, dropout=0.0),
+        "rnn_bi": Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=True),
+        "rnn_uni": Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=False),
+        "gru": Model_GRU.GRUMaskNet(129, 8, 2, 12),
+        "unet": Model_UNet.UNet(129, [4, 8, 16], 5, 0.0),
+    }
+
+
+def _run(argv):
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(export_model.main, argv)
+    return e.value.code
+
+
+@pytest.mark.parametrize("name", list(_models()))
+def test_exported_model_separates_like_torch(tmp_path, name):
+    model = _models()[name].eval()
+    model.set_level_norm("frame")
+    util.save_checkpoint(tmp_path / "m.pt", model, STFT, 8000)
+    song = tmp_path / "song.wav"
+    import soundfile as sf
+    sf.write(song, tone(3.0, 8000, 196, seed=1) + tone(3.0, 8000, 55, seed=2), 8000)
+    assert _run([str(tmp_path / "m.pt"), str(tmp_path / "m.onnx"), "--check-audio", str(song)]) == 0
+    onnx_model, stft, sr, info = util.load_model(tmp_path / "m.onnx")
+    assert sr == 8000 and stft.config() == STFT.config() and info["model_class"] == util.class_name(model)
+    mix = np.random.default_rng(0).standard_normal((2, 9000)).astype(np.float32) * 0.1
+    want = separate.separate_array(model, STFT, mix, chunk_frames=50)     # chunks: the state is carried
+    got = separate.separate_array(onnx_model, stft, mix, chunk_frames=50)
+    assert np.abs(want - got).max() < 1e-4
+
+
+@pytest.mark.parametrize("model,why", [
+    (lambda: Model_DRNN.DRNN(129, 16, 2, [1]), "Python loop over frames"),
+    (lambda: Model_CNN.ChandnaCNN(129, ["vocals", "accompaniment"], 11, (1, 0), (5, 1), 7, 5, 9), "patching"),
+])
+def test_unexportable_classes_refused_in_one_line(tmp_path, capsys, model, why):
+    util.save_checkpoint(tmp_path / "m.pt", model().eval(), STFT, 8000)
+    assert _run([str(tmp_path / "m.pt"), str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert why in err and len(err.splitlines()) == 1 and not (tmp_path / "m.onnx").exists()
+
+
+def test_separate_cli_runs_an_onnx_file(tmp_path):
+    import soundfile as sf
+    model = _models()["ff"].eval()
+    util.save_checkpoint(tmp_path / "m.pt", model, STFT, 8000)
+    sf.write(tmp_path / "song.wav", tone(2.0, 8000, 220, channels=2), 8000)
+    assert _run([str(tmp_path / "m.pt"), str(tmp_path / "m.onnx"), "--check-audio", str(tmp_path / "song.wav")]) == 0
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(lambda a: separate.main(a, None, None), [str(tmp_path / "song.wav"), "--model",
+                                                              str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o"),
+                                                              "--quiet"])
+    assert e.value.code == 0
+    vocals, _ = sf.read(tmp_path / "o" / "song" / "vocals.wav")
+    assert vocals.shape == (16000, 2) and np.abs(vocals).max() > 0
