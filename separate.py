@@ -134,11 +134,16 @@ HIGH_BAND_RULES = ("top-mean", "zero")
 
 def input_stft(stft: util.STFT, model_rate: int, input_rate: int) -> util.STFT:
     """The STFT at ``input_rate`` whose frames span the model's frames in time: n_fft and hop
-    scaled by input_rate / model_rate (n_fft rounded to even), the same window shape."""
+    scaled by input_rate / model_rate, n_fft rounded up to an even size with small prime factors
+    (2822 -> 2880 at 44.1 kHz for 1024 at 16 kHz: 3x faster FFTs; the frequency grid is mapped
+    anyway), the same window shape."""
     if input_rate == model_rate:
         return stft
+    import scipy.fft
+
     ratio = input_rate / model_rate
-    n_fft = max(16, 2 * int(round(stft.n_fft * ratio / 2)))
+    n_fft = max(16, scipy.fft.next_fast_len(int(round(stft.n_fft * ratio)), real=True))
+    n_fft += n_fft % 2
     hop = min(max(1, int(round(stft.hop * ratio))), n_fft // 2)
     return util.make_stft(n_fft, hop, stft.window_name)
 

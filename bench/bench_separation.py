@@ -207,6 +207,16 @@ def build_models(tmp: Path):
         if name != have:
             fresh(name, lambda bi=bi: Model_RNN.RNNMaskNet(513, (1024, 512), 256, rnn_hidden=256,
                                                           bidirectional=bi), cfg)
+    try:                                         # the same networks under onnxruntime (requirements-onnx.txt)
+        import onnx_export
+        for name in list(out):
+            path = tmp / f"{name}.onnx"
+            onnx_export.export(out[name]["ckpt"], path, check_audio=None)
+            model, stft, sr, _ = onnx_export.load(path)
+            out[f"{name}-onnxruntime"] = dict(model=model, stft=stft, sr=sr, ckpt=path,
+                                              origin=f"onnxruntime, export of {name}")
+    except (ImportError, util.UserError) as err:
+        log(f"onnxruntime rows skipped: {err}")
     return out
 
 
@@ -684,6 +694,9 @@ def main(argv=None):
         tmp = Path(tmp)
         models = build_models(tmp)
         for name, e in models.items():
+            if not isinstance(e["model"], torch.nn.Module):            # an onnxruntime session
+                log(f"model {name}: {e['origin']}")
+                continue
             log(f"model {name}: {type(e['model']).__name__}({e['model'].model_args}), "
                 f"{Model.count_parameters(e['model']) / 1e6:.2f} M parameters, STFT {e['stft'].n_fft}/"
                 f"{e['stft'].hop} at {e['sr']} Hz, context={getattr(e['model'], 'context', '?')}; {e['origin']}")
