@@ -80,8 +80,12 @@ def plot_losses(out: Path) -> Path | None:
     hists = sorted(MODELS.glob("*_history.json"))
     if not hists:
         return None
-    fig, axes = plt.subplots(1, len(hists), figsize=(5 * len(hists), 3.4), squeeze=False)
-    for ax, path in zip(axes[0], hists):
+    cols = min(4, len(hists))
+    rows = -(-len(hists) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(hists):]:
+        ax.axis("off")
+    for ax, path in zip(axes.flat, hists):
         h = json.loads(path.read_text())
         ax.plot(h["smoothed"], lw=1, label="training, smoothed (eta=0.99)")
         steps = [v["step"] for v in h["valid"]]
@@ -97,7 +101,70 @@ def plot_losses(out: Path) -> Path | None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / "losses.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+# history file stem (models/<stem>_history.json) -> the row name of that system in the results tables
+SYSTEM_NAMES = {"feedforward": "feedforward", "RNN": "RNN", "drnn": "DRNN", "gru": "GRU-IRM", "cnn": "CNN",
+                "unet": "U-Net", "waveunet": "Wave-U-Net", "conv": "feedforward-conv"}
+
+
+def histories() -> dict:
+    """{system row name: history dict} of the shipped models, in SYSTEM_NAMES order."""
+    out = {}
+    for stem, name in SYSTEM_NAMES.items():
+        path = MODELS / f"{stem}_history.json"
+        if path.exists():
+            out[name] = json.loads(path.read_text())
+    return out
+
+
+def training_rows(hists: dict, summary: dict | None) -> list[list[str]]:
+    """Per shipped system: optimiser steps, CPU minutes (to the best epoch / in all), best epoch
+    of epochs run, and its test GNSDR/GSIR/GSAR from ``summary`` (a summary.json dict)."""
+    rows = []
+    for name, h in hists.items():
+        times = h.get("epoch_time", [])
+        best = h.get("best_epoch") or 0
+        r = (summary or {}).get("summary", {}).get(name, {}).get("vocals")
+        rows.append([name, f"{len(h.get('smoothed', [])):,}", f"{sum(times[:best]) / 60:.0f}",
+                     f"{sum(times) / 60:.0f}", f"{best} of {len(times)}",
+                     *([f"{r['GNSDR']:.2f}", f"{r['GSIR']:.2f}", f"{r['GSAR']:.2f}"] if r else ["-"] * 3)])
+    return rows
+
+
+def plot_learning_curves(out: Path, hists: dict) -> Path | None:
+    """Validation loss (relative to its first epoch, log scale: the losses differ per system) and
+    validation GNSDR against CPU minutes, every shipped system in one figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not hists:
+        return None
+    fig, (ax_loss, ax_sdr) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, h in hists.items():
+        minutes = np.cumsum(h.get("epoch_time", [])) / 60
+        valid = h["valid"][:len(minutes)]
+        loss = np.array([v["loss"] for v in valid])
+        line, = ax_loss.plot(minutes[:len(loss)], loss / loss[0], "o-", ms=2, label=name)
+        sdr = [(m, v["gnsdr"]) for m, v in zip(minutes, valid) if "gnsdr" in v]
+        if sdr:
+            ax_sdr.plot(*zip(*sdr), "o-", ms=2, color=line.get_color(), label=name)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("CPU minutes (one thread)")
+    ax_loss.set_ylabel("validation loss / first epoch's")
+    ax_sdr.set_xlabel("CPU minutes (one thread)")
+    ax_sdr.set_ylabel("validation GNSDR (dB)")
+    for ax in (ax_loss, ax_sdr):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "learning_curves.png"
+    fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
     return path
 
@@ -271,11 +338,22 @@ def build(out_pdf: Path):
             rep.p("Per-track vocal SDR (dB) on the excerpts:", size=8.5)
             rep.table(header, prow, size=6.5)
 
-    fig = plot_losses(fig_dir)
-    if fig:
-        rep.h2("4. Training curves")
-        rep.p("Smoothed training loss (eq. 4, eta = 0.99) per optimiser step and validation loss per epoch "
-              "for the shipped models; the dotted line marks the best-validation epoch.")
+    hists = histories()
+    if hists:
+        rep.h2("4. Training")
+        main = sets.get("mir1k_test_public")
+        rep.p("Every shipped system: optimiser steps, CPU minutes on one thread of the 2-core machine (to the "
+              "best-validation epoch / in all, while another training shared the machine), best epoch, and its "
+              "MIR-1K test_public scores (vocals, dB; '-' where the system was not evaluated there).", size=8.5)
+        rep.table(["system", "steps", "CPU min to best", "CPU min", "best epoch", "GNSDR", "GSIR", "GSAR"],
+                  training_rows(hists, main[0] if main else None), widths=(28, 16, 20, 16, 20, 15, 15, 15))
+        fig = plot_learning_curves(fig_dir, hists)
+        rep.p("Validation loss (divided by its first value, since the systems' losses differ) and validation "
+              "GNSDR against CPU minutes, all shipped systems (GNSDR where the run measured it).", size=8.5)
+        rep.image(fig)
+        fig = plot_losses(fig_dir)
+        rep.p("Smoothed training loss (eq. 4, eta = 0.99) per optimiser step and validation loss per epoch; "
+              "the dotted line marks the best-validation epoch.", size=8.5)
         rep.image(fig)
 
     rep.h2("5. When the models work and when they fail")
