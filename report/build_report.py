@@ -34,8 +34,8 @@ MODELS = ROOT / "models"
 
 # result folders, in report order, with a caption each
 SETS = [
-    ("mir1k_test_public", "MIR-1K, public test singers (stool, titon, tammy; 98 clips): the shipped "
-                          "feedforward and RNN models and the seed systems, all trained on MIR-1K's training singers"),
+    ("mir1k_test_public", "MIR-1K, public test singers (stool, titon, tammy): the shipped feedforward and "
+                          "RNN models and the seed systems, all trained on MIR-1K's training singers"),
     ("rnn_variants", "Recurrent-model variants on the same MIR-1K test clips (bidirectional vs unidirectional, "
                      "constant vs decayed learning rate, one vs two LSTM layers)"),
     ("music_excerpts", "Professionally produced excerpts (6 tracks, 44.1 kHz, evaluated at the models' 16 kHz)"),
@@ -288,8 +288,13 @@ def build(out_pdf: Path):
     rep.p("The mixture is transformed with an STFT (periodic Hann window, centred frames). A network predicts a "
           "magnitude mask m_t in [0,1] for every frame of the mixture's magnitude spectrum s_t; the vocal "
           "estimate is v_t = m_t * s_t, resynthesised with the mixture's phase by inverse STFT and overlap-add. "
-          "The accompaniment is mixture - vocals. Inputs are log(1+|X|), normalised per bin with statistics "
-          "from the training set. The default loss is the generalized Kullback-Leibler divergence "
+          "The accompaniment is mixture - vocals. Inputs are log(1+|X|/mean_f|X|): each frame's magnitudes "
+          "divided by their mean over bins (so the masks do not depend on the song's level), then normalised "
+          "per bin with statistics from the training set. Songs at other rates are processed at their own "
+          "rate: the STFT frames span the model's in time, magnitudes are mapped onto the model's frequency "
+          "grid and the mask back, and above the model's Nyquist the mask is the power-weighted mean of its "
+          "top quarter-band (full-band vocals, nothing resampled). "
+          "The default loss is the generalized Kullback-Leibler divergence "
           "D(v || m*s) of the assignment's eq. (3), summed over bins and averaged over batch and time steps; "
           "the swapped direction, MSE, L1 and Itakura-Saito are options (--loss). Adam, gradient-norm "
           "clipping at 5, the best-validation checkpoint kept.")
@@ -309,15 +314,19 @@ def build(out_pdf: Path):
           "bottleneck, mirrored deconvolutions, masks normalised to sum to one; 2-source variant for "
           "MIR-1K); Jansson et al.'s U-Net (six strided 5x5 convolutions and six transposed ones, skip "
           "connections, L1 loss on 128-frame patches); Stoller et al.'s Wave-U-Net (time domain, 8 levels, "
-          "valid convolutions, 8 kHz). Each trained for about 10-13 minutes on one CPU thread; see the "
-          "README for the exact commands.")
+          "valid convolutions, 8 kHz). Section 4 lists the training of every shipped system; the README "
+          "gives the exact commands.")
 
     rep.h2("2. Data, split and metric")
-    rep.p("Training: MIR-1K's 175 clips of singers abjones and amy (Huang et al.'s training set), validation "
+    main_meta = (sets.get("mir1k_test_public") or [{"meta": {}}])[0]["meta"]
+    excerpts_meta = (sets.get("music_excerpts") or [{"meta": {}}])[0]["meta"]
+    rep.p("Training: MIR-1K's clips of singers abjones and amy (Huang et al.'s training set), validation "
           "carved from them by song with a fixed seed (clips of one song never straddle the split). "
-          "Augmentation: random 2-4 s excerpts, a random gain in [0.25, 1.25] per source, and with "
-          "probability 0.5 the accompaniment of another song under the vocals. Test: 98 clips of three "
-          "unseen singers (stool, titon, tammy) and six professionally produced excerpts. Metric: BSS Eval v3 "
+          "Augmentation: random 2-4 s excerpts, a random gain in [0.25, 1.25] per source, with "
+          "probability 0.5 the accompaniment of another song under the vocals, and the vocals played at a "
+          "random speed within +-12 % (new voices). "
+          f"Test: {main_meta.get('tracks', '?')} clips of three unseen singers (stool, titon, tammy) and "
+          f"{excerpts_meta.get('tracks', '?')} professionally produced excerpts. Metric: BSS Eval v3 "
           "(mir_eval's bss_eval_sources decomposition with 512-tap filters, two sources, whole clips, mono, "
           "at the model's 16 kHz). NSDR = SDR(estimate) - SDR(mixture); GNSDR, GSIR and GSAR are means "
           "weighted by clip length, as in Huang et al. (2014). The mixture row is the floor; the oracle "
@@ -376,7 +385,8 @@ def discussion(rep, sets, fig_dir):
              f"{fmt(s[best_model]['vocals']['GNSDR'])} dB (GSIR {fmt(s[best_model]['vocals']['GSIR'])}, GSAR "
              f"{fmt(s[best_model]['vocals']['GSAR'])})"
              + (f", against {fmt(irm)} dB for the ideal ratio mask" if irm else "")
-             + "; Huang et al.'s best DRNN reported 7.45 dB on all 825 test clips, of which these are 98."]
+             + f"; Huang et al.'s best DRNN reported 7.45 dB on all 825 test clips (a published figure), of "
+             f"which these are {summary['meta']['tracks']}."]
     for m in models:
         v = s[m]["vocals"]
         lines.append(f"{m}: GNSDR {fmt(v['GNSDR'])} dB, median SDR {fmt(v['median_SDR'])} dB.")
