@@ -42,7 +42,7 @@ import training
 import util
 from util import UserError
 
-SYSTEMS = ("drnn", "gru", "cnn", "unet", "waveunet")
+SYSTEMS = ("drnn", "gru", "cnn", "unet", "waveunet")       # SYSTEM_MODELS below builds each
 # Per-system defaults: training settings (training.add_common_args) and model settings.
 DEFAULTS = {
     # Huang et al. 2014: 16 kHz, 1024-point STFT with 50 % overlap, 3 x 1000 units, DRNN-2,
@@ -153,23 +153,31 @@ def parse_args(argv=None):
     return args
 
 
-# Each system's class, by its name in the one registry of model classes that loading uses too.
-SYSTEM_CLASSES = {"drnn": "Model_DRNN.DRNN", "gru": "Model_GRU.GRUMaskNet", "cnn": "Model_CNN.ChandnaCNN",
-                  "unet": "Model_UNet.UNet", "waveunet": "Model_WaveUNet.WaveUNet"}
+# The systems: each one's class (by its name in the one registry that checkpoint loading uses,
+# util.MODEL_CLASSES) and its constructor arguments from the parsed options.
+SYSTEM_MODELS = {
+    "drnn": ("Model_DRNN.DRNN", lambda a: dict(hidden=a.hidden, layers=a.layers, recurrent_layers=a.recurrent_layers,
+                                               context_frames=a.context_frames, dropout=a.dropout,
+                                               sources=a.sources)),
+    "gru": ("Model_GRU.GRUMaskNet", lambda a: dict(hidden=a.hidden, layers=a.layers, dense=a.dense,
+                                                   dropout=a.dropout, sources=a.sources)),
+    "cnn": ("Model_CNN.ChandnaCNN", lambda a: dict(sources=a.sources, time_context=a.time_context,
+                                                   vertical=a.vertical, horizontal=a.horizontal,
+                                                   n_vertical=a.filters[0], n_horizontal=a.filters[1],
+                                                   bottleneck=a.bottleneck)),
+    "unet": ("Model_UNet.UNet", lambda a: dict(channels=a.channels, kernel=a.kernel, dropout=a.dropout,
+                                               sources=a.sources)),
+    "waveunet": ("Model_WaveUNet.WaveUNet", lambda a: dict(levels=a.levels, features=a.features,
+                                                           down_kernel=a.down_kernel, up_kernel=a.up_kernel,
+                                                           sources=a.sources)),
+}
+SYSTEM_CLASSES = {system: name for system, (name, _) in SYSTEM_MODELS.items()}
 
 
 def build(n_bins, a):
-    s = a.sources
-    cls = util.model_class(SYSTEM_CLASSES[a.system])
-    if a.system == "drnn":
-        return cls(n_bins, a.hidden, a.layers, a.recurrent_layers, a.context_frames, a.dropout, s)
-    if a.system == "gru":
-        return cls(n_bins, a.hidden, a.layers, a.dense, a.dropout, s)
-    if a.system == "cnn":
-        return cls(n_bins, s, a.time_context, a.vertical, a.horizontal, *a.filters, a.bottleneck)
-    if a.system == "unet":
-        return cls(n_bins, a.channels, a.kernel, a.dropout, sources=s)
-    return cls(n_bins, a.levels, a.features, a.down_kernel, a.up_kernel, s)
+    """The model of ``--system`` with the parsed options."""
+    name, kwargs = SYSTEM_MODELS[a.system]
+    return util.model_class(name)(n_bins, **kwargs(a))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Build report/report.pdf from the committed evaluation outputs. No number in it is typed by hand.
 
-  python report/build_report.py            # -> report/report.pdf (figures in report/build/)
+  python report/build_report.py                         # -> runs/report/report.pdf (untracked)
+  python report/build_report.py -o report/report.pdf    # the committed report (figures in report/build/)
 
 The build is deterministic (fixed creation date, core fonts): from the same inputs it writes the
-same bytes, so rebuilding the committed report changes nothing. Every ``results/*/summary.json``
+same bytes. The spectrogram figure needs the evaluated audio, so a machine without it builds a
+different PDF: hence the untracked default. Every ``results/*/summary.json``
 gets a table (the known sets first, with their captions).
 
 Inputs: ``results/<set>/summary.json`` and ``tracks.csv`` written by ``evaluate_sdr.py``, the
@@ -432,7 +434,9 @@ DISCUSSION = (
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-o", "--out", type=Path, default=ROOT / "report" / "report.pdf", help="output PDF")
+    p.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "report" / "report.pdf",
+                   help="output PDF (default runs/report/report.pdf, untracked; the committed report is "
+                        "rebuilt with -o report/report.pdf)")
     args = p.parse_args(argv)
     path = build(args.out)
     print(f"wrote {path}")
