@@ -101,6 +101,32 @@ class MaskModel(nn.Module):
         return (self.log_magnitudes(mix_mag) - self.input_mean) / self.input_std
 
 
+class FrequencyConv(nn.Module):
+    """(..., F) -> (..., channels * positions): a 1-D convolution over the bins of each frame."""
+
+    def __init__(self, channels: int, kernel: int, stride: int):
+        super().__init__()
+        self.conv = nn.Conv1d(1, channels, kernel, stride)
+
+    def forward(self, x):
+        lead = x.shape[:-1]
+        y = self.conv(x.reshape(-1, 1, x.shape[-1]))                      # (N, C, P)
+        return y.reshape(*lead, -1)
+
+
+class FrequencyConvTranspose(nn.Module):
+    """(..., channels, positions) -> (..., F): the mirrored transposed convolution."""
+
+    def __init__(self, channels: int, kernel: int, stride: int, pad: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose1d(channels, 1, kernel, stride, output_padding=pad)
+
+    def forward(self, x):
+        lead = x.shape[:-2]
+        y = self.conv(x.reshape(-1, *x.shape[-2:]))                       # (N, 1, F)
+        return y.reshape(*lead, -1)
+
+
 class FrameMaskNet(MaskModel):
     """Single-frame encoder-decoder (assignment Fig. 1): FC layers down to a code h_t, back up
     to a sigmoid mask over all bins. Each frame is processed on its own.
@@ -110,16 +136,32 @@ class FrameMaskNet(MaskModel):
     recurrent model of part 2 summarises over time. Dropout regularises the wide first layer,
     which holds most parameters.
 
+    The assignment's optional variant (``conv=(channels, kernel, stride)``): the biggest layers,
+    bins -> hidden[0] and back, become a 1-D convolution over frequency (``channels`` filters of
+    ``kernel`` bins every ``stride`` bins, ReLU; its flattened output, channels x positions, takes
+    the place of hidden[0]) and the mirrored transposed convolution, with thousands instead of
+    hundreds of thousands of weights.
+
     Shapes: (B, T, F) -> encode -> (B, T, code) -> decode -> (B, 1, T, F).
     """
 
     @capture_init
-    def __init__(self, n_bins: int, hidden=(1024, 512), code: int = 256, dropout: float = 0.1):
+    def __init__(self, n_bins: int, hidden=(1024, 512), code: int = 256, dropout: float = 0.1, conv=None):
         super().__init__(n_bins)
         sizes = [n_bins, *hidden, code]
-        enc = []
+        enc, dec_out = [], []
+        if conv:
+            channels, kernel, stride = (int(v) for v in conv)
+            positions = (n_bins - kernel) // stride + 1
+            if positions < 1:
+                raise ValueError(f"conv kernel {kernel} is longer than the {n_bins} bins")
+            sizes[1] = channels * positions
+            enc += [FrequencyConv(channels, kernel, stride), nn.ReLU()]
+            pad = n_bins - ((positions - 1) * stride + kernel)           # < stride: restores every bin
+            dec_out = [nn.Unflatten(-1, (channels, positions)), FrequencyConvTranspose(channels, kernel, stride, pad)]
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            enc += [nn.Linear(a, b), nn.ReLU()]
+            if not (conv and i == 0):
+                enc += [nn.Linear(a, b), nn.ReLU()]
             if i == 0 and dropout:
                 enc.append(nn.Dropout(dropout))
         self.encoder = nn.Sequential(*enc)
@@ -127,7 +169,7 @@ class FrameMaskNet(MaskModel):
         dec = []
         for a, b in zip(rev[:-2], rev[1:-1]):
             dec += [nn.Linear(a, b), nn.ReLU()]
-        dec += [nn.Linear(rev[-2], rev[-1]), nn.Sigmoid()]
+        dec += (dec_out if conv else [nn.Linear(rev[-2], rev[-1])]) + [nn.Sigmoid()]
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, mix_mag: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,9 @@ def parse_args(argv=None):
     g.add_argument("--code", type=util.positive_int, default=256, help="width of the code h_t (default 256)")
     g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1,
                    help="dropout after the first layer (default 0.1)")
+    g.add_argument("--conv", type=util.positive_int, nargs=3, default=None, metavar=("CHANNELS", "KERNEL", "STRIDE"),
+                   help="the assignment's optional variant: the biggest layers (bins <-> first hidden layer) as a "
+                        "1-D convolution over frequency and its transpose, e.g. --conv 16 32 8 (default: off)")
     g.add_argument("--frame-batch", type=util.positive_int, default=1024,
                    help="frames per optimisation step: each batch of excerpts is cut into frames, "
                         "shuffled and split into steps of this many frames (default 1024)")
@@ -53,7 +56,7 @@ def main(argv=None):
     transforms = Data.Transforms(util.make_stft(args.n_fft, args.hop, args.window))
     run = training.train(
         args, "feedforward", "savedModel_feedforward_best.pt",
-        lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout),
+        lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout, conv=a.conv),
         examples=shuffled_frames(transforms, args.frame_batch))
     print(run / "savedModel_feedforward_best.pt")
 

@@ -67,7 +67,7 @@ def test_causal_rnn_chunks_with_state_equal_whole():
 
 
 NON_DEFAULT = {
-    "Model.FrameMaskNet": dict(n_bins=65, hidden=[24, 12], code=6, dropout=0.3),
+    "Model.FrameMaskNet": dict(n_bins=65, hidden=[24, 12], code=6, dropout=0.3, conv=[3, 9, 4]),
     "Model_RNN.RNNMaskNet": dict(n_bins=65, hidden=[24], code=6, dropout=0.2, rnn_hidden=5, rnn_layers=2,
                                  bidirectional=False),
     "Model_DRNN.DRNN": dict(n_bins=65, hidden=16, layers=2, recurrent_layers=[1], context_frames=5, dropout=0.1,
@@ -104,3 +104,20 @@ def test_every_registered_model_records_and_reloads_non_default_arguments(tmp_pa
         with torch.no_grad():
             assert torch.equal(model(x), again(x)), name
         assert getattr(again, "level_norm", None) == getattr(model, "level_norm", None)
+
+
+def test_conv_variant_shapes_few_weights_and_reload(tmp_path):
+    """The assignment's optional variant: the bins <-> hidden[0] layers as a 1-D convolution over
+    frequency and its transpose; every bin comes back, and a checkpoint rebuilds it."""
+    import util
+    torch.manual_seed(0)
+    dense = Model.FrameMaskNet(513, (1024, 512), 256)
+    conv = Model.FrameMaskNet(513, (1024, 512), 256, conv=[16, 32, 8]).eval()
+    assert Model.count_parameters(conv) < 0.6 * Model.count_parameters(dense)
+    x = torch.rand(2, 5, 513)
+    assert conv(x).shape == (2, 1, 5, 513) and ((conv(x) >= 0) & (conv(x) <= 1)).all()
+    util.save_checkpoint(tmp_path / "c.pt", conv, util.make_stft(1024, 256), 16000)
+    again, *_ = util.load_model(tmp_path / "c.pt")
+    assert torch.equal(again(x), conv(x))
+    with pytest.raises(ValueError):
+        Model.FrameMaskNet(16, (8,), 4, conv=[2, 32, 4])

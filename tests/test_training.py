@@ -53,7 +53,7 @@ def test_feedforward_run_writes_everything(ff_run):
     assert (stft.n_fft, stft.hop, sr) == (256, 64, 8000)
     assert ckpt["train_args"]["seed"] == 42 and ckpt["epoch"] == hist["best_epoch"]
     assert ckpt["valid_loss"] == pytest.approx(hist["best_valid"])
-    assert ckpt["model_args"] == {"n_bins": 129, "hidden": [32, 16], "code": 8, "dropout": 0.1}
+    assert ckpt["model_args"] == {"n_bins": 129, "hidden": [32, 16], "code": 8, "dropout": 0.1, "conv": None}
     assert model.input_std.min() > 0 and not torch.all(model.input_mean == 0)   # stats were set
 
 
