@@ -133,19 +133,26 @@ HIGH_BAND_RULES = ("top-mean", "zero")
 
 
 def input_stft(stft: util.STFT, model_rate: int, input_rate: int) -> util.STFT:
-    """The STFT at ``input_rate`` whose frames span the model's frames in time: n_fft and hop
-    scaled by input_rate / model_rate, n_fft rounded up to an even size with small prime factors
-    (2822 -> 2880 at 44.1 kHz for 1024 at 16 kHz: 3x faster FFTs; the frequency grid is mapped
-    anyway), the same window shape."""
+    """The STFT at ``input_rate`` whose frames span the model's frames in time: hop and n_fft
+    scaled by input_rate / model_rate, keeping the model's n_fft / hop ratio (so overlap-add
+    takes its fast path) and rounding the hop up to the nearest one whose n_fft has only small
+    prime factors (fast FFTs): at 44.1 kHz for 1024/256 at 16 kHz, 2880/720 instead of
+    2822/706, 2 % longer frames (measured: -0.1 dB median on the music excerpts; 2822-point FFTs
+    are about 3x slower); at 48 kHz exactly 3072/768. The frequency grid is mapped anyway."""
     if input_rate == model_rate:
         return stft
     import scipy.fft
 
     ratio = input_rate / model_rate
+    per_hop = max(1, stft.n_fft // stft.hop)
+    hop = max(1, int(round(stft.hop * ratio)))
+    if stft.n_fft % stft.hop == 0:
+        while scipy.fft.next_fast_len(per_hop * hop, real=True) != per_hop * hop or (per_hop * hop) % 2:
+            hop += 1
+        return util.make_stft(per_hop * hop, hop, stft.window_name)
     n_fft = max(16, scipy.fft.next_fast_len(int(round(stft.n_fft * ratio)), real=True))
     n_fft += n_fft % 2
-    hop = min(max(1, int(round(stft.hop * ratio))), n_fft // 2)
-    return util.make_stft(n_fft, hop, stft.window_name)
+    return util.make_stft(n_fft, min(hop, n_fft // 2), stft.window_name)
 
 
 class FrequencyMap:
