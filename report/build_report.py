@@ -367,10 +367,41 @@ def build(out_pdf: Path):
               "the dotted line marks the best-validation epoch.", size=8.5)
         rep.image(fig)
 
-    rep.h2("5. When the models work and when they fail")
+    levers(rep)
+
+    rep.h2("6. When the models work and when they fail")
     discussion(rep, sets, fig_dir)
     rep.save(out_pdf)
     return out_pdf
+
+
+def levers(rep):
+    """What the levers gave, from the committed measurements (results/ab_varispeed, results/real_songs_levers)."""
+    ab = {p.name.replace("_history.json", ""): json.loads(p.read_text())
+          for p in sorted((RESULTS / "ab_varispeed").glob("*_history.json"))}
+    songs = RESULTS / "real_songs_levers" / "results.json"
+    if not ab and not songs.exists():
+        return
+    rep.h2("5. What each lever gave")
+    if ab:
+        parts = []
+        for name, h in ab.items():
+            g = [v["gnsdr"] for v in h["valid"] if "gnsdr" in v]
+            parts.append(f"{name.replace('-', ' ')}: {fmt(g[-1])} dB after {len(g)} epochs (best {fmt(max(g))} dB)")
+        rep.p("Vocal varispeed (new voices), judged on a singer the model never heard: frame models trained on "
+              "abjones only and validated on amy's songs (--valid-tracks 'amy_*'), validation GNSDR " + "; ".join(parts)
+              + ". Kept for every shipped model.")
+    if songs.exists():
+        med = json.loads(songs.read_text())["median"]
+        cols = [c for c in next(iter(med.values())) if c != "mixture"]
+        rep.p("Full band, level and Wiener on the six produced excerpts at 44.1 kHz (bench/bench_real_songs.py; median "
+              "vocals SDR in dB, BSS Eval v3 at the input rate): resampled = the first release's path; zero / "
+              "top-mean = full band with the high band given to the accompaniment / to the vocals by the top "
+              "quarter-band's share; -40dB = the same song 40 dB quieter; wiener1/2 = norbert's multichannel "
+              "Wiener filter after top-mean.", size=8.5)
+        rep.table(["model", "mixture", *cols],
+                  [[m.replace(".pt", "").replace("savedModel_", ""), fmt(v["mixture"]), *[fmt(v[c]) for c in cols]]
+                   for m, v in med.items()], size=7)
 
 
 def discussion(rep, sets, fig_dir):
