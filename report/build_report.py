@@ -109,8 +109,8 @@ def plot_losses(out: Path) -> Path | None:
 
 
 # history file stem (models/<stem>_history.json) -> the row name of that system in the results tables
-SYSTEM_NAMES = {"feedforward": "feedforward", "RNN": "RNN", "drnn": "DRNN", "gru": "GRU-IRM", "cnn": "CNN",
-                "unet": "U-Net", "waveunet": "Wave-U-Net", "conv": "feedforward-conv"}
+SYSTEM_NAMES = {"feedforward": "feedforward", "feedforward_conv": "feedforward-conv", "RNN": "RNN", "drnn": "DRNN",
+                "gru": "GRU-IRM", "cnn": "CNN", "unet": "U-Net", "waveunet": "Wave-U-Net"}
 
 
 def histories() -> dict:
@@ -468,7 +468,18 @@ def main(argv=None):
     p.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "report" / "report.pdf",
                    help="output PDF (default runs/report/report.pdf, untracked; the committed report is "
                         "rebuilt with -o report/report.pdf)")
+    p.add_argument("--markdown", metavar="SET", default=None,
+                   help="print the vocals table of results/SET as Markdown (for the README) instead of building")
     args = p.parse_args(argv)
+    if args.markdown:
+        loaded = load_set(args.markdown)
+        if loaded is None:
+            raise util.UserError(f"{RESULTS / args.markdown}: no summary.json")
+        print("| " + " | ".join(COLUMNS) + " |")
+        print("|" + "---|" * len(COLUMNS))
+        for row in table_rows(loaded[0], "vocals"):
+            print("| " + " | ".join(row) + " |")
+        return 0
     path = build(args.out)
     print(f"wrote {path}")
     return 0

@@ -81,3 +81,17 @@ def test_readme_command_parses(line, words, monkeypatch):
             module.main(argv)
         except SystemExit as e:            # argparse refused an option: name it
             pytest.fail(f"README line {line}: {' '.join(words)} -> argparse exit {e.code}")
+
+
+@pytest.mark.parametrize("name", ["mir1k_test_public", "music_excerpts"])
+def test_readme_results_tables_equal_the_committed_json(name):
+    """The README's results tables are the committed summary.json's rows (report/build_report.py
+    --markdown prints them), so the README cannot show other numbers than results/."""
+    sys.path.insert(0, str(ROOT / "report"))
+    import build_report
+    loaded = build_report.load_set(name)
+    if loaded is None:
+        pytest.skip(f"no results/{name}")
+    text = (ROOT / "README.md").read_text()
+    for row in build_report.table_rows(loaded[0], "vocals"):
+        assert "| " + " | ".join(row) + " |" in text, f"README lacks the {name} row {row}"
