@@ -273,6 +273,7 @@ class StreamSeparator:
         self.pending = None         # input samples not yet framed, padded coordinates from p0
         self.p0 = 0
         self.spec_queue = []        # spectra (C, t, F) waiting for their masks
+        self.mag_queue = []         # their mono magnitudes (t, F), for the high-band rule
         self.next_frame = 0         # next frame index to be overlap-added
         self.out = None             # (S, C, L) overlap-add accumulator from padded position o0
         self.env = None             # (L,) sum of squared windows
@@ -314,9 +315,10 @@ class StreamSeparator:
         outs = []
         spec = self._frames()
         if spec is not None:
+            mono = (spec[0] if spec.shape[0] == 1 else spec.mean(0)).abs()   # mask from the mono downmix
             self.spec_queue.append(spec)
-            mono = spec[0] if spec.shape[0] == 1 else spec.mean(0)     # mask from the mono downmix
-            outs.append(self._synthesise(self.runner.push(self.fmap.magnitudes(mono.abs()))))
+            self.mag_queue.append(mono)
+            outs.append(self._synthesise(self.runner.push(self.fmap.magnitudes(mono))))
         if final:
             outs.append(self._synthesise(self.runner.flush()))
             outs.append(self._emit(final=True))
@@ -332,10 +334,12 @@ class StreamSeparator:
             return None
         if not torch.isfinite(masks).all():
             raise UserError("the model produced NaN or infinite masks (broken checkpoint?); nothing written")
-        spec = torch.cat(self.spec_queue, 1)
+        spec = torch.cat(self.spec_queue, 1) if len(self.spec_queue) > 1 else self.spec_queue[0]
+        mags = torch.cat(self.mag_queue, 0) if len(self.mag_queue) > 1 else self.mag_queue[0]
         use, keep = spec[:, :k], spec[:, k:]
-        masks = self.fmap.masks(masks, use.mean(0).abs())               # (k, S, F_in)
+        masks = self.fmap.masks(masks, mags[:k])                        # (k, S, F_in)
         self.spec_queue = [keep] if keep.shape[1] else []
+        self.mag_queue = [mags[k:]] if keep.shape[1] else []
         if self.wiener:
             est = wiener_refine(masks, use, self.wiener)                # (S, C, k, F)
         else:
