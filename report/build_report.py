@@ -388,8 +388,9 @@ def levers(rep):
         for name, h in ab.items():
             g = [v["gnsdr"] for v in h["valid"] if "gnsdr" in v]
             parts.append(f"{name.replace('-', ' ')}: {fmt(g[-1])} dB after {len(g)} epochs (best {fmt(max(g))} dB)")
-        rep.p("Vocal varispeed (new voices), judged on a singer the model never heard: frame models trained on "
-              "abjones only and validated on amy's songs (--valid-tracks 'amy_*'), validation GNSDR " + "; ".join(parts)
+        rep.p("Vocal varispeed (new voices), judged on a singer the model never heard: frame models (24 epochs) and "
+              "RNNs (12 epochs, initialised from those frame models' last epoch) trained on abjones only and "
+              "validated on amy's songs (--valid-tracks 'amy_*'), validation GNSDR " + "; ".join(parts)
               + ". Kept for every shipped model.")
     if songs.exists():
         med = json.loads(songs.read_text())["median"]
