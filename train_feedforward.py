@@ -30,6 +30,9 @@ def parse_args(argv=None):
     g.add_argument("--conv", type=util.positive_int, nargs=3, default=None, metavar=("CHANNELS", "KERNEL", "STRIDE"),
                    help="the assignment's optional variant: the biggest layers (bins <-> first hidden layer) as a "
                         "1-D convolution over frequency and its transpose, e.g. --conv 16 32 8 (default: off)")
+    g.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from the weights of a frame-model checkpoint with the same options (e.g. the shipped "
+                        "models/savedModel_feedforward_best.pt), with a fresh optimizer (default: random weights)")
     g.add_argument("--frame-batch", type=util.positive_int, default=1024,
                    help="frames per optimisation step: each batch of excerpts is cut into frames, "
                         "shuffled and split into steps of this many frames (default 1024)")
@@ -57,7 +60,8 @@ def main(argv=None):
     run = training.train(
         args, "feedforward", "savedModel_feedforward_best.pt",
         lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout, conv=a.conv),
-        examples=shuffled_frames(transforms, args.frame_batch))
+        examples=shuffled_frames(transforms, args.frame_batch),
+        after_build=(lambda m, a: training.init_from_checkpoint(m, a.init)) if args.init else None)
     print(run / "savedModel_feedforward_best.pt")
 
 

@@ -90,6 +90,9 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=d["dropout"],
                    help="dropout probability (drnn: after each hidden layer; gru: between GRU layers; "
                         "unet: in the first three decoder layers) (default %(default)s)")
+    g.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from the weights of a checkpoint of this system with the same options (e.g. the "
+                        "shipped models/<system>.pt), with a fresh optimizer (default: random weights)")
     g = p.add_argument_group("drnn and gru")
     g.add_argument("--hidden", type=util.positive_int, default=d["hidden"] or 1000,
                    help="units per hidden layer (drnn) or per GRU layer (gru) (default %(default)s)")
@@ -255,6 +258,7 @@ def main(argv=None):
     best = f"savedModel_{args.system}_best.pt"
     run = training.train(args, f"seed-{args.system}", best, build, examples=examples,
                          compute_loss=compute_loss,
+                         after_build=(lambda m, a: training.init_from_checkpoint(m, a.init)) if args.init else None,
                          on_epoch=curriculum(args) if args.curriculum_start else None)
     print(run / best)
 

@@ -236,3 +236,24 @@ def test_lr_decays_on_plateau_and_resumes(demo, tmp_path, monkeypatch):
     args[args.index("--epochs") + 1] = "4"
     train_feedforward.main(args + ["--resume", str(run)])
     assert json.loads((run / "history.json").read_text())["lr"] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
+
+
+def test_init_continues_from_a_shipped_style_checkpoint(ff_run, demo, tmp_path, capsys):
+    """--init starts a training from a checkpoint's weights (the way to continue a shipped model
+    whose run folder is gone): with lr 0 the new best checkpoint keeps them exactly."""
+    import export_model
+    slim = tmp_path / "shipped.pt"
+    with pytest.raises(SystemExit):
+        util.run_cli(export_model.main, [str(ff_run / "savedModel_feedforward_best.pt"), str(slim)])
+    run = tmp_path / "cont"
+    train_feedforward.main(tiny_args(demo, run, tmp_path / "cache", "--init", str(slim), "--lr", "0", "--epochs", "1"))
+    a = util.read_checkpoint(slim)["state_dict"]
+    b = util.read_checkpoint(run / "savedModel_feedforward_best.pt")["state_dict"]
+    assert all(torch.equal(a[k].float(), b[k].float()) for k in a)
+    import train_seed
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(train_seed.main, ["--system", "gru", "--init", str(slim), "--data", str(demo), "--run-dir",
+                                       str(tmp_path / "g"), "--epochs", "1", "--quiet", "--sample-rate", "8000",
+                                       "--n-fft", "256", "--hop", "64", "--samples-per-epoch", "4", "--batch-size", "2",
+                                       "--cache-dir", str(tmp_path / "cache"), "--valid-fraction", "0.34"])
+    assert e.value.code == 2 and "needs a Model_GRU.GRUMaskNet checkpoint" in capsys.readouterr().err
