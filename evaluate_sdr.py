@@ -295,7 +295,7 @@ def evaluate(args) -> dict:
     systems, first = {}, None
     for i, path in enumerate(args.model):
         model, stft, sr, ckpt = util.load_model(path)                  # validates before forking
-        name = names[i] if names else Path(path).stem.replace("savedModel_", "").replace("_best", "")
+        name = names[i] if names else util.checkpoint_name(path)
         if name in systems:
             name = f"{name}#{i + 1}"
         hist = ckpt.get("history") or {}

@@ -40,7 +40,7 @@ def main(argv=None):
               f"max |difference| {report['max_abs_mask_difference']:.1e}")
         return 0
     hist = args.checkpoint.parent / "history.json"
-    name = args.output.stem.replace("savedModel_", "").replace("_best", "")
+    name = util.checkpoint_name(args.output)
     hist_out = args.output.parent / f"{name}_history.json"
     for target in (args.output, hist_out if hist.exists() else None):
         if target is not None and target.exists() and not args.force:

@@ -425,9 +425,8 @@ def separate_whole(model, stft, mixture: np.ndarray, device="cpu") -> np.ndarray
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
-def expand_inputs(items, exclude: Path | None = None) -> list[tuple[Path, Path]]:
-    """Files, folders (their audio files, recursively) and glob patterns -> list of
-    ``(path, base)``, ``base`` the folder the path was found under (its own folder for a file).
+def expand_inputs(items, exclude: Path | None = None) -> list[Path]:
+    """Files, folders (their audio files, recursively) and glob patterns -> list of paths.
     An existing path is always a path (names may hold ``[``, ``*`` or ``?``); only a non-existing
     one is tried as a glob pattern. Files inside ``exclude`` (the output folder) are left out, so
     separating a folder into a sub-folder of itself never separates its own outputs."""
@@ -444,36 +443,36 @@ def expand_inputs(items, exclude: Path | None = None) -> list[tuple[Path, Path]]
                 found = [p for p in found if ex not in p.resolve().parents]
             if not found:
                 raise UserError(f"{item}: folder holds no audio files")
-            out += [(p, path) for p in found]
+            out += found
         elif not path.exists() and any(ch in item for ch in "*?["):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise UserError(f"{item}: no such file, and as a pattern it matches no file")
-            out += [(Path(m), Path(m).parent) for m in matches if Path(m).is_file()]
+            out += [Path(m) for m in matches if Path(m).is_file()]
         else:
-            out.append((path, path.parent))
+            out.append(path)
     return out
 
 
 def output_folders(inputs, outdir: Path) -> list[Path]:
-    """One output folder per input, all different: ``<outdir>/<track name>``, and for songs whose
-    names collide (``CD1/01 Intro.wav``, ``CD2/01 Intro.wav``) their path below the folder they
-    were found in (``<outdir>/CD1/01 Intro``), else below their common parent."""
-    names = [track_name(p) for p, _ in inputs]
+    """One output folder per input path, all different: ``<outdir>/<track name>``, and for songs
+    whose names collide (``CD1/01 Intro.wav``, ``CD2/01 Intro.wav``) their folders below the
+    colliding songs' common parent (``<outdir>/CD1/01 Intro``)."""
+    names = [track_name(p) for p in inputs]
     counts = {n: names.count(n) for n in names}
     folders = []
-    for (path, base), name in zip(inputs, names):
+    for path, name in zip(inputs, names):
         if counts[name] == 1:
             folders.append(outdir / name)
             continue
-        others = [p for (p, _), n in zip(inputs, names) if n == name]
+        others = [p for p, n in zip(inputs, names) if n == name]
         common = Path(os.path.commonpath([str(p.resolve().parent) for p in others]))
         rel = path.resolve().parent.relative_to(common)
         if str(rel) == "." and track_name(path) != path.stem:   # <track>/mixture.wav: the track folder
             rel = Path()
         folders.append(outdir / rel / name)
     seen = {}
-    for (path, _), folder in zip(inputs, folders):
+    for path, folder in zip(inputs, folders):
         if folder in seen and seen[folder] != path.resolve():
             raise UserError(f"{path} and {seen[folder]}: would both be written to {folder}/")
         seen[folder] = path.resolve()
@@ -515,7 +514,7 @@ class StemWriter:
 
     def __init__(self, model, out_dir: Path, sample_rate: int, channels: int, fmt="wav", subtype="PCM_16"):
         self.sources = list(model.sources)
-        self.names = [n.split(".")[0] for n in output_names(model, fmt)]
+        self.names = output_names(model)
         self.out_dir, self.fmt, self.subtype = out_dir, fmt, subtype
         self.targets = {n: out_dir / f"{n}.{fmt}" for n in self.names}
         self.tmp, self.files, self.clipped = {}, {}, False
@@ -652,24 +651,17 @@ def build_parser(description, default_model):
     return p
 
 
-def model_name(path: Path) -> str:
-    """Short name of a checkpoint for the default output folder: ``savedModel_RNN_best.pt`` -> RNN."""
-    stem = Path(path).stem
-    stem = stem[len("savedModel_"):] if stem.startswith("savedModel_") else stem
-    return stem[:-len("_best")] if stem.endswith("_best") else stem
+def output_names(model) -> list[str]:
+    """The stems a separation writes: the model's sources, plus accompaniment = mixture - vocals."""
+    return list(model.sources) + ([] if "accompaniment" in model.sources else ["accompaniment"])
 
 
-def output_names(model, fmt) -> list[str]:
-    """The files a separation writes: the model's sources, plus accompaniment = mixture - vocals."""
-    names = list(model.sources) + ([] if "accompaniment" in model.sources else ["accompaniment"])
-    return [f"{n}.{fmt}" for n in names]
-
-
-def remove_stale_temps(out_dir: Path, fmt: str):
-    """Delete temporary files a killed earlier run left in ``out_dir`` (``.<source>.*.<fmt>``)."""
+def remove_stale_temps(out_dir: Path, names, fmt: str):
+    """Delete the temporary files (``.<stem>.*.<fmt>``, :class:`StemWriter`'s) that a killed
+    earlier run left in ``out_dir``."""
     if out_dir.is_dir():
-        for p in out_dir.glob(f".*.*.{fmt}"):
-            if p.name.split(".")[1] in ("vocals", "accompaniment", "drums", "bass", "other"):
+        for n in names:
+            for p in out_dir.glob(f".{n}.*.{fmt}"):
                 p.unlink(missing_ok=True)
 
 
@@ -686,14 +678,15 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
     device = util.get_device(args.device)
     model, stft, model_sr, _ = util.load_model(args.model, device, expect)
     subtype = util.SUBTYPES[args.subtype]
-    outdir = args.outdir if args.outdir is not None else Path("separated") / model_name(args.model)
-    inputs = list({p.resolve(): (p, base) for p, base in expand_inputs(args.inputs, exclude=outdir)}.values())
+    outdir = args.outdir if args.outdir is not None else Path("separated") / util.checkpoint_name(args.model)
+    inputs = list({p.resolve(): p for p in expand_inputs(args.inputs, exclude=outdir)}.values())
     folders = output_folders(inputs, outdir)
+    stems = output_names(model)
     batch = len(inputs) > 1
     ok, failed, skipped, seconds = 0, 0, 0, 0.0
     t0 = time.time()
-    for (path, _), out_dir in zip(tqdm(inputs, desc="songs", disable=args.quiet or not batch, unit="song"), folders):
-        existing = [out_dir / n for n in output_names(model, args.format) if (out_dir / n).exists()]
+    for path, out_dir in zip(tqdm(inputs, desc="songs", disable=args.quiet or not batch, unit="song"), folders):
+        existing = [n for n in stems if (out_dir / f"{n}.{args.format}").exists()]
         if existing and not args.force:
             skipped += 1
             print(f"skipped: {out_dir}: outputs exist (use --force to overwrite)", file=sys.stderr)
@@ -702,7 +695,7 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
             if path.exists() and path.resolve().parent == out_dir.resolve():
                 raise UserError(f"{path}: output would overwrite the input")
             info = util.audio_info(path)
-            remove_stale_temps(out_dir, args.format)
+            remove_stale_temps(out_dir, stems, args.format)
             separate_file(model, stft, model_sr, path, out_dir, args.format, subtype, device,
                           args.block_seconds, progress=not args.quiet, high_band=args.high_band,
                           wiener=args.wiener)

@@ -394,6 +394,14 @@ def model_class(name: str):
     return getattr(importlib.import_module(MODEL_CLASSES[name]), name.rpartition(".")[2])
 
 
+def checkpoint_name(path) -> str:
+    """A checkpoint's short name, for row names, history files and output folders:
+    ``savedModel_RNN_best.pt`` -> ``RNN``, ``models/unet.pt`` -> ``unet``."""
+    stem = Path(path).stem
+    stem = stem[len("savedModel_"):] if stem.startswith("savedModel_") else stem
+    return stem[:-len("_best")] if stem.endswith("_best") else stem
+
+
 def class_name(model: torch.nn.Module) -> str:
     return f"{type(model).__module__}.{type(model).__name__}"
 
