@@ -78,26 +78,32 @@ def _find_stem(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _stem_folder_track(folder: Path, name: str, mixture: Path | None) -> Track:
-    """A folder with ``vocals`` and either ``accompaniment`` or ``bass/drums/other``."""
+def _stem_folder_track(folder: Path, name: str, mixture: Path | None, vocals_only: bool = False) -> Track:
+    """A folder with ``vocals`` and either ``accompaniment`` or ``bass/drums/other``; with
+    ``vocals_only`` (the course subset, which ships vocals alone) and neither of those,
+    accompaniment = mixture - vocals."""
     vocals = _find_stem(folder, "vocals")
     if vocals is None:
         raise UserError(f"{folder / 'vocals.wav'}: missing stem (track '{name}')")
     stems = {"vocals": (StemRef(vocals),)}
     others = {s: _find_stem(folder, s) for s in ("drums", "bass", "other")}
     acc = _find_stem(folder, "accompaniment")
+    files = None                           # checked for equal rates and lengths, the first as reference
     if all(others.values()):
         for s, p in others.items():
             stems[s] = (StemRef(p),)
         stems["accompaniment"] = tuple(StemRef(p) for p in others.values())
     elif acc is not None:
         stems["accompaniment"] = (StemRef(acc),)
+    elif vocals_only and mixture is not None:
+        stems["accompaniment"] = (StemRef(mixture), StemRef(vocals, scale=-1.0))
+        files = [mixture, vocals]          # the mixture is the reference, the vocals the stem checked
     else:
         missing = next(s for s, p in others.items() if p is None)
         raise UserError(f"{folder / (missing + '.wav')}: missing stem (track '{name}'; "
                         f"need accompaniment.wav or bass/drums/other)")
     track = Track(name, stems)
-    files = [r.path for refs in stems.values() for r in refs] + ([mixture] if mixture else [])
+    files = files or [r.path for refs in stems.values() for r in refs] + ([mixture] if mixture else [])
     _check_consistent(files)
     return track
 
@@ -122,16 +128,6 @@ DSD100_SPLITS = {"train": "Dev", "test": "Test"}
 COURSE_SPLITS = {"train": "Train", "valid": "Valid", "test": "Test"}
 
 
-def _vocals_only_track(folder: Path, name: str, mixture: Path) -> Track:
-    """The course subset: ``vocals`` only; accompaniment = mixture - vocals."""
-    vocals = _find_stem(folder, "vocals")
-    if vocals is None:
-        raise UserError(f"{folder / 'vocals.wav'}: missing stem (track '{name}')")
-    _check_consistent([mixture, vocals])
-    return Track(name, {"vocals": (StemRef(vocals),),
-                        "accompaniment": (StemRef(mixture), StemRef(vocals, scale=-1.0))})
-
-
 def _dsd100(root: Path, split: str, layout: str) -> list[Track]:
     splits = COURSE_SPLITS if layout == "course" else DSD100_SPLITS
     if split not in splits:
@@ -148,9 +144,7 @@ def _dsd100(root: Path, split: str, layout: str) -> list[Track]:
         sdir = src_dir / tdir.name
         if not sdir.is_dir():
             raise UserError(f"{sdir}: missing sources folder for track '{tdir.name}'")
-        has_rest = _find_stem(sdir, "accompaniment") or all(_find_stem(sdir, x) for x in ("drums", "bass", "other"))
-        tracks.append(_stem_folder_track(sdir, tdir.name, mixture) if has_rest
-                      else _vocals_only_track(sdir, tdir.name, mixture))
+        tracks.append(_stem_folder_track(sdir, tdir.name, mixture, vocals_only=layout == "course"))
     if not tracks:
         raise UserError(f"{mix_dir}: split folder holds no track folders")
     return tracks

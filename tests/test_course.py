@@ -219,3 +219,11 @@ def test_valid_tracks_pattern_holds_out_a_singer(mir1k, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         util.run_cli(train_feedforward.main, base + ["--run-dir", str(tmp_path / "r2"), "--valid-tracks", "nobody_*"])
     assert e.value.code == 2 and "matches 0 of 4" in capsys.readouterr().err
+
+
+def test_dsd100_missing_stem_is_not_taken_as_vocals_only(dsd100):
+    """Only the course layout derives accompaniment = mixture - vocals; a DSD100 track missing
+    a stem is still an error naming it."""
+    next((dsd100 / "Sources" / "Dev").iterdir()).joinpath("bass.wav").unlink()
+    with pytest.raises(util.UserError, match="bass.wav: missing stem"):
+        Data.find_tracks(dsd100, "train")
