@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import json
 import multiprocessing as mp
 import os
@@ -66,6 +67,9 @@ def parse_args(argv=None):
                    help="museval v4 convention: 1 s windows, median over frames then over tracks")
     p.add_argument("--jobs", type=util.int_range(1, 256), default=os.cpu_count(),
                    help="parallel worker processes (default: all cores)")
+    p.add_argument("--tracks", nargs="+", default=None, metavar="PATTERN",
+                   help="evaluate only the tracks whose names match one of these glob patterns, e.g. the "
+                        "shipped models' validation songs: --split train --tracks 'amy_1_*' 'amy_8_*'")
     p.add_argument("--limit", type=util.positive_int, default=None, help="evaluate only the first N tracks")
     p.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE,
                    help="decoded-audio cache (default .cache/audio)")
@@ -82,6 +86,7 @@ def parse_args(argv=None):
     p.add_argument("--html-seconds", type=util.float_range(1, 600), default=10.0,
                    help="length of each track's excerpt on the listening page, the part with the most vocal "
                         "energy (default 10)")
+    separate.add_mask_power_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sources", nargs="*", choices=Data.FOUR_STEMS[1:], default=[],
                    help="also report these stems for models that output all four (vocals, drums, bass, "
@@ -125,6 +130,7 @@ class EvalSettings:
     extra: tuple = ()        # 4-stem sources to report too (drums, bass, other)
     html_dir: str | None = None   # --html: where the listening page's media go (the --out folder)
     html_seconds: float = 10.0    # length of each track's excerpt on the page
+    mask_power: float = 1.0       # --mask-power: masks ** p (spectrogram models)
 
 
 class _Worker:
@@ -149,7 +155,7 @@ def _init_worker(settings: EvalSettings):
     _worker = _Worker(settings)
 
 
-def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles):
+def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles, mask_power=1.0):
     """sources (2, N) vocals/accompaniment at ``sr`` -> (estimates, stems): estimates
     {system: ((2, N) vocals/accompaniment estimate, seconds)}; stems {system: (4, N) estimates of
     Data.FOUR_STEMS} for the models that output all four."""
@@ -159,7 +165,7 @@ def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracl
     for name, model, stft, model_sr in models:
         t0 = time.perf_counter()
         x = util.resample(mixture, sr, model_sr)
-        est = separate.separate_array(model, stft, x)                   # (S, 1, N')
+        est = separate.separate_array(model, stft, x, mask_power=mask_power)   # (S, 1, N')
         vocals = util.resample(est[list(model.sources).index("vocals")], model_sr, sr)[0]
         vocals = Data.fit_length(vocals, mixture.shape[1])
         out[name] = (np.stack([vocals, mixture[0] - vocals]), time.perf_counter() - t0)
@@ -202,7 +208,7 @@ def _evaluate_track(index):
     if n < w.oracle_stft.n_fft:
         return {"track": track.name, "skipped": f"too short ({n} samples)"}
     ests, stems = estimates_for_track(sources.astype(np.float32), w.settings.sample_rate, w.models,
-                                      w.oracle_stft, w.settings.oracles)
+                                      w.oracle_stft, w.settings.oracles, w.settings.mask_power)
     rows = []
     for system, (est, seconds) in ests.items():
         rows += _rows(track.name, system, Data.SOURCES, n, *track_metrics(sources, est.astype(np.float64), w.settings),
@@ -285,6 +291,10 @@ def evaluate(args) -> dict:
         import demo_data
         data = demo_data.make_demo_dataset(demo_data.DEMO_ROOT)
     tracks = Data.find_tracks(data, args.split)
+    if args.tracks:
+        tracks = [t for t in tracks if any(fnmatch.fnmatchcase(t.name, pat) for pat in args.tracks)]
+        if not tracks:
+            raise UserError(f"{data}: no track of the {args.split} split matches {' '.join(args.tracks)}")
     if args.limit:
         tracks = tracks[:args.limit]
     if not tracks:
@@ -314,7 +324,8 @@ def evaluate(args) -> dict:
                             tracks=tuple(tracks), sample_rate=sample_rate, cache_dir=str(args.cache_dir),
                             oracle_stft=oracle_stft.config(), oracles=tuple(args.oracle), backend=args.backend,
                             framewise=args.framewise, extra=tuple(args.sources),
-                            html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds)
+                            html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
+                            mask_power=args.mask_power)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
@@ -348,9 +359,10 @@ def evaluate(args) -> dict:
                   if args.framewise else
                   f"BSS Eval v3 ({'mir_eval' if args.backend == 'mir_eval' else 'bss_eval.py, = mir_eval'}), "
                   "whole tracks; G* = length-weighted means, NSDR = SDR - SDR(mixture)")
-    meta = {"data": str(data), "split": args.split, "tracks": len(tracks) - len(skipped),
+    meta = {"data": str(data), "split": args.split, "track_patterns": args.tracks, "tracks": len(tracks) - len(skipped),
             "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
+            "mask_power": args.mask_power,
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
     media = {res["track"]: res["media"] for res in results if "media" in res}

@@ -16,6 +16,9 @@ Nyquist counts). Settings:
   top-mean       full band, mask above the model's Nyquist = mean mask of its top quarter-band
   top-mean -40dB the same song 40 dB quieter (scored against equally scaled references)
   wiener1/2      top-mean, then 1 or 2 EM iterations of norbert's multichannel Wiener filter
+  power1.5/2/3   top-mean with each mask raised to this power (separate.py --mask-power)
+
+Every setting but the power ones uses the raw mask (--mask-power 1).
 
 The unprocessed mixture (as the vocals estimate) is the floor. Prints a table; --out writes
 results.json. Skips cleanly when the data folder is absent.
@@ -36,7 +39,7 @@ import bss_eval  # noqa: E402
 import separate  # noqa: E402
 import util  # noqa: E402
 
-SETTINGS = ("resampled", "zero", "top-mean", "top-mean -40dB", "wiener1", "wiener2")
+SETTINGS = ("resampled", "zero", "top-mean", "top-mean -40dB", "wiener1", "wiener2", "power1.5", "power2", "power3")
 
 
 def separate_vocals(model, stft, model_sr, mixture, sr, setting):
@@ -48,7 +51,9 @@ def separate_vocals(model, stft, model_sr, mixture, sr, setting):
         return np.pad(est, ((0, 0), (0, max(0, mixture.shape[1] - est.shape[1]))))[:, :mixture.shape[1]]
     rule = "zero" if setting == "zero" else "top-mean"
     wiener = int(setting[-1]) if setting.startswith("wiener") else 0
-    sep = separate.StreamSeparator(model, stft, input_rate=sr, model_rate=model_sr, high_band=rule, wiener=wiener)
+    power = float(setting[len("power"):]) if setting.startswith("power") else 1.0
+    sep = separate.StreamSeparator(model, stft, input_rate=sr, model_rate=model_sr, high_band=rule, wiener=wiener,
+                                   mask_power=power)
     parts = [sep.push(mixture), sep.finish()]
     return np.concatenate([p for p in parts if p.shape[-1]], -1)[0]
 

@@ -147,6 +147,15 @@ def test_train_separate_evaluate_end_to_end(demo, ff_run, tmp_path, capsys):
     assert summary["mixture"]["vocals"]["GNSDR"] == 0
     assert summary["oracle IRM"]["vocals"]["GNSDR"] > 5        # the ceiling is far above the floor
     assert (tmp_path / "res" / "tracks.csv").read_text().count("\n") == 1 + 6 * 2
+    # --tracks picks songs by name, --mask-power is applied and recorded
+    evaluate_sdr.main(["--model", str(ckpt), "--name", "ff", "--data", str(demo), "--jobs", "1", "--quiet",
+                       "--tracks", song.parent.name, "--mask-power", "2", "--oracle",
+                       "--out", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "cache")])
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert one["meta"]["tracks"] == 1 and one["meta"]["mask_power"] == 2
+    assert one["summary"]["ff"]["vocals"]["GNSDR"] != summary["ff"]["vocals"]["GNSDR"]
+    with pytest.raises(UserError, match="no track of the test split matches nothing-like-this"):
+        evaluate_sdr.main(["--model", str(ckpt), "--data", str(demo), "--tracks", "nothing-like-this"])
 
 
 KILL_SCRIPT = """
