@@ -169,17 +169,24 @@ class FrequencyMap:
     source, the power-weighted mean mask of the model's top quarter-band (e.g. 6-8 kHz for a
     16 kHz model): the high band gets the vocal share of energy that the top band has, so vocals
     keep their sibilants and air; ``"zero"`` sends all of it to the accompaniment (what
-    resampling to the model rate and back did)."""
+    resampling to the model rate and back did).
+
+    Only the input's first :attr:`n_need` bins (up to just past the model's Nyquist) are ever
+    read, so callers compute magnitudes for those alone (at 44.1 kHz through a 16 kHz model,
+    523 + 1 of 1441 bins)."""
 
     def __init__(self, n_fft: int, model_rate: int, n_fft_in: int, input_rate: int, high_band="top-mean"):
         if high_band not in HIGH_BAND_RULES:
             raise ValueError(f"high_band must be one of {HIGH_BAND_RULES}")
         self.identity = n_fft == n_fft_in and model_rate == input_rate
         self.high_band = high_band
+        self.n_in = n_fft_in // 2 + 1
         f_model = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * model_rate / n_fft
-        f_in = torch.arange(n_fft_in // 2 + 1, dtype=torch.float64) * input_rate / n_fft_in
-        self.to_model = self._interp(f_in, f_model)             # input bins -> model grid
-        self.to_input = self._interp(f_model, f_in)             # model bins -> input grid
+        f_in = torch.arange(self.n_in, dtype=torch.float64) * input_rate / n_fft_in
+        self.n_low = int((f_in <= f_model[-1] + 1e-9).sum())      # input bins up to the model's Nyquist
+        self.n_need = min(self.n_low + 1, self.n_in)             # ... and the one above, for interpolation
+        self.to_model = self._interp(f_in[:self.n_need], f_model)  # input bins -> model grid
+        self.to_input = self._interp(f_model, f_in[:self.n_low])   # model bins -> input bins below its Nyquist
         # The models were trained on audio at their own rate, whose top band a resampler's (or the
         # recording's) anti-alias filter rolls off: taper the model-grid magnitudes the same way
         # (raised cosine from 0.93 to 0.985 of the model's Nyquist, about soxr's HQ response), so
@@ -191,8 +198,7 @@ class FrequencyMap:
         else:
             self.taper = torch.ones(len(f_model))
         self.scale = self.taper * (n_fft / n_fft_in)
-        self.high = f_in > f_model[-1] + 1e-9                   # input bins above the model's Nyquist
-        self.top_in = ((f_in >= 0.75 * f_model[-1]) & (f_in <= f_model[-1])).float()  # model's top quarter-band
+        self.top_lo = int((f_in < 0.75 * f_model[-1]).sum())      # the model's top quarter-band: [top_lo, n_low)
 
     @staticmethod
     def _interp(f_from, f_to):
@@ -202,34 +208,40 @@ class FrequencyMap:
         lo, hi = pos - 1, pos
         w = ((f_to - f_from[lo]) / (f_from[hi] - f_from[lo])).clamp(0, 1)
         inside = f_to <= f_from[-1] + 1e-9
-        return lo, hi, w.float(), inside
+        return lo, hi, w.float(), inside.float()
 
     @staticmethod
     def _apply(x, spec):
         lo, hi, w, inside = spec
-        out = x[..., lo] * (1 - w) + x[..., hi] * w
-        return out * inside.to(x.dtype)
+        a, b = x.index_select(-1, lo), x.index_select(-1, hi)
+        return torch.lerp(a, b, w) * inside
 
     def magnitudes(self, mag_in: torch.Tensor) -> torch.Tensor:
-        """(T, F_in) -> (T, F_model)."""
-        return mag_in if self.identity else self._apply(mag_in, self.to_model) * self.scale
+        """(T, F_in) or (T, n_need) -> (T, F_model)."""
+        return mag_in if self.identity else self._apply(mag_in[..., :self.n_need], self.to_model) * self.scale
 
     def masks(self, masks: torch.Tensor, mag_in: torch.Tensor | None = None) -> torch.Tensor:
-        """(T, S, F_model) -> (T, S, F_in). ``mag_in`` (T, F_in), the mixture's magnitudes,
-        weights the top-band mean (see the class docstring)."""
+        """(T, S, F_model) -> (T, S, F_in). ``mag_in`` (T, >= n_low bins), the mixture's
+        magnitudes, weights the top-band mean (see the class docstring)."""
         if self.identity:
             return masks
-        out = self._apply(masks, self.to_input)
-        if self.high.any():
-            if self.high_band == "top-mean":
-                # the mask that gives the high band the same vocal energy share as the top band:
-                # sqrt(sum m^2 |X|^2 / sum |X|^2) over the input bins of the model's top quarter-band
-                power = (mag_in ** 2 if mag_in is not None else torch.ones(out.shape[0], out.shape[-1]))
-                power = (power * self.top_in)[:, None, :]                # (T, 1, F_in)
-                fill = ((out ** 2 * power).sum(-1, keepdim=True) / power.sum(-1, keepdim=True).clamp_min(1e-20)).sqrt()
+        low = self._apply(masks, self.to_input)                          # (T, S, n_low)
+        if self.n_low == self.n_in:
+            return low
+        out = masks.new_empty(*masks.shape[:-1], self.n_in)
+        out[..., :self.n_low] = low
+        if self.high_band == "top-mean":
+            # the mask that gives the high band the same vocal energy share as the top band:
+            # sqrt(sum m^2 |X|^2 / sum |X|^2) over the input bins of the model's top quarter-band
+            top = low[..., self.top_lo:]
+            if mag_in is None:
+                fill = (top ** 2).mean(-1, keepdim=True).sqrt()
             else:
-                fill = masks.new_zeros(*masks.shape[:-1], 1)
-            out = torch.where(self.high, fill, out)
+                power = (mag_in[:, self.top_lo:self.n_low] ** 2)[:, None, :]   # (T, 1, band)
+                fill = ((top ** 2 * power).sum(-1, keepdim=True) / power.sum(-1, keepdim=True).clamp_min(1e-20)).sqrt()
+            out[..., self.n_low:] = fill
+        else:
+            out[..., self.n_low:] = 0
         return out
 
 
@@ -279,7 +291,7 @@ class StreamSeparator:
         self.pending = None         # input samples not yet framed, padded coordinates from p0
         self.p0 = 0
         self.spec_queue = []        # spectra (C, t, F) waiting for their masks
-        self.mag_queue = []         # their mono magnitudes (t, F), for the high-band rule
+        self.mag_queue = []         # their mono magnitudes (t, fmap.n_need), for the high-band rule
         self.next_frame = 0         # next frame index to be overlap-added
         self.out = None             # (S, C, L) overlap-add accumulator from padded position o0
         self.env = None             # (L,) sum of squared windows
@@ -321,7 +333,8 @@ class StreamSeparator:
         outs = []
         spec = self._frames()
         if spec is not None:
-            mono = (spec[0] if spec.shape[0] == 1 else spec.mean(0)).abs()   # mask from the mono downmix
+            low = spec[..., :self.fmap.n_need]                          # the bins the model sees
+            mono = (low[0] if spec.shape[0] == 1 else low.mean(0)).abs()     # mask from the mono downmix
             self.spec_queue.append(spec)
             self.mag_queue.append(mono)
             outs.append(self._synthesise(self.runner.push(self.fmap.magnitudes(mono))))
