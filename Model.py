@@ -184,6 +184,45 @@ class FrameMaskNet(MaskModel):
         return self.decode(self.encode(mix_mag))
 
 
+class MaskEnsemble(nn.Module):
+    """Several trained mask models with the same STFT, run as one: each source's mask is the
+    geometric mean of the members' masks for it (exp of the mean log mask, masks floored at
+    1e-6), so a bin is kept only where the members agree. Built by :func:`util.load_model`
+    from ``a.pt+b.pt``; it is never saved (the members' checkpoints are the files).
+
+    ``sources``: those every member outputs, in the first member's order. ``context``: "frame"
+    if every member is frame-wise, "causal" if every member is causal (the state is the list
+    of the members' states), else "window" (causal members then see whole windows).
+    """
+
+    domain = "spectrogram"
+
+    def __init__(self, members):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two models")
+        self.members = nn.ModuleList(members)
+        self.sources = tuple(s for s in members[0].sources if all(s in m.sources for m in members[1:]))
+        if not self.sources:
+            raise ValueError("the models have no source in common")
+        self.n_bins = members[0].n_bins
+        self.order = [[list(m.sources).index(s) for s in self.sources] for m in members]
+        contexts = {getattr(m, "context", "frame") for m in members}
+        self.context = contexts.pop() if len(contexts) == 1 else "window"
+
+    def forward(self, mix_mag: torch.Tensor, state=None, return_state: bool = False):
+        log_sum, states = 0.0, []
+        for i, (m, order) in enumerate(zip(self.members, self.order)):
+            if self.context == "causal":
+                mask, st = m(mix_mag, None if state is None else state[i], return_state=True)
+                states.append(st)
+            else:
+                mask = m(mix_mag)
+            log_sum = log_sum + torch.log(mask[:, order].clamp_min(1e-6))
+        masks = torch.exp(log_sum / len(self.members))
+        return (masks, states) if return_state else masks
+
+
 # ----------------------------------------------------------------------------------------------
 # Losses on magnitudes. target, estimate: (..., frames, bins). Sum over bins; mean over
 # everything else (batch, sources, time steps), as the assignment asks.

@@ -48,7 +48,8 @@ ORACLES = ("irm", "irm2", "ibm", "psm")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, nargs="*", default=[],
-                   help="checkpoints to evaluate (any model of this project; rebuilt from the file)")
+                   help="checkpoints to evaluate (any model of this project; rebuilt from the file); "
+                        "A.pt+B.pt is one system, the ensemble of A and B (geometric mean of their masks)")
     p.add_argument("--name", nargs="*", default=None, help="row names for the models (default: from the files)")
     p.add_argument("--data", type=Path, default=None,
                    help="dataset folder (default: the synthetic demo set, generated if missing)")
@@ -308,11 +309,10 @@ def evaluate(args) -> dict:
         name = names[i] if names else util.checkpoint_name(path)
         if name in systems:
             name = f"{name}#{i + 1}"
-        hist = ckpt.get("history") or {}
         systems[name] = {"checkpoint": str(path), "class": ckpt["model_class"],
                          "parameters": Model.count_parameters(model),
                          "sample_rate": sr, "stft": ckpt["stft"],
-                         "train_seconds": ckpt.get("train_seconds") or (sum(hist.get("epoch_time", [])) or None),
+                         "train_seconds": util.train_seconds(ckpt),
                          "epoch": ckpt.get("epoch")}
         first = first or (stft, sr)
     model_names = list(systems)

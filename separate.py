@@ -650,7 +650,9 @@ def build_parser(description, default_model):
                         "e.g. separated/RNN/, so two models never overwrite each other); songs with the same "
                         "name from different folders keep their sub-folders")
     p.add_argument("--model", type=Path, default=default_model,
-                   help=f"checkpoint to use (default {default_model.relative_to(ROOT) if default_model else 'none'})")
+                   help="checkpoint to use; A.pt+B.pt runs an ensemble (geometric mean of the masks of models "
+                        "with the same STFT) "
+                        f"(default {default_model.relative_to(ROOT) if default_model else 'none'})")
     p.add_argument("--format", choices=["wav", "flac", "ogg"], default="wav", help="output format (default wav)")
     p.add_argument("--subtype", choices=["16", "24", "float"], default="16",
                    help="sample format: 16- or 24-bit integer, or 32-bit float (wav only) (default 16)")

@@ -394,9 +394,24 @@ def model_class(name: str):
     return getattr(importlib.import_module(MODEL_CLASSES[name]), name.rpartition(".")[2])
 
 
+def ensemble_parts(path) -> list[Path] | None:
+    """``a.pt+b.pt`` (a path that does not exist, joined by ``+``) -> [a.pt, b.pt]; else None."""
+    text = str(path)
+    if "+" not in text or Path(text).exists():
+        return None
+    parts = text.split("+")
+    if any(not p.strip() for p in parts):
+        raise UserError(f"{text}: an ensemble is two or more checkpoints joined by '+', e.g. a.pt+b.pt")
+    return [Path(p) for p in parts]
+
+
 def checkpoint_name(path) -> str:
     """A checkpoint's short name, for row names, history files and output folders:
-    ``savedModel_RNN_best.pt`` -> ``RNN``, ``models/unet.pt`` -> ``unet``."""
+    ``savedModel_RNN_best.pt`` -> ``RNN``, ``models/unet.pt`` -> ``unet``,
+    ``models/unet.pt+models/savedModel_RNN_best.pt`` -> ``unet+RNN``."""
+    parts = ensemble_parts(path)
+    if parts:
+        return "+".join(checkpoint_name(p) for p in parts)
     stem = Path(path).stem
     stem = stem[len("savedModel_"):] if stem.startswith("savedModel_") else stem
     return stem[:-len("_best")] if stem.endswith("_best") else stem
@@ -489,8 +504,13 @@ def load_model(path, device="cpu", expect: type | tuple | None = None):
 
     ``expect`` (a class or tuple of classes) rejects checkpoints of any other model class.
     A ``.onnx`` file is loaded as an onnxruntime model with the same interface (onnx_export.py).
+    ``a.pt+b.pt`` loads an ensemble (:class:`Model.MaskEnsemble`) of checkpoints with the same
+    STFT and sample rate; its info dict names the members.
     """
     expect = (expect,) if isinstance(expect, type) else expect
+    parts = ensemble_parts(path)
+    if parts:
+        return _load_ensemble(path, parts, device, expect)
     if Path(path).suffix.lower() == ".onnx":                   # an export (onnx_export.py), run by onnxruntime
         import onnx_export
         model, stft, sample_rate, info = onnx_export.load(path, device)
@@ -506,6 +526,37 @@ def load_model(path, device="cpu", expect: type | tuple | None = None):
         raise UserError(f"{path}: holds a {type(model).__name__}, expected a {names} checkpoint")
     stft = make_stft(**ckpt["stft"])
     return model.to(device), stft, int(ckpt["sample_rate"]), ckpt
+
+
+def train_seconds(ckpt: dict) -> float | None:
+    """CPU seconds a checkpoint's training took (recorded, else summed from its history)."""
+    return ckpt.get("train_seconds") or (sum((ckpt.get("history") or {}).get("epoch_time", [])) or None)
+
+
+def _load_ensemble(path, parts, device, expect):
+    import Model
+    loaded = []
+    for p in parts:
+        if Path(p).suffix.lower() == ".onnx":
+            raise UserError(f"{path}: an ensemble takes .pt checkpoints, not ONNX exports ({p})")
+        loaded.append(load_model(p, device))
+    model0, stft0, sr0, _ = loaded[0]
+    for p, (model, stft, sr, _) in zip(parts[1:], loaded[1:]):
+        if sr != sr0 or stft.config() != stft0.config():
+            raise UserError(f"{path}: {p} uses {sr} Hz, STFT {stft.config()}; {parts[0]} uses {sr0} Hz, "
+                            f"STFT {stft0.config()} (an ensemble needs the same)")
+    if any(getattr(m, "domain", "spectrogram") != "spectrogram" for m, *_ in loaded):
+        raise UserError(f"{path}: time-domain models (Wave-U-Net) cannot be ensembled")
+    try:
+        model = Model.MaskEnsemble([m for m, *_ in loaded])
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from None
+    if expect is not None and type(model) not in expect:
+        raise UserError(f"{path}: is an ensemble, expected a {'/'.join(c.__name__ for c in expect)} checkpoint")
+    seconds = [train_seconds(c) for *_, c in loaded]
+    info = {"model_class": class_name(model), "members": [str(p) for p in parts], "stft": stft0.config(),
+            "sample_rate": sr0, "train_seconds": sum(seconds) if all(seconds) else None}
+    return model.eval(), stft0, sr0, info
 
 
 def export_checkpoint(src, dst, half: bool = True) -> dict:

@@ -86,6 +86,7 @@ def main(argv=None):
     tracks = sorted(d for d in args.data.iterdir() if (d / "vocals.wav").exists())
     rows = []
     t0 = time.time()
+    label = {p: util.checkpoint_name(p) if util.ensemble_parts(p) else p.name for p in args.model}
     for path in args.model:
         model, stft, model_sr, _ = util.load_model(path)
         for d in tracks:
@@ -93,7 +94,7 @@ def main(argv=None):
             vocals, _ = util.load_audio(d / "vocals.wav")
             acc = mixture - vocals
             base = score(vocals, acc, mixture, mixture)["vocals_sdr"]        # the unprocessed mixture
-            row = {"model": path.name, "track": d.name, "rate": sr, "mixture": base}
+            row = {"model": label[path], "track": d.name, "rate": sr, "mixture": base}
             for setting in args.settings:
                 gain = 10 ** (-40 / 20) if setting.endswith("-40dB") else 1.0
                 est = separate_vocals(model, stft, model_sr, mixture * gain, sr, setting)
@@ -107,9 +108,9 @@ def main(argv=None):
         print(f"{r['model'][:28]:28s} {r['track'][:34]:34s} " + " ".join(f"{r[c]:15.2f}" for c in cols))
     summary = {}
     for path in args.model:
-        mine = [r for r in rows if r["model"] == path.name]
-        summary[path.name] = {c: float(np.median([r[c] for r in mine])) for c in cols}
-        print(f"{path.name[:28]:28s} {'median':34s} " + " ".join(f"{summary[path.name][c]:15.2f}" for c in cols))
+        mine = [r for r in rows if r["model"] == label[path]]
+        summary[label[path]] = {c: float(np.median([r[c] for r in mine])) for c in cols}
+        print(f"{label[path][:28]:28s} {'median':34s} " + " ".join(f"{summary[label[path]][c]:15.2f}" for c in cols))
     if args.out is not None:
         util.write_json(args.out / "results.json", {
             "command": "python bench/bench_real_songs.py " + " ".join(sys.argv[1:] if argv is None else argv),

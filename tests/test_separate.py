@@ -287,3 +287,46 @@ def test_cli_mask_power_outputs_still_sum_to_mixture(tmp_path, ckpt):
         mix, _ = sf.read(song, always_2d=True)
         assert np.abs(voc[p] + acc - mix).max() < 2e-4
     assert np.abs(voc["3"]).sum() < np.abs(voc["1"]).sum()
+
+
+def _two_checkpoints(tmp_path, bidirectional=False):
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=bidirectional).eval()
+        paths.append(tmp_path / f"m{seed}.pt")
+        util.save_checkpoint(paths[-1], m, STFT, 8000)
+    return paths
+
+
+def test_ensemble_is_the_geometric_mean_of_its_members(tmp_path):
+    a, b = _two_checkpoints(tmp_path)
+    ens, stft, sr, info = util.load_model(f"{a}+{b}")
+    assert isinstance(ens, Model.MaskEnsemble) and ens.context == "causal" and info["members"] == [str(a), str(b)]
+    assert util.checkpoint_name(f"{a}+{b}") == "m0+m1"
+    mag = torch.rand(1, 40, 129)
+    with torch.no_grad():
+        ma, mb = util.load_model(a)[0](mag), util.load_model(b)[0](mag)
+        assert torch.allclose(ens(mag), (ma * mb).sqrt(), atol=1e-5)
+    x = np.random.default_rng(1).standard_normal((1, 9000)).astype(np.float32)
+    assert np.abs(_stream(ens, x, 777, 5) - separate.separate_whole(ens, STFT, x)).max() < 1e-5   # state carried
+
+
+def test_ensemble_cli_and_bad_ensembles(tmp_path, ckpt, capsys):
+    a, b = _two_checkpoints(tmp_path, bidirectional=True)
+    song = tmp_path / "song.wav"
+    sf.write(song, tone(1.0, 8000, 220), 8000)
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(lambda argv: separate.main(argv), [str(song), "--model", f"{a}+{b}", "-o", str(tmp_path / "o"),
+                                                        "--quiet"])
+    assert e.value.code == 0 and (tmp_path / "o" / "song" / "vocals.wav").exists()
+    capsys.readouterr()
+    other = tmp_path / "other.pt"
+    torch.manual_seed(0)
+    util.save_checkpoint(other, Model.FrameMaskNet(257, (32, 16), 8, dropout=0.0), util.make_stft(512, 128), 8000)
+    for model, message in [(f"{a}+{other}", "an ensemble needs the same"), (f"{a}+", "joined by '+'"),
+                           (f"{a}+{tmp_path / 'missing.pt'}", "missing.pt: checkpoint not found")]:
+        with pytest.raises(SystemExit) as e:
+            util.run_cli(lambda argv: separate.main(argv), [str(song), "--model", model, "-o", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
