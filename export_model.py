@@ -9,9 +9,12 @@ The ONNX file is written only after onnxruntime's masks equal torch's within 1e-
 (--check-audio); onnx_export.py says which model classes cannot be exported and why.
 
 The run's history.json is copied beside it as <name>_history.json (for the report's loss curves).
-Refuses to overwrite an existing file unless --force.
+A run that continued a shipped model (--init) gives --continues OLD_HISTORY.json: the exported
+history is the old run's epochs up to its best, then this run's, and the training time to the best
+checkpoint counts both. Refuses to overwrite an existing file unless --force.
 """
 import argparse
+import json
 import os
 import shutil
 from pathlib import Path
@@ -29,6 +32,9 @@ def main(argv=None):
     p.add_argument("--check-audio", type=Path, default=None,
                    help="for .onnx: the song on which onnxruntime's masks are checked against torch's "
                         "(default: a synthetic demo song)")
+    p.add_argument("--continues", type=Path, default=None, metavar="OLD_HISTORY_JSON",
+                   help="the history of the model this run continued with --init (e.g. the shipped "
+                        "<name>_history.json of the earlier release): prepended to the exported history")
     args = p.parse_args(argv)
     if args.output.suffix.lower() == ".onnx":
         if args.output.exists() and not args.force:
@@ -40,6 +46,9 @@ def main(argv=None):
               f"max |difference| {report['max_abs_mask_difference']:.1e}")
         return 0
     hist = args.checkpoint.parent / "history.json"
+    old = read_history(args.continues) if args.continues else None
+    if old is not None and not hist.exists():
+        raise UserError(f"--continues: {args.checkpoint.parent} has no history.json to continue")
     name = util.checkpoint_name(args.output)
     hist_out = args.output.parent / f"{name}_history.json"
     for target in (args.output, hist_out if hist.exists() else None):
@@ -51,15 +60,51 @@ def main(argv=None):
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = util.temp_path(args.output.parent, ".export.", ".pt")
     try:
-        util.export_checkpoint(args.checkpoint, tmp, half=not args.float32)
+        util.export_checkpoint(args.checkpoint, tmp, half=not args.float32,
+                               extra_seconds=old_seconds(old) if old is not None else 0.0)
         util.load_model(tmp)                                      # it must rebuild from the file alone
         os.replace(tmp, args.output)
     finally:
         tmp.unlink(missing_ok=True)
-    if hist.exists():
+    if hist.exists() and old is not None:
+        util.write_json(hist_out, continued_history(old, json.loads(hist.read_text()), str(args.continues)))
+    elif hist.exists():
         util.atomic_write(hist_out, lambda t: shutil.copyfile(hist, t))
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def read_history(path: Path) -> dict:
+    try:
+        h = json.loads(Path(path).read_text())
+        if not (h["best_epoch"] >= 1 and len(h["epoch_time"]) >= h["best_epoch"]):
+            raise ValueError
+        return h
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path}: not a training history (history.json)") from None
+
+
+def old_seconds(old: dict) -> float:
+    """Training time of the continued run up to its best epoch (where this run started)."""
+    return float(sum(old["epoch_time"][:old["best_epoch"]]))
+
+
+def continued_history(old: dict, new: dict, source: str) -> dict:
+    """The old run's epochs up to its best (the weights this run started from), then the new
+    run's: per-step and per-epoch lists concatenated, epochs and steps of the new run offset."""
+    e0 = old["best_epoch"]
+    s0 = old["valid"][e0 - 1]["step"]
+    out = dict(new)
+    for key in ("train", "epoch_time", "lr"):
+        out[key] = list(old.get(key, [])[:e0]) + list(new.get(key, []))
+    out["smoothed"] = list(old.get("smoothed", [])[:s0]) + list(new.get("smoothed", []))
+    out["valid"] = list(old["valid"][:e0]) + [dict(v, epoch=v["epoch"] + e0, step=v["step"] + s0)
+                                              for v in new["valid"]]
+    out["best_epoch"] = new["best_epoch"] + e0
+    out["continued_from"] = {"history": source, "epochs": e0, "steps": s0}
+    return out
 
 
 if __name__ == "__main__":

@@ -559,16 +559,19 @@ def _load_ensemble(path, parts, device, expect):
     return model.eval(), stft0, sr0, info
 
 
-def export_checkpoint(src, dst, half: bool = True) -> dict:
+def export_checkpoint(src, dst, half: bool = True, extra_seconds: float = 0.0) -> dict:
     """Write a slim copy of checkpoint ``src`` for shipping: weights (float16 when ``half``; they
     load back into float32 models), model and STFT configuration, training arguments, epoch,
-    validation loss and training time; no optimizer or RNG state. Returns the slim dict."""
+    validation loss and training time (plus ``extra_seconds``, the training of the run it
+    continued); no optimizer or RNG state. Returns the slim dict."""
     ckpt = read_checkpoint(src)
     keep = ("format", "model_class", "model_args", "features", "stft", "sample_rate", "train_args", "epoch",
             "valid_loss", "train_seconds", "history_summary")
     slim = {k: ckpt[k] for k in keep if k in ckpt}
     slim["state_dict"] = {k: (v.half() if half and v.is_floating_point() else v)
                           for k, v in ckpt["state_dict"].items()}
+    if extra_seconds:
+        slim["train_seconds"] = float(slim.get("train_seconds") or 0.0) + float(extra_seconds)
     slim["weights_dtype"] = "float16" if half else "float32"
     slim["exported_from"] = str(src)
     atomic_write(dst, lambda tmp: torch.save(slim, tmp))

@@ -266,3 +266,29 @@ def test_init_continues_from_a_shipped_style_checkpoint(ff_run, demo, tmp_path, 
                                        "--n-fft", "256", "--hop", "64", "--samples-per-epoch", "4", "--batch-size", "2",
                                        "--cache-dir", str(tmp_path / "cache"), "--valid-fraction", "0.34"])
     assert e.value.code == 2 and "needs a Model_GRU.GRUMaskNet checkpoint" in capsys.readouterr().err
+
+
+def test_feedforward_init_continues_and_export_merges_history(demo, ff_run, tmp_path):
+    """--init from a shipped model, then export_model.py --continues OLD_HISTORY: the exported
+    history is the old run up to its best epoch followed by the new run, and the training time
+    counts both."""
+    import export_model
+    ship = tmp_path / "models"
+    export_model.main([str(ff_run / "savedModel_feedforward_best.pt"), str(ship / "ff.pt")])
+    old = json.loads((ship / "ff_history.json").read_text())
+    run = tmp_path / "cont"
+    train_feedforward.main(tiny_args(demo, run, tmp_path / "cache", "--init", str(ship / "ff.pt")))
+    new = json.loads((run / "history.json").read_text())
+    export_model.main([str(run / "savedModel_feedforward_best.pt"), str(ship / "ff.pt"), "--continues",
+                       str(ship / "ff_history.json"), "--force"])
+    merged = json.loads((ship / "ff_history.json").read_text())
+    e0 = old["best_epoch"]
+    assert merged["best_epoch"] == e0 + new["best_epoch"] and len(merged["valid"]) == e0 + len(new["valid"])
+    assert len(merged["smoothed"]) == old["valid"][e0 - 1]["step"] + len(new["smoothed"])
+    assert merged["valid"][e0]["epoch"] == e0 + 1 and merged["continued_from"]["epochs"] == e0
+    ckpt = util.read_checkpoint(ship / "ff.pt")
+    want = sum(old["epoch_time"][:e0]) + sum(new["epoch_time"][:new["best_epoch"]])
+    assert abs(ckpt["train_seconds"] - want) < 1e-6
+    with pytest.raises(UserError, match="not a training history"):
+        export_model.main([str(run / "savedModel_feedforward_best.pt"), str(tmp_path / "x.pt"), "--continues",
+                           str(run / "savedModel_feedforward_best.pt")])
