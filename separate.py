@@ -312,8 +312,16 @@ class StreamSeparator:
         self.p0 += k * self.hop
         return spec
 
+    # Work on pieces of at most this many samples whatever the block size: the frame, FFT and
+    # overlap-add arrays of a 3 s piece stay in cache; 30 s pieces made the 44.1 kHz file path
+    # about 2x slower (memory-bound). The output does not depend on it.
+    PIECE_SAMPLES = 2 ** 17
+
     def push(self, block: np.ndarray) -> np.ndarray:
         """block: (C, n) float32 at the model rate -> separated (S, C, n') ready so far."""
+        if block.shape[1] > self.PIECE_SAMPLES:
+            outs = [self.push(block[:, i:i + self.PIECE_SAMPLES]) for i in range(0, block.shape[1], self.PIECE_SAMPLES)]
+            return np.concatenate(outs, -1)
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
         if self.pending is None:                                        # centre padding, left side
             x = torch.cat([x.new_zeros(x.shape[0], self.n_fft // 2), x], 1)
