@@ -72,3 +72,21 @@ def test_committed_report_matches_committed_results(tmp_path):
                 assert row[0] in text
                 i = [k for k, t in enumerate(text) if t == row[0] and text[k:k + len(row)] == row]
                 assert i, f"{name}: row {row} not in the PDF"
+
+
+def test_mask_power_lever_table(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    (results / "mir1k_test_public").mkdir(parents=True)
+    (results / "mir1k_test_public" / "summary.json").write_text(json.dumps(_fake_summary(["mixture", "ff"])))
+    (results / "mir1k_test_public" / "tracks.csv").write_text("track,system,source,samples,sdr,sir,sar,seconds\n")
+    for power, scale in (("1", 1.0), ("1.5", 2.0)):
+        summary = _fake_summary(["mixture", "ff", "oracle IRM"])
+        summary["summary"]["ff"]["vocals"]["GNSDR"] *= scale
+        (results / "mask_power" / f"cross_singer_p{power}").mkdir(parents=True)
+        (results / "mask_power" / f"cross_singer_p{power}" / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.setattr(build_report, "RESULTS", results)
+    monkeypatch.setattr(build_report, "MODELS", tmp_path / "models")
+    assert build_report.mask_power_table() == {("cross_singer", "ff"): {1.0: (1.234, 1.234), 1.5: (2.468, 1.234)}}
+    text = _pdf_text(build_report.build(tmp_path / "report.pdf"))
+    i = text.index("vocals p=1.5")
+    assert ["cross_singer", "ff", "1.23", "2.47", "1.23", "1.23"] == text[i + 3:i + 9]
