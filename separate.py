@@ -8,8 +8,8 @@ sample rate (never resampled):
   ratio) -> the mono downmix's magnitudes mapped onto the model's frequency grid -> mask ->
   mask mapped back to the input's bins (full band: above the model's Nyquist the mask is the
   power-weighted mean of its top quarter-band, --high-band) -> mask ** --mask-power x each
-  channel's spectrum -> inverse
-  STFT, overlap-add (mixture phase) -> vocals; accompaniment = mixture - vocals.
+  channel's spectrum -> inverse STFT, overlap-add (mixture phase) -> vocals; accompaniment =
+  mixture - vocals. Work happens on pieces of at most 2^17 samples (cache-sized).
 
 The frame layout is exactly that of ``util.STFT`` (centred frames), so for a frame-wise model
 the streamed output equals whole-file processing to float precision. A causal recurrent model
