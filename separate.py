@@ -9,7 +9,7 @@ sample rate (never resampled):
   mask mapped back to the input's bins (full band: above the model's Nyquist the mask is the
   power-weighted mean of its top quarter-band, --high-band) -> mask ** --mask-power x each
   channel's spectrum -> inverse STFT, overlap-add (mixture phase) -> vocals; accompaniment =
-  mixture - vocals. Work happens on pieces of at most 2^17 samples (cache-sized).
+  mixture - vocals. Work happens on pieces of at most 2^17 samples (cache-sized; without --wiener).
 
 The frame layout is exactly that of ``util.STFT`` (centred frames), so for a frame-wise model
 the streamed output equals whole-file processing to float precision. A causal recurrent model
@@ -314,12 +314,13 @@ class StreamSeparator:
 
     # Work on pieces of at most this many samples whatever the block size: the frame, FFT and
     # overlap-add arrays of a 3 s piece stay in cache; 30 s pieces made the 44.1 kHz file path
-    # about 2x slower (memory-bound). The output does not depend on it.
+    # about 2x slower (memory-bound). The output does not depend on it, except with --wiener,
+    # whose spatial covariances are estimated per block: then blocks are kept whole.
     PIECE_SAMPLES = 2 ** 17
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        """block: (C, n) float32 at the model rate -> separated (S, C, n') ready so far."""
-        if block.shape[1] > self.PIECE_SAMPLES:
+        """block: (C, n) float32 at the input rate -> separated (S, C, n') ready so far."""
+        if block.shape[1] > self.PIECE_SAMPLES and not self.wiener:
             outs = [self.push(block[:, i:i + self.PIECE_SAMPLES]) for i in range(0, block.shape[1], self.PIECE_SAMPLES)]
             return np.concatenate(outs, -1)
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
