@@ -36,8 +36,9 @@ from util import UserError
 
 ROOT = Path(__file__).resolve().parent
 # Each mask is raised to this power before it is applied (--mask-power). 1 = the model's own
-# mask: on produced songs any power above 1 lowered the vocals SDR, on MIR-1K's karaoke clips
-# 1.5 raised it (README "Post-processing"), so it is an option, not a default.
+# mask: on produced songs any power above 1 lowered the vocals SDR, on MIR-1K's validation clips
+# 1.5 raised it, on its test singers for some models only (README "Post-processing"), so it is
+# an option, not a default.
 DEFAULT_MASK_POWER = 1.0
 
 
@@ -693,8 +694,9 @@ def add_mask_power_arg(parser):
                              "(spectrogram models; 1 = the model's own mask). Above 1 the vocals keep less "
                              "of the accompaniment; a model without an accompaniment output still gives "
                              "accompaniment = mixture - vocals, so the two sum to the mixture. Measured "
-                             "(README 'Post-processing'): 1.5 raises the vocals SDR on MIR-1K's karaoke "
-                             "clips and lowers it on produced songs (default %(default)g)")
+                             "(README 'Post-processing'): 1.5 raised the vocals SDR on MIR-1K's validation "
+                             "clips, on its test singers only for some models, and lowered it on produced "
+                             "songs (default %(default)g)")
 
 
 def output_names(model) -> list[str]:

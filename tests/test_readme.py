@@ -83,7 +83,7 @@ def test_readme_command_parses(line, words, monkeypatch):
             pytest.fail(f"README line {line}: {' '.join(words)} -> argparse exit {e.code}")
 
 
-@pytest.mark.parametrize("name", ["mir1k_test_public", "music_excerpts"])
+@pytest.mark.parametrize("name", ["mir1k_test_public", "mir1k_test_public_p1.5", "music_excerpts"])
 def test_readme_results_tables_equal_the_committed_json(name):
     """The README's results tables are the committed summary.json's rows (report/build_report.py
     --markdown prints them), so the README cannot show other numbers than results/."""
