@@ -64,6 +64,12 @@ def test_readme_command_parses(line, words, monkeypatch):
     assert "..." not in " ".join(words), f"README line {line}: placeholder '...' left in the command"
     path = ROOT / script
     assert path.is_file(), f"README line {line}: {script} does not exist"
+    if "--resume" in argv and not (ROOT / argv[argv.index("--resume") + 1] / "last.pt").exists():
+        # a resume reads its run folder (absent on a fresh clone): only the changeable options may follow
+        import training
+        allowed = {"--" + k.replace("_", "-") for k in training.RESUME_MAY_CHANGE}
+        assert {w for w in argv if w.startswith("--")} <= allowed, f"README line {line}: {' '.join(words)}"
+        return
     real_parse = argparse.ArgumentParser.parse_args
 
     def parse_then_stop(self, args=None, namespace=None):
