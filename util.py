@@ -417,8 +417,13 @@ def checkpoint_name(path) -> str:
     return stem[:-len("_best")] if stem.endswith("_best") else stem
 
 
+def class_name_of(cls: type) -> str:
+    """"module.Class", the name checkpoints and the registry use."""
+    return f"{cls.__module__}.{cls.__name__}"
+
+
 def class_name(model: torch.nn.Module) -> str:
-    return f"{type(model).__module__}.{type(model).__name__}"
+    return class_name_of(type(model))
 
 
 def save_checkpoint(path, model: torch.nn.Module, stft: STFT, sample_rate: int, **extra):
@@ -508,22 +513,20 @@ def load_model(path, device="cpu", expect: type | tuple | None = None):
     STFT and sample rate; its info dict names the members.
     """
     expect = (expect,) if isinstance(expect, type) else expect
+    expected = "/".join(c.__name__ for c in expect or ())       # for the refusals below
     parts = ensemble_parts(path)
     if parts:
-        return _load_ensemble(path, parts, device, expect)
+        return _load_ensemble(path, parts, device, expect, expected)
     if Path(path).suffix.lower() == ".onnx":                   # an export (onnx_export.py), run by onnxruntime
         import onnx_export
         model, stft, sample_rate, info = onnx_export.load(path, device)
-        names = {f"{c.__module__}.{c.__name__}" for c in expect or ()}
-        if expect is not None and model.model_class not in names:
-            raise UserError(f"{path}: holds a {model.model_class}, expected a "
-                            f"{'/'.join(c.__name__ for c in expect)} export")
+        if expect is not None and model.model_class not in {class_name_of(c) for c in expect}:
+            raise UserError(f"{path}: holds a {model.model_class}, expected a {expected} export")
         return model, stft, sample_rate, info
     ckpt = read_checkpoint(path)
     model = build_model(ckpt, path)
     if expect is not None and type(model) not in expect:
-        names = "/".join(c.__name__ for c in expect)
-        raise UserError(f"{path}: holds a {type(model).__name__}, expected a {names} checkpoint")
+        raise UserError(f"{path}: holds a {type(model).__name__}, expected a {expected} checkpoint")
     stft = make_stft(**ckpt["stft"])
     return model.to(device), stft, int(ckpt["sample_rate"]), ckpt
 
@@ -533,15 +536,15 @@ def train_seconds(ckpt: dict) -> float | None:
     return ckpt.get("train_seconds") or (sum((ckpt.get("history") or {}).get("epoch_time", [])) or None)
 
 
-def _load_ensemble(path, parts, device, expect):
+def _load_ensemble(path, parts, device, expect, expected):
     import Model
     loaded = []
     for p in parts:
         if Path(p).suffix.lower() == ".onnx":
             raise UserError(f"{path}: an ensemble takes .pt checkpoints, not ONNX exports ({p})")
         loaded.append(load_model(p, device))
-    model0, stft0, sr0, _ = loaded[0]
-    for p, (model, stft, sr, _) in zip(parts[1:], loaded[1:]):
+    _, stft0, sr0, _ = loaded[0]
+    for p, (_, stft, sr, _) in zip(parts[1:], loaded[1:]):
         if sr != sr0 or stft.config() != stft0.config():
             raise UserError(f"{path}: {p} uses {sr} Hz, STFT {stft.config()}; {parts[0]} uses {sr0} Hz, "
                             f"STFT {stft0.config()} (an ensemble needs the same)")
@@ -552,7 +555,7 @@ def _load_ensemble(path, parts, device, expect):
     except ValueError as err:
         raise UserError(f"{path}: {err}") from None
     if expect is not None and type(model) not in expect:
-        raise UserError(f"{path}: is an ensemble, expected a {'/'.join(c.__name__ for c in expect)} checkpoint")
+        raise UserError(f"{path}: is an ensemble, expected a {expected} checkpoint")
     seconds = [train_seconds(c) for *_, c in loaded]
     info = {"model_class": class_name(model), "members": [str(p) for p in parts], "stft": stft0.config(),
             "sample_rate": sr0, "train_seconds": sum(seconds) if all(seconds) else None}
