@@ -101,3 +101,19 @@ def test_readme_results_tables_equal_the_committed_json(name):
     text = (ROOT / "README.md").read_text()
     for row in build_report.table_rows(loaded[0], "vocals"):
         assert "| " + " | ".join(row) + " |" in text, f"README lacks the {name} row {row}"
+
+
+def test_readme_mask_power_table_equals_the_committed_json():
+    """The README's post-processing table shows results/mask_power's vocals GNSDR, no other numbers."""
+    sys.path.insert(0, str(ROOT / "report"))
+    import build_report
+    table = build_report.mask_power_table()
+    if not table:
+        pytest.skip("no results/mask_power")
+    text = (ROOT / "README.md").read_text()
+    label = {"valid": "valid", "cross_singer": "new singer"}
+    for (name, system), by_power in table.items():
+        if system == "Wave-U-Net":                     # no mask: the same number in every column
+            continue
+        row = f"| {label[name]} | {system} | " + " | ".join(f"{by_power[p][0]:.2f}" for p in sorted(by_power)) + " |"
+        assert row in text, f"README lacks the mask-power row {row}"
