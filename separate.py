@@ -527,13 +527,29 @@ def track_name(path: Path) -> str:
     return path.parent.name if path.stem.lower() in ("mixture", "mix") and path.parent.name else path.stem
 
 
+# Integer PCM is read and written as integers and converted here: libsndfile's own float
+# conversion is 3-4x slower (measured on 30 s of 44.1 kHz stereo: read 10 -> 3 ms, write of a
+# 16-bit stem 29 -> 6 ms), which was half the file path's non-model time. subtype -> (container
+# dtype, significant bits); the samples sit in the container's top bits, as libsndfile returns them.
+INT_PCM = {"PCM_16": (np.int16, 16), "PCM_24": (np.int32, 24)}
+
+
 def read_blocks(path, block_samples):
+    """Yield the file's samples as contiguous float32 (C, n) blocks in [-1, 1), identical to
+    libsndfile's float reading (integer PCM is scaled exactly by a power of two)."""
     with sf.SoundFile(str(path)) as f:
+        dtype, _ = INT_PCM.get(f.subtype, (np.float32, 0))
+        scale = np.float32(2.0 ** (1 - 8 * np.dtype(dtype).itemsize))
         while True:
-            data = f.read(block_samples, dtype="float32", always_2d=True)
+            data = f.read(block_samples, dtype=dtype, always_2d=True)
             if not len(data):
                 break
-            yield data.T                                                  # (C, n)
+            if dtype is np.float32:
+                yield np.ascontiguousarray(data.T)                        # (C, n)
+            else:
+                block = np.empty(data.shape[::-1], np.float32)
+                np.multiply(data.T, scale, out=block)
+                yield block
 
 
 class StemWriter:
@@ -570,10 +586,30 @@ class StemWriter:
             self._write("accompaniment", mixture - separated[self.sources.index("vocals")])
 
     def _write(self, name, x):
-        if self.subtype.startswith("PCM") and x.size and np.abs(x).max() > 1:
+        """x (C, n) float. Integer PCM (not OGG) is rounded to the nearest step here, clipped at
+        full scale, and written as integers (see INT_PCM)."""
+        if not x.size:
+            return
+        pcm = INT_PCM.get(self.subtype) if self.fmt != "ogg" else None
+        if self.subtype.startswith("PCM") and np.abs(x).max() > 1:
             self.clipped = True
-            x = np.clip(x, -1, 1)
-        self.files[name].write(np.ascontiguousarray(x.T))
+            if pcm is None:
+                x = np.clip(x, -1, 1)
+        if pcm is None:
+            self.files[name].write(np.ascontiguousarray(x.T))
+            return
+        dtype, bits = pcm
+        full = np.float32(2.0 ** (bits - 1))
+        y = np.multiply(x, full, dtype=np.float32)                      # (C, n); scaling by 2^k is exact
+        np.rint(y, out=y)
+        np.clip(y, -full, full - 1, out=y)
+        ints = y.astype(dtype)
+        if 8 * ints.itemsize > bits:
+            ints <<= 8 * ints.itemsize - bits
+        frames = np.empty(ints.shape[::-1], dtype)                      # (n, C), interleaved for the file
+        for c, channel in enumerate(ints):
+            frames[:, c] = channel
+        self.files[name].write(frames)
 
     def commit(self) -> list[Path]:
         for f in self.files.values():

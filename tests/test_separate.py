@@ -94,6 +94,42 @@ def test_cli_formats_and_subtypes(tmp_path, ckpt):
     assert sf.info(str(tmp_path / "f" / "s" / "vocals.wav")).subtype == "FLOAT"
 
 
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "PCM_24"),
+                                         ("FLAC", "PCM_24"), ("WAV", "FLOAT")])
+def test_read_blocks_equals_libsndfile_float_reading(tmp_path, fmt, subtype):
+    """Integer PCM is read as integers and scaled here: the same floats as libsndfile's own."""
+    x = np.random.default_rng(0).uniform(-1, 1, (5000, 3)).astype(np.float32)
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, x, 8000, subtype=subtype, format=fmt)
+    ref, _ = sf.read(path, dtype="float32", always_2d=True)
+    blocks = list(separate.read_blocks(path, 1234))
+    assert [b.shape[1] for b in blocks] == [1234] * 4 + [64]
+    got = np.concatenate(blocks, 1)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (3, 5000)
+    np.testing.assert_array_equal(got, ref.T)
+
+
+@pytest.mark.parametrize("fmt,subtype,bits", [("wav", "PCM_16", 16), ("flac", "PCM_16", 16), ("wav", "PCM_24", 24)])
+def test_stem_writer_rounds_to_nearest_and_clips(tmp_path, tiny_ff, fmt, subtype, bits):
+    """Integer stems hold round(x * 2^(bits-1)) clipped to the integer range, channels interleaved."""
+    rng = np.random.default_rng(1)
+    sep = np.concatenate([rng.uniform(-1.1, 1.1, (1, 2, 3000)), np.full((1, 2, 2), 0.5 / 2 ** (bits - 1))], -1)
+    sep = sep.astype(np.float32)
+    mix = np.zeros_like(sep[0])
+    with separate.StemWriter(tiny_ff, tmp_path, 8000, 2, fmt, subtype) as writer:
+        writer.write(sep, mix)
+        paths = writer.commit()
+    assert writer.clipped
+    full = 2 ** (bits - 1)
+    dtype = "int16" if bits == 16 else "int32"
+    shift = 32 - bits if bits > 16 else 0                           # 24-bit samples sit in int32's top bits
+    for name, x in (("vocals", sep[0]), ("accompaniment", mix - sep[0])):
+        got, _ = sf.read(tmp_path / f"{name}.{fmt}", dtype=dtype, always_2d=True)
+        want = np.clip(np.rint(x.astype(np.float64) * full), -full, full - 1).T
+        np.testing.assert_array_equal(got.astype(np.int64) >> shift, want)
+    assert sorted(p.name for p in paths) == sorted([f"vocals.{fmt}", f"accompaniment.{fmt}"])
+
+
 def test_cli_silent_input_gives_silent_output(tmp_path, ckpt):
     song = tmp_path / "quiet.wav"
     sf.write(song, np.zeros((8000, 2), np.float32), 8000)
