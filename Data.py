@@ -323,6 +323,22 @@ def varispeed(audio: np.ndarray, n: int, rate: float) -> np.ndarray:
     return fit_length(np.asarray(out, dtype=np.float32), n)
 
 
+EQ_KNOTS = np.geomspace(1 / 128, 1.0, 6)       # EQ control frequencies, fractions of Nyquist
+
+
+def random_eq(audio: np.ndarray, rng: random.Random, max_db: float) -> np.ndarray:
+    """(samples,) -> (samples,) through a random smooth zero-phase EQ: a gain drawn uniformly in
+    [-max_db, max_db] dB at each of :data:`EQ_KNOTS` (6 frequencies evenly spaced on a log scale,
+    1/128 of Nyquist to Nyquist; 62 Hz to 8 kHz at 16 kHz), interpolated linearly in dB over
+    log-frequency, flat below the first. Applied by FFT over the whole excerpt: the response is
+    smooth, so its impulse response is short and the circular wrap is negligible."""
+    gains = [rng.uniform(-max_db, max_db) for _ in EQ_KNOTS]
+    spec = np.fft.rfft(audio)
+    freqs = np.linspace(0.0, 1.0, len(spec))
+    db = np.interp(np.log(np.maximum(freqs, EQ_KNOTS[0])), np.log(EQ_KNOTS), gains)
+    return np.fft.irfft(spec * 10.0 ** (db / 20.0), len(audio)).astype(np.float32)
+
+
 def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
     """(samples,) cropped or zero-padded to (n,)."""
     if len(audio) >= n:
@@ -338,7 +354,9 @@ class SeparationDataset(torch.utils.data.Dataset):
     non-vocal sources come from another track than the vocals), scaled by a random gain.
     With ``vocal_speed`` v > 0 the vocal stem is played at a random speed in [1/(1+v), 1+v]
     (:func:`varispeed`: pitch shifted by up to 12*log2(1+v) semitones, tempo alike), so the
-    model hears voices it was not given. Randomness uses a ``random.Random`` seeded from (``seed``, epoch,
+    model hears voices it was not given. With ``eq_db`` d > 0 every stem goes through its own
+    :func:`random_eq` (gains within +-d dB), so the model hears other microphones, voices and
+    mixes. Randomness uses a ``random.Random`` seeded from (``seed``, epoch,
                                                                                           index), so an epoch is
     repeatable and never touches the global RNG.
     Evaluation (``train=False``): whole tracks (cropped to ``chunk_samples`` from the start when
@@ -346,7 +364,8 @@ class SeparationDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
-                 samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0):
+                 samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
+                 eq_db=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -355,7 +374,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.tracks, self.cache, self.sources = tracks, cache, tuple(sources)
         self.train, self.chunk = train, chunk_samples
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
-        self.vocal_speed = vocal_speed
+        self.vocal_speed, self.eq_db = vocal_speed, eq_db
         self.epoch = 0
 
     def __len__(self):
@@ -380,6 +399,8 @@ class SeparationDataset(torch.utils.data.Dataset):
             audio = fit_length(self.cache.source(track, s, start, start + span), span)
             if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
+            if self.eq_db:
+                audio = random_eq(audio, rng, self.eq_db)
             stems.append(augment_gain(audio, rng, *self.gain))
         return torch.from_numpy(np.stack(stems))
 

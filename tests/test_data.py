@@ -120,6 +120,17 @@ def test_augment_gain_shape_and_range():
         assert y.shape == x.shape and 0.5 <= y[0] <= 1.5 and np.all(y == y[0])
 
 
+def test_random_eq_is_smooth_bounded_and_repeatable():
+    x = np.random.default_rng(0).normal(size=16000).astype(np.float32)
+    y = Data.random_eq(x, random.Random(5), 6.0)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_array_equal(y, Data.random_eq(x, random.Random(5), 6.0))
+    ratio_db = 20 * np.log10(np.abs(np.fft.rfft(y)[1:]) / np.abs(np.fft.rfft(x)[1:]))
+    assert np.abs(ratio_db).max() <= 6.0 + 1e-3 and np.abs(ratio_db).max() > 1.0   # within +-6 dB, not flat
+    assert np.abs(np.diff(ratio_db)).max() < 0.05                                 # smooth over frequency
+    np.testing.assert_allclose(Data.random_eq(x, random.Random(5), 0.0), x, atol=1e-5)   # 0 dB: unchanged
+
+
 def test_random_offset_and_fit_length():
     rng = random.Random(0)
     offs = {Data.random_offset(100, 10, rng) for _ in range(200)}
@@ -140,6 +151,12 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a, [ds[i] for i in range(10)]))
     ds.epoch = 1
     assert not all(torch.equal(x, y) for x, y in zip(a, [ds[i] for i in range(10)]))
+    eq = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                remix_prob=1.0, seed=3, eq_db=6.0)
+    b = [eq[i] for i in range(10)]
+    assert all(x.shape == (2, 2000) for x in b)
+    assert all(torch.equal(x, y) for x, y in zip(b, [eq[i] for i in range(10)]))
+    assert not any(torch.allclose(x, y) for x, y in zip(a, b))                  # every stem re-equalised
 
 
 def test_eval_items_whole_tracks(dsd100, tmp_path):
