@@ -14,8 +14,9 @@ Everything runs in ONE process on ONE machine so that the ratios are comparable:
    * the feedforward model (``Model.FrameMaskNet``) and the RNN (``Model_RNN.RNNMaskNet``,
      bidirectional and unidirectional), each through
        (i)  the in-memory path ``separate.separate_array`` on the model-rate mono mixture, and
-       (ii) the file-to-file path ``separate.separate_file`` (decode the 44.1 kHz WAV, resample to
-            the model rate, separate, resample back, write vocals + accompaniment as 16-bit WAV);
+       (ii) the file-to-file path ``separate.separate_file`` (decode the 44.1 kHz WAV, STFT at
+            44.1 kHz, mask computed on the model's grid and mapped back (full band, never
+            resampled), ISTFT, write vocals + accompaniment as 16-bit WAV);
    * Open-Unmix (``openunmix`` package, umxhq sizes, RANDOM weights) on the 44.1 kHz stereo song:
      ``openunmix.umxhq(targets=["vocals"], niter=0, pretrained=False)``, i.e. its ``Separator``
      (torch STFT 4096/1024, one OpenUnmix model, mixture-phase reconstruction, ISTFT) for ONE
