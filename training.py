@@ -15,6 +15,7 @@ where needed, say how a batch becomes a loss; everything else is here:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import os
@@ -94,6 +95,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--lr-decay-patience", type=util.nonneg_int, default=0,
                    help="multiply the learning rate by --lr-decay-factor after this many epochs without "
                         "validation improvement (0: constant rate; default 0)")
+    g.add_argument("--ema", type=util.float_range(0, 1, False, True), default=0.0, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights (Polyak averaging; "
+                        "decay per step, e.g. 0.998, warmed up as min(DECAY, (1+n)/(10+n)) after n steps; "
+                        "default 0: off, the raw weights)")
     g.add_argument("--lr-decay-factor", type=util.float_range(0, 1, True, True), default=0.3,
                    help="learning-rate decay factor (default 0.3)")
     g.add_argument("--valid-sdr", action=argparse.BooleanOptionalAction, default=True,
@@ -361,6 +366,9 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
               f"{len(train_set.tracks)} train / {len(valid_set.tracks)} valid tracks  |  device {device}",
               file=sys.stderr)
 
+    ema = WeightAverage(model, args.ema, ckpt.get("ema") if args.resume is not None else None) \
+        if args.ema else None
+
     def save(path, epoch, valid_loss, full):
         extra = {"epoch": epoch, "valid_loss": valid_loss, "train_args": train_args,
                  "train_seconds": float(sum(history["epoch_time"])),
@@ -368,7 +376,12 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         if full:
             extra.update(optimizer=optimizer.state_dict(), rng=util.rng_state(), history=history,
                          scheduler=scheduler.state_dict() if scheduler is not None else None)
-        util.save_checkpoint(path, model, stft, args.sample_rate, **extra)
+            if ema is not None:                 # last.pt: the raw weights to train on, the average beside
+                extra["ema"] = ema.state()
+                util.save_checkpoint(path, model, stft, args.sample_rate, **extra)
+                return
+        with ema.swapped() if ema is not None else contextlib.nullcontext():
+            util.save_checkpoint(path, model, stft, args.sample_rate, **extra)
 
     stale = 0
     smoothed = history["smoothed"][-1] if history["smoothed"] else None
@@ -395,17 +408,20 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                 scaler.step(optimizer)
                 scaler.update()
+                if ema is not None:
+                    ema.update()
                 value = loss.item()
                 losses.append(value)
                 smoothed = value if smoothed is None else 0.99 * smoothed + 0.01 * value  # eq. (4)
                 history["smoothed"].append(smoothed)
                 bar.set_postfix(loss=f"{smoothed:.4g}")
-        # ---- validate
-        valid_loss = valid(model, valid_set, examples, functools.partial(compute_loss, source_index=source_index),
-                           device)
-        entry = {"epoch": epoch, "step": len(history["smoothed"]), "loss": valid_loss}
-        if args.valid_sdr and "vocals" in getattr(model, "sources", ()):
-            entry["gnsdr"] = valid_sdr(model, valid_set, stft, device)
+        # ---- validate (the weight average, with --ema)
+        with ema.swapped() if ema is not None else contextlib.nullcontext():
+            valid_loss = valid(model, valid_set, examples,
+                               functools.partial(compute_loss, source_index=source_index), device)
+            entry = {"epoch": epoch, "step": len(history["smoothed"]), "loss": valid_loss}
+            if args.valid_sdr and "vocals" in getattr(model, "sources", ()):
+                entry["gnsdr"] = valid_sdr(model, valid_set, stft, device)
         history["train"].append(float(np.mean(losses)))
         history["valid"].append(entry)
         history["epoch_time"].append(time.time() - t0)
@@ -435,6 +451,41 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         dist.barrier()
         dist.destroy_process_group()
     return run
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point weights and buffers (``--ema``).
+    :meth:`update` after each optimizer step; ``with swapped():`` the model holds the average
+    (to validate or save it) and gets its own weights back afterwards."""
+
+    def __init__(self, model, decay: float, state: dict | None = None):
+        self.model, self.decay = model, decay
+        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.steps = 0
+        if state is not None:
+            self.steps = int(state["steps"])
+            for k, v in state["avg"].items():
+                self.avg[k].copy_(v)
+
+    @torch.no_grad()
+    def update(self):
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for k, v in self.model.state_dict().items():
+            if k in self.avg:
+                self.avg[k].lerp_(v.detach(), 1 - d)
+
+    def state(self) -> dict:
+        return {"steps": self.steps, "avg": {k: v.clone() for k, v in self.avg.items()}}
+
+    @contextlib.contextmanager
+    def swapped(self):
+        own = {k: v.detach().clone() for k, v in self.model.state_dict().items() if k in self.avg}
+        self.model.load_state_dict(self.avg, strict=False)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(own, strict=False)
 
 
 @torch.no_grad()

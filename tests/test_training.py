@@ -88,6 +88,39 @@ def test_resume_continues_history(demo, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_weight_average_is_the_warmed_up_ema_and_swaps_back():
+    model = torch.nn.Linear(3, 2)
+    ema = training.WeightAverage(model, 0.9)
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    for n in range(1, 6):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        d = min(0.9, (1 + n) / (10 + n))
+        want = {k: d * want[k] + (1 - d) * v for k, v in model.state_dict().items()}
+        ema.update()
+    own = model.weight.clone()
+    with ema.swapped():
+        assert torch.allclose(model.weight, want["weight"]) and torch.allclose(model.bias, want["bias"])
+    assert torch.equal(model.weight, own)                                 # its own weights are back
+
+
+def test_ema_run_saves_the_average_and_resumes_it(demo, tmp_path):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    args = tiny_args(demo, run, cache, "--ema", "0.9")
+    args[args.index("--epochs") + 1] = "1"
+    train_feedforward.main(args)
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["ema"]["steps"] == 2 and last["train_args"]["ema"] == 0.9
+    avg, raw = last["ema"]["avg"], last["state_dict"]
+    assert not torch.allclose(avg["encoder.0.weight"], raw["encoder.0.weight"])  # the average is not the weights
+    best = torch.load(run / "savedModel_feedforward_best.pt", weights_only=True)  # epoch 1: the first best
+    assert all(torch.allclose(best["state_dict"][k].float(), avg[k]) for k in avg)  # ... holds the average
+    args[args.index("--epochs") + 1] = "3"
+    train_feedforward.main(args + ["--resume", str(run)])
+    assert torch.load(run / "last.pt", weights_only=True)["ema"]["steps"] == 6
+    assert len(json.loads((run / "history.json").read_text())["valid"]) == 3
+
+
 def test_rnn_init_loads_feedforward_weights(demo, ff_run, tmp_path):
     ff = ff_run / "savedModel_feedforward_best.pt"
     rnn_run = tmp_path / "rnn"
