@@ -90,3 +90,22 @@ def test_mask_power_lever_table(tmp_path, monkeypatch):
     text = _pdf_text(build_report.build(tmp_path / "report.pdf"))
     i = text.index("vocals p=1.5")
     assert ["cross_singer", "ff", "1.23", "2.47", "1.23", "1.23"] == text[i + 3:i + 9]
+
+
+def test_training_levers_table(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    (results / "mir1k_test_public").mkdir(parents=True)
+    (results / "mir1k_test_public" / "summary.json").write_text(json.dumps(_fake_summary(["mixture", "ff"])))
+    (results / "mir1k_test_public" / "tracks.csv").write_text("track,system,source,samples,sdr,sir,sar,seconds\n")
+    (results / "training_levers" / "excerpts").mkdir(parents=True)
+    hist = {"train_args": {"samples_per_epoch": 1920, "eq_db": 6.0, "ema": 0.998}, "best_epoch": 2,
+            "valid": [{"epoch": 1, "loss": 50.0, "gnsdr": 8.0}, {"epoch": 2, "loss": 41.04, "gnsdr": 9.687},
+                      {"epoch": 3, "loss": 44.0, "gnsdr": 9.9}]}
+    (results / "training_levers" / "rnn-eq6_history.json").write_text(json.dumps(hist))
+    (results / "training_levers" / "excerpts" / "results.json").write_text(
+        json.dumps({"median": {"rnn-eq6.pt": {"mixture": -4.6, "top-mean": 5.204}}}))
+    monkeypatch.setattr(build_report, "RESULTS", results)
+    monkeypatch.setattr(build_report, "MODELS", tmp_path / "models")
+    text = _pdf_text(build_report.build(tmp_path / "report.pdf"))
+    i = text.index("rnn-eq6")
+    assert text[i:i + 9] == ["rnn-eq6", "1920", "6", "0.998", "3", "2", "41.0", "9.69", "5.20"]
