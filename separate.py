@@ -717,7 +717,7 @@ def build_parser(description, default_model):
     p.add_argument("--wiener", type=util.int_range(0, 10), default=0,
                    help="EM iterations of a multichannel Wiener post-filter (norbert) on the masked estimates, "
                         "0..10; 0 = off (default 0: on the music excerpts it lowered the median vocals SDR, "
-                        "1 iteration by 0.4-0.6 dB; see README)")
+                        "1 iteration by 0.3-0.8 dB; see README)")
     add_mask_power_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
