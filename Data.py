@@ -356,8 +356,7 @@ class SeparationDataset(torch.utils.data.Dataset):
     (:func:`varispeed`: pitch shifted by up to 12*log2(1+v) semitones, tempo alike), so the
     model hears voices it was not given. With ``eq_db`` d > 0 every stem goes through its own
     :func:`random_eq` (gains within +-d dB), so the model hears other microphones, voices and
-    mixes. Randomness uses a ``random.Random`` seeded from (``seed``, epoch,
-                                                                                          index), so an epoch is
+    mixes. Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
     repeatable and never touches the global RNG.
     Evaluation (``train=False``): whole tracks (cropped to ``chunk_samples`` from the start when
     given), in a fixed order.
