@@ -368,6 +368,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
 
     ema = WeightAverage(model, args.ema, ckpt.get("ema") if args.resume is not None else None) \
         if args.ema else None
+    averaged = ema.swapped if ema is not None else contextlib.nullcontext   # the model as validated and saved
 
     def save(path, epoch, valid_loss, full):
         extra = {"epoch": epoch, "valid_loss": valid_loss, "train_args": train_args,
@@ -378,9 +379,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                          scheduler=scheduler.state_dict() if scheduler is not None else None)
             if ema is not None:                 # last.pt: the raw weights to train on, the average beside
                 extra["ema"] = ema.state()
-                util.save_checkpoint(path, model, stft, args.sample_rate, **extra)
-                return
-        with ema.swapped() if ema is not None else contextlib.nullcontext():
+        with contextlib.nullcontext() if full else averaged():
             util.save_checkpoint(path, model, stft, args.sample_rate, **extra)
 
     stale = 0
@@ -416,7 +415,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                 history["smoothed"].append(smoothed)
                 bar.set_postfix(loss=f"{smoothed:.4g}")
         # ---- validate (the weight average, with --ema)
-        with ema.swapped() if ema is not None else contextlib.nullcontext():
+        with averaged():
             valid_loss = valid(model, valid_set, examples,
                                functools.partial(compute_loss, source_index=source_index), device)
             entry = {"epoch": epoch, "step": len(history["smoothed"]), "loss": valid_loss}
@@ -459,8 +458,11 @@ class WeightAverage:
     (to validate or save it) and gets its own weights back afterwards."""
 
     def __init__(self, model, decay: float, state: dict | None = None):
-        self.model, self.decay = model, decay
-        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.decay = decay
+        # the model's own parameters and buffers, held once (their names are the state_dict's), so
+        # the per-step update builds no state dict
+        self.live = {k: v for k, v in [*model.named_parameters(), *model.named_buffers()] if v.is_floating_point()}
+        self.avg = {k: v.detach().clone() for k, v in self.live.items()}
         self.steps = 0
         if state is not None:
             self.steps = int(state["steps"])
@@ -471,21 +473,23 @@ class WeightAverage:
     def update(self):
         self.steps += 1
         d = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        for k, v in self.model.state_dict().items():
-            if k in self.avg:
-                self.avg[k].lerp_(v.detach(), 1 - d)
+        for k, v in self.live.items():
+            self.avg[k].lerp_(v, 1 - d)
 
     def state(self) -> dict:
         return {"steps": self.steps, "avg": {k: v.clone() for k, v in self.avg.items()}}
 
     @contextlib.contextmanager
+    @torch.no_grad()
     def swapped(self):
-        own = {k: v.detach().clone() for k, v in self.model.state_dict().items() if k in self.avg}
-        self.model.load_state_dict(self.avg, strict=False)
+        own = {k: v.clone() for k, v in self.live.items()}
+        for k, v in self.live.items():
+            v.copy_(self.avg[k])
         try:
             yield
         finally:
-            self.model.load_state_dict(own, strict=False)
+            for k, v in self.live.items():
+                v.copy_(own[k])
 
 
 @torch.no_grad()
