@@ -339,6 +339,34 @@ def random_eq(audio: np.ndarray, rng: random.Random, max_db: float) -> np.ndarra
     return np.fft.irfft(spec * 10.0 ** (db / 20.0), len(audio)).astype(np.float32)
 
 
+REVERB_RT60 = (0.2, 1.2)       # seconds, range of the synthetic rooms' decay times
+REVERB_DRR_DB = (-3.0, 12.0)   # direct-to-reverberant energy ratio range, dB
+
+
+def random_reverb(audio: np.ndarray, rng: random.Random, sample_rate: int) -> np.ndarray:
+    """(samples,) -> (samples,) through a random synthetic room: the direct sound plus, after a
+    pre-delay of 5-30 ms, Gaussian noise under an exponential decay (RT60 uniform in
+    :data:`REVERB_RT60`), scaled to a direct-to-reverberant ratio uniform in :data:`REVERB_DRR_DB`.
+    Causal (the tail past the excerpt's end is dropped); the output's RMS equals the input's, so
+    the gain augmentation alone sets the level. Produced songs' vocal stems carry their reverb,
+    MIR-1K's are dry: a model trained on this keeps reverb tails with the voice."""
+    from scipy.signal import fftconvolve
+
+    rt60 = rng.uniform(*REVERB_RT60)
+    drr = 10.0 ** (rng.uniform(*REVERB_DRR_DB) / 10.0)
+    delay = int(rng.uniform(0.005, 0.030) * sample_rate)
+    n_tail = int(rt60 * sample_rate)
+    noise = np.random.default_rng(rng.getrandbits(32)).standard_normal(n_tail)
+    tail = noise * np.exp(-6.91 * np.arange(n_tail) / n_tail)        # -60 dB at rt60
+    tail *= np.sqrt(1.0 / (drr * np.sum(tail ** 2)))                 # tail energy = direct / drr
+    ir = np.zeros(delay + n_tail)
+    ir[0] = 1.0
+    ir[delay:] += tail
+    out = fftconvolve(audio.astype(np.float64), ir)[:len(audio)]
+    rms_in, rms_out = np.sqrt(np.mean(np.square(audio, dtype=np.float64))), np.sqrt(np.mean(out ** 2))
+    return (out * (rms_in / rms_out if rms_out > 0 else 0.0)).astype(np.float32)
+
+
 def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
     """(samples,) cropped or zero-padded to (n,)."""
     if len(audio) >= n:
@@ -356,7 +384,9 @@ class SeparationDataset(torch.utils.data.Dataset):
     (:func:`varispeed`: pitch shifted by up to 12*log2(1+v) semitones, tempo alike), so the
     model hears voices it was not given. With ``eq_db`` d > 0 every stem goes through its own
     :func:`random_eq` (gains within +-d dB), so the model hears other microphones, voices and
-    mixes. Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
+    mixes. With ``vocal_reverb`` p > 0 the vocal stem goes, with probability p, through
+    :func:`random_reverb` (the target keeps the reverb, as produced songs' vocal stems do).
+    Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
     repeatable and never touches the global RNG.
     Evaluation (``train=False``): whole tracks (cropped to ``chunk_samples`` from the start when
     given), in a fixed order.
@@ -364,7 +394,7 @@ class SeparationDataset(torch.utils.data.Dataset):
 
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
-                 eq_db=0.0):
+                 eq_db=0.0, vocal_reverb=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -373,7 +403,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.tracks, self.cache, self.sources = tracks, cache, tuple(sources)
         self.train, self.chunk = train, chunk_samples
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
-        self.vocal_speed, self.eq_db = vocal_speed, eq_db
+        self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
         self.epoch = 0
 
     def __len__(self):
@@ -400,6 +430,8 @@ class SeparationDataset(torch.utils.data.Dataset):
                 audio = varispeed(audio, self.chunk, rate)
             if self.eq_db:
                 audio = random_eq(audio, rng, self.eq_db)
+            if s == "vocals" and self.vocal_reverb and rng.random() < self.vocal_reverb:
+                audio = random_reverb(audio, rng, self.cache.sample_rate)
             stems.append(augment_gain(audio, rng, *self.gain))
         return torch.from_numpy(np.stack(stems))
 

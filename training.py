@@ -76,6 +76,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--eq-db", type=util.float_range(0, 24), default=0.0,
                    help="augmentation: every training stem through its own random smooth EQ, gains within "
                         "+-D dB at 6 log-spaced frequencies (other microphones, voices and mixes; default 0: off)")
+    g.add_argument("--vocal-reverb", type=util.probability, default=0.0,
+                   help="augmentation: with this probability a training vocal goes through a random synthetic "
+                        "room (RT60 0.2-1.2 s), the target keeping the reverb as produced vocal stems do "
+                        "(default 0: off)")
     g.add_argument("--level-norm", choices=Model.LEVEL_NORMS, default="frame",
                    help="input features: 'frame' divides each frame's magnitudes by their mean, so any "
                         "input level gives the same masks; 'none' is the first release's raw log1p "
@@ -263,7 +267,8 @@ def prepare_data(args, sources):
     spe = args.samples_per_epoch or max(args.batch_size, int(1.5 * total / chunk))
     train_set = Data.SeparationDataset(train_tracks, cache, sources, train=True, chunk_samples=chunk,
                                        samples_per_epoch=spe, remix_prob=args.remix_prob, seed=args.seed,
-                                       vocal_speed=args.vocal_speed, eq_db=args.eq_db)
+                                       vocal_speed=args.vocal_speed, eq_db=args.eq_db,
+                                       vocal_reverb=args.vocal_reverb)
     valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
                                        chunk_samples=int(args.valid_seconds * args.sample_rate))
     return root, train_set, valid_set

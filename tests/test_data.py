@@ -131,6 +131,23 @@ def test_random_eq_is_smooth_bounded_and_repeatable():
     np.testing.assert_allclose(Data.random_eq(x, random.Random(5), 0.0), x, atol=1e-5)   # 0 dB: unchanged
 
 
+def test_random_reverb_is_causal_level_kept_and_repeatable():
+    x = np.zeros(16000, np.float32)
+    x[1000] = 1.0                                                       # an impulse: the output is the room
+    y = Data.random_reverb(x, random.Random(3), 16000)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_array_equal(y, Data.random_reverb(x, random.Random(3), 16000))
+    assert np.abs(y[:1000]).max() < 1e-6                                # causal (FFT rounding only)
+    assert np.isclose(np.sqrt(np.mean(y.astype(np.float64) ** 2)), np.sqrt(np.mean(x ** 2.0)), rtol=1e-4)
+    tail = y[1000 + int(0.005 * 16000):]
+    assert np.sum(tail ** 2) > 0.04 * np.sum(y ** 2)                    # a reverberant tail (DRR <= 12 dB)
+    assert np.sum(tail[int(0.2 * 16000):] ** 2) > 0                     # lasting at least RT60's lower bound
+    rt = [Data.random_reverb(x, random.Random(k), 16000) for k in range(20)]
+    assert len({float(np.abs(r[1000])) for r in rt}) > 10               # rooms differ
+    lasts = [np.nonzero(np.abs(r) > 1e-6)[0].max() - 1000 for r in rt]
+    assert max(lasts) <= 0.030 * 16000 + Data.REVERB_RT60[1] * 16000     # no tail beyond pre-delay + RT60
+
+
 def test_random_offset_and_fit_length():
     rng = random.Random(0)
     offs = {Data.random_offset(100, 10, rng) for _ in range(200)}
@@ -157,6 +174,11 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     assert all(x.shape == (2, 2000) for x in b)
     assert all(torch.equal(x, y) for x, y in zip(b, [eq[i] for i in range(10)]))
     assert not any(torch.allclose(x, y) for x, y in zip(a, b))                  # every stem re-equalised
+    rv = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                remix_prob=1.0, seed=3, vocal_reverb=1.0)
+    c = [rv[i] for i in range(10)]
+    assert all(torch.equal(x, y) for x, y in zip(c, [rv[i] for i in range(10)]))
+    assert not any(torch.allclose(x[0], y[0]) for x, y in zip(a, c))            # every vocal through a room
 
 
 def test_eval_items_whole_tracks(dsd100, tmp_path):
