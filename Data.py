@@ -386,6 +386,8 @@ class SeparationDataset(torch.utils.data.Dataset):
     :func:`random_eq` (gains within +-d dB), so the model hears other microphones, voices and
     mixes. With ``vocal_reverb`` p > 0 the vocal stem goes, with probability p, through
     :func:`random_reverb` (the target keeps the reverb, as produced songs' vocal stems do).
+    With ``vocal_atten_db`` a > 0 the vocal stem is further lowered by a uniform 0..a dB (MIR-1K
+    mixes its voices at 0 dB; produced songs put them a few dB below the accompaniment).
     Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
     repeatable and never touches the global RNG.
     Evaluation (``train=False``): whole tracks (cropped to ``chunk_samples`` from the start when
@@ -394,7 +396,7 @@ class SeparationDataset(torch.utils.data.Dataset):
 
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
-                 eq_db=0.0, vocal_reverb=0.0):
+                 eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -404,6 +406,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.train, self.chunk = train, chunk_samples
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
         self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
+        self.vocal_atten_db = vocal_atten_db
         self.epoch = 0
 
     def __len__(self):
@@ -432,7 +435,10 @@ class SeparationDataset(torch.utils.data.Dataset):
                 audio = random_eq(audio, rng, self.eq_db)
             if s == "vocals" and self.vocal_reverb and rng.random() < self.vocal_reverb:
                 audio = random_reverb(audio, rng, self.cache.sample_rate)
-            stems.append(augment_gain(audio, rng, *self.gain))
+            audio = augment_gain(audio, rng, *self.gain)
+            if s == "vocals" and self.vocal_atten_db:
+                audio = audio * np.float32(10.0 ** (-rng.uniform(0.0, self.vocal_atten_db) / 20.0))
+            stems.append(audio)
         return torch.from_numpy(np.stack(stems))
 
 

@@ -179,6 +179,12 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     c = [rv[i] for i in range(10)]
     assert all(torch.equal(x, y) for x, y in zip(c, [rv[i] for i in range(10)]))
     assert not any(torch.allclose(x[0], y[0]) for x, y in zip(a, c))            # every vocal through a room
+    lo = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                remix_prob=1.0, seed=3, vocal_atten_db=12.0)
+    d = [lo[i] for i in range(10)]
+    ratio = [float(y[0].norm() / x[0].norm()) for x, y in zip(a, d) if x[0].norm() > 0]
+    assert ratio and all(10 ** (-12 / 20) - 1e-6 <= r <= 1 + 1e-6 for r in ratio)   # vocals only lowered
+    assert min(ratio) < 0.8
 
 
 def test_eval_items_whole_tracks(dsd100, tmp_path):
