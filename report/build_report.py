@@ -429,16 +429,19 @@ def training_levers_section(rep):
         at_best = next(v for v in h["valid"] if v["epoch"] == best)
         excerpt = med.get(f"{name}.pt", {}).get("top-mean")
         gnsdr = fmt(at_best["gnsdr"]) if "gnsdr" in at_best else "-"
-        rows.append([name, f"{a.get('samples_per_epoch') or '-'}", fmt(a.get("eq_db", 0), 0), f"{a.get('ema', 0):g}",
+        rows.append([name, f"{a.get('samples_per_epoch') or '-'}", fmt(a.get("eq_db", 0), 0),
+                     f"{a.get('vocal_reverb', 0):g}", f"{a.get('vocal_atten_db', 0):g}", f"{a.get('ema', 0):g}",
                      str(len(h["valid"])), str(best), fmt(at_best["loss"], 1), gnsdr,
                      fmt(excerpt) if excerpt is not None else "-"])
     rep.p("Training levers (one thread each, MIR-1K training singers, validation = the 15 held-out clips): "
           "samples per epoch (x4 = 120 RNN or 480 frame-model steps an epoch, so early stopping and the "
           "learning-rate decay act on longer stretches than the shipped recipes' 30-120 steps), random EQ per "
-          "stem (--eq-db, +-dB), weight averaging (--ema). Best validation loss and the vocals GNSDR at that "
-          "epoch; 'excerpts' = the median vocals SDR of that checkpoint on the six produced excerpts at 44.1 kHz "
+          "stem (--eq-db, +-dB), a random room on the vocal with probability P (--vocal-reverb), the vocal "
+          "lowered by up to A dB (--vocal-atten-db), weight averaging (--ema). Best validation loss and the "
+          "vocals GNSDR at that epoch; 'excerpts' = the median vocals SDR of that checkpoint on the six produced excerpts at 44.1 kHz "
           "(bench/bench_real_songs.py, top-mean).", size=8.5)
-    rep.table(["run", "samples/epoch", "EQ dB", "EMA", "epochs", "best", "valid loss", "valid GNSDR", "excerpts"],
+    rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
+               "valid GNSDR", "excerpts"],
               rows, size=7)
 
 

@@ -98,7 +98,8 @@ def test_training_levers_table(tmp_path, monkeypatch):
     (results / "mir1k_test_public" / "summary.json").write_text(json.dumps(_fake_summary(["mixture", "ff"])))
     (results / "mir1k_test_public" / "tracks.csv").write_text("track,system,source,samples,sdr,sir,sar,seconds\n")
     (results / "training_levers" / "excerpts").mkdir(parents=True)
-    hist = {"train_args": {"samples_per_epoch": 1920, "eq_db": 6.0, "ema": 0.998}, "best_epoch": 2,
+    hist = {"train_args": {"samples_per_epoch": 1920, "eq_db": 6.0, "vocal_reverb": 0.5, "ema": 0.998},
+            "best_epoch": 2,
             "valid": [{"epoch": 1, "loss": 50.0, "gnsdr": 8.0}, {"epoch": 2, "loss": 41.04, "gnsdr": 9.687},
                       {"epoch": 3, "loss": 44.0, "gnsdr": 9.9}]}
     (results / "training_levers" / "rnn-eq6_history.json").write_text(json.dumps(hist))
@@ -108,4 +109,4 @@ def test_training_levers_table(tmp_path, monkeypatch):
     monkeypatch.setattr(build_report, "MODELS", tmp_path / "models")
     text = _pdf_text(build_report.build(tmp_path / "report.pdf"))
     i = text.index("rnn-eq6")
-    assert text[i:i + 9] == ["rnn-eq6", "1920", "6", "0.998", "3", "2", "41.0", "9.69", "5.20"]
+    assert text[i:i + 11] == ["rnn-eq6", "1920", "6", "0.5", "0", "0.998", "3", "2", "41.0", "9.69", "5.20"]
