@@ -438,8 +438,8 @@ def training_levers_section(rep):
           "learning-rate decay act on longer stretches than the shipped recipes' 30-120 steps), random EQ per "
           "stem (--eq-db, +-dB), a random room on the vocal with probability P (--vocal-reverb), the vocal "
           "lowered by up to A dB (--vocal-atten-db), weight averaging (--ema). Best validation loss and the "
-          "vocals GNSDR at that epoch; 'excerpts' = the median vocals SDR of that checkpoint on the six produced excerpts at 44.1 kHz "
-          "(bench/bench_real_songs.py, top-mean).", size=8.5)
+          "vocals GNSDR at that epoch; 'excerpts' = the median vocals SDR of that checkpoint on the six "
+          "produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean).", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
               rows, size=7)
