@@ -397,7 +397,7 @@ def levers(rep):
               "validated on amy's songs (--valid-tracks 'amy_*'), validation GNSDR " + "; ".join(parts)
               + ". Varispeed 0.12 is kept for every shipped model; 0.25 won this A/B too, but the frame model and "
               "two-layer RNN retrained with it on both singers lost 0.3-1.9 dB median vocals SDR on the produced "
-              "excerpts, so they were not shipped.")
+              "excerpts, so they were not shipped.", size=8.5)
     if songs.exists():
         med = json.loads(songs.read_text())["median"]
         cols = [c for c in next(iter(med.values())) if c != "mixture"]
@@ -408,7 +408,7 @@ def levers(rep):
               "Wiener filter after top-mean.", size=8.5)
         rep.table(["model", "mixture", *cols],
                   [[m.replace(".pt", "").replace("savedModel_", ""), fmt(v["mixture"]), *[fmt(v[c]) for c in cols]]
-                   for m, v in med.items()], size=7)
+                   for m, v in med.items()], widths=(26, *[12] * (len(cols) + 1)), size=7)
 
 
 def training_levers() -> dict:
@@ -442,7 +442,7 @@ def training_levers_section(rep):
           "produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean).", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
-              rows, size=7)
+              rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)
 
 
 def mask_power_table():
