@@ -151,8 +151,10 @@ class _Worker:
 _worker: _Worker | None = None        # set in each worker process by _init_worker
 
 
-def _init_worker(settings: EvalSettings):
+def _init_worker(settings: EvalSettings, pool_worker: bool = False):
     global _worker
+    if pool_worker:
+        util.worker_default_signals()
     _worker = _Worker(settings)
 
 
@@ -339,7 +341,7 @@ def evaluate(args) -> dict:
         results = list(tqdm(it, total=len(tracks), desc="evaluating", disable=args.quiet))
     else:
         ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(settings,)) as pool:
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(settings, True)) as pool:
             it = pool.imap(_evaluate_track, range(len(tracks)))
             results = list(tqdm(it, total=len(tracks), desc="evaluating", disable=args.quiet))
     wall = time.time() - t0

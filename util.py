@@ -54,6 +54,17 @@ def run_cli(main, argv=None):
     sys.exit(code or 0)
 
 
+def worker_default_signals():
+    """Pool initializer: a forked worker drops the parent's :func:`run_cli` handlers. SIGTERM (how
+    a pool ends its workers) kills it quietly instead of raising KeyboardInterrupt into its idle
+    loop, which printed a traceback per worker at the end of every multi-process evaluation;
+    Ctrl-C is left to the parent, which ends the pool."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def threading_main() -> bool:
     import threading
 

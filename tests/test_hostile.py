@@ -234,6 +234,39 @@ def test_sigterm_cleans_temp_files(tmp_path, ckpt):
     assert not any((out / "long").iterdir())
 
 
+POOL_SCRIPT = """
+import multiprocessing as mp, sys, time
+sys.path.insert(0, {root!r})
+import util
+
+def main(argv):
+    with mp.get_context("fork").Pool(2, initializer={init}) as pool:
+        assert pool.map(abs, [-1, -2, -3]) == [1, 2, 3]
+        pool.map_async(time.sleep, [30, 30])
+        time.sleep(1.0)                 # both workers busy when the pool ends them (its __exit__)
+    return 0
+
+util.run_cli(main)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork pools")
+def test_pool_workers_end_quietly(tmp_path):
+    """A process pool under run_cli (evaluate_sdr.py --jobs N) ends its workers with SIGTERM: with
+    util.worker_default_signals as initializer they die quietly instead of each printing a
+    KeyboardInterrupt traceback (the inherited run_cli handler), at once rather than after their
+    task; without it they print it."""
+    def run(init):
+        script = tmp_path / f"pool_{init}.py"
+        script.write_text(POOL_SCRIPT.format(root=str(ROOT), init=init))
+        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+
+    quiet = run("util.worker_default_signals")
+    assert quiet.returncode == 0 and "Traceback" not in quiet.stderr, quiet.stderr
+    noisy = run("None")                 # the failure this guards against, so the check can fail
+    assert noisy.returncode == 0 and "KeyboardInterrupt" in noisy.stderr
+
+
 def test_io_failure_is_one_line_and_batch_goes_on(tmp_path, ckpt, capsys):
     """A 10-channel input cannot be written as FLAC (libsndfile allows 8): that file fails in one
     line, leaves no temp file, and the next one is still separated."""
