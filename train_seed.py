@@ -8,7 +8,8 @@ Systems (module; what the loss compares):
   gru       Model_GRU.GRUMaskNet: stacked GRUs; --loss between the predicted mask and the ratio
             mask target (|S_j|^p / sum_k |S_k|^p)^v
   cnn       Model_CNN.ChandnaCNN, Chandna et al. 2017: vertical/horizontal convs, bottleneck,
-            deconvs, masks summing to one over --sources (4 stems need DSD100/MUSDB/demo data)
+            deconvs, masks summing to one over --sources (4 stems need DSD100/MUSDB/demo data);
+            --loss on the masked magnitudes, minus --interference times D(other source, estimate)
   unet      Model_UNet.UNet, Jansson et al. 2017: 6+6 strided 5x5 (de)convs, skips, sigmoid mask;
             L1 on the masked magnitude
   waveunet  Model_WaveUNet.WaveUNet, Stoller et al. 2018: time domain, valid convolutions,
@@ -122,6 +123,9 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--filters", type=util.positive_int, nargs=2, default=[50, 30], metavar=("N1", "N2"),
                    help="filters of the vertical and horizontal convolutions (default 50 30)")
     g.add_argument("--bottleneck", type=util.positive_int, default=128, help="bottleneck units NN (default 128)")
+    g.add_argument("--interference", type=util.nonneg_float, default=0.0, metavar="ALPHA",
+                   help="Chandna et al.'s interference terms: subtract ALPHA x D(other source, estimate) "
+                        "from the loss, as the DRNN's --gamma does (default 0: off)")
     g = p.add_argument_group("unet")
     g.add_argument("--channels", type=util.positive_int, nargs="+", default=[16, 32, 64, 128, 256, 512],
                    help="encoder channels, one per strided layer (default 16 32 64 128 256 512)")
@@ -187,7 +191,8 @@ def build(n_bins, a):
 # Per-system batch -> loss
 # ----------------------------------------------------------------------------------------------
 def drnn_loss(model, example, source_index, loss_fn, gamma):
-    """Discriminative loss (Huang eq. 7) on the joint-masked estimates."""
+    """Discriminative loss (Huang eq. 7) on the masked estimates: the DRNN's joint masks, or the
+    CNN's masks with Chandna et al.'s interference terms (``--interference``)."""
     mix_mag, src_mag = example
     estimate = model(mix_mag) * mix_mag.unsqueeze(1)                  # (B, S, T, F)
     return Model_DRNN.discriminative_loss(src_mag[:, source_index], estimate, loss_fn, gamma)
@@ -252,6 +257,8 @@ def main(argv=None):
     elif args.system == "gru":
         compute_loss = functools.partial(mask_target_loss, loss_fn=loss_fn, p=args.irm_p, v=args.irm_v,
                                          weight=args.mask_weight)
+    elif args.system == "cnn" and args.interference > 0:
+        compute_loss = functools.partial(drnn_loss, loss_fn=loss_fn, gamma=args.interference)
     elif args.system == "waveunet":
         examples = waveform_examples
         compute_loss = functools.partial(waveform_loss, kind=args.loss)

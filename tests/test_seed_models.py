@@ -166,6 +166,28 @@ def test_cnn_one_training_step():
     assert np.isfinite(loss)
 
 
+def test_cnn_interference_terms_penalise_the_other_source(demo, tmp_path, monkeypatch):
+    m = tiny_models()["cnn2"]
+    mix, src = mags()
+    mse = Model.LOSSES["mse"]
+    est = m(mix) * mix.unsqueeze(1)
+    own, other = mse(src, est), mse(src.flip(1), est)
+    got = train_seed.drnn_loss(m, (mix, src), [0, 1], mse, 0.1)
+    assert got.item() == pytest.approx((2 * (own - 0.1 * other)).item(), rel=1e-5)
+    # main() trains the CNN on that loss only when asked: --interference 0 keeps the plain mask loss
+    seen = []
+    original = train_seed.drnn_loss
+    monkeypatch.setattr(train_seed, "drnn_loss", lambda *a, **k: seen.append(k["gamma"]) or original(*a, **k))
+    cnn = ("--sources", "vocals", "accompaniment", "--filters", "6", "5", "--bottleneck", "8", "--time-context", "10",
+           "--horizontal", "4", "1", "--epochs", "1")
+    train_seed.main(seed_args("cnn", demo, tmp_path / "plain", tmp_path / "cache", *cnn))
+    assert seen == []
+    train_seed.main(seed_args("cnn", demo, tmp_path / "alpha", tmp_path / "cache", *cnn, "--interference", "0.05"))
+    assert seen and set(seen) == {0.05}
+    ckpt = util.read_checkpoint(tmp_path / "alpha" / "savedModel_cnn_best.pt")
+    assert ckpt["train_args"]["interference"] == 0.05
+
+
 def training_step(model, example, loss, index):
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     import training
