@@ -421,8 +421,9 @@ def training_levers_section(rep):
     runs = training_levers()
     if not runs:
         return
-    songs = RESULTS / "training_levers" / "excerpts" / "results.json"
-    med = json.loads(songs.read_text())["median"] if songs.exists() else {}
+    med = {}                        # every bench run's medians: excerpts/, then later ones (excerpts-*/)
+    for songs in sorted((RESULTS / "training_levers").glob("excerpts*/results.json")):
+        med.update(json.loads(songs.read_text())["median"])
     rows = []
     for name, h in runs.items():
         a, best = h["train_args"], h["best_epoch"]
@@ -439,7 +440,8 @@ def training_levers_section(rep):
           "stem (--eq-db, +-dB), a random room on the vocal with probability P (--vocal-reverb), the vocal "
           "lowered by up to A dB (--vocal-atten-db), weight averaging (--ema). Best validation loss and the "
           "vocals GNSDR at that epoch; 'excerpts' = the median vocals SDR of that checkpoint on the six "
-          "produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean).", size=8.5)
+          "produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean). cnn-eq6-alpha adds Chandna et "
+          "al.'s interference terms (train_seed.py --interference 0.05).", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
               rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)

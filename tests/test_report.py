@@ -105,8 +105,13 @@ def test_training_levers_table(tmp_path, monkeypatch):
     (results / "training_levers" / "rnn-eq6_history.json").write_text(json.dumps(hist))
     (results / "training_levers" / "excerpts" / "results.json").write_text(
         json.dumps({"median": {"rnn-eq6.pt": {"mixture": -4.6, "top-mean": 5.204}}}))
+    (results / "training_levers" / "drnn-eq6_history.json").write_text(json.dumps(hist))
+    (results / "training_levers" / "excerpts-later").mkdir()          # a later bench run: its rows join in
+    (results / "training_levers" / "excerpts-later" / "results.json").write_text(
+        json.dumps({"median": {"drnn-eq6.pt": {"mixture": -4.6, "top-mean": 3.456}}}))
     monkeypatch.setattr(build_report, "RESULTS", results)
     monkeypatch.setattr(build_report, "MODELS", tmp_path / "models")
     text = _pdf_text(build_report.build(tmp_path / "report.pdf"))
+    assert text[text.index("drnn-eq6") + 10] == "3.46"
     i = text.index("rnn-eq6")
     assert text[i:i + 11] == ["rnn-eq6", "1920", "6", "0.5", "0", "0.998", "3", "2", "41.0", "9.69", "5.20"]
