@@ -441,7 +441,9 @@ def training_levers_section(rep):
           "lowered by up to A dB (--vocal-atten-db), weight averaging (--ema). Best validation loss and the "
           "vocals GNSDR at that epoch; 'excerpts' = the median vocals SDR of that checkpoint on the six "
           "produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean). cnn-eq6-alpha adds Chandna et "
-          "al.'s interference terms (train_seed.py --interference 0.05).", size=8.5)
+          "al.'s interference terms (train_seed.py --interference 0.05), cnn-eq6-wide has 64/48 filters and a "
+          "256-unit bottleneck (--filters 64 48 --bottleneck 256), unet-eq6 (from scratch) was stopped by hand "
+          "for time.", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
               rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)
