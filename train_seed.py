@@ -190,7 +190,7 @@ def build(n_bins, a):
 # ----------------------------------------------------------------------------------------------
 # Per-system batch -> loss
 # ----------------------------------------------------------------------------------------------
-def drnn_loss(model, example, source_index, loss_fn, gamma):
+def discriminative_mask_loss(model, example, source_index, loss_fn, gamma):
     """Discriminative loss (Huang eq. 7) on the masked estimates: the DRNN's joint masks, or the
     CNN's masks with Chandna et al.'s interference terms (``--interference``)."""
     mix_mag, src_mag = example
@@ -253,12 +253,12 @@ def main(argv=None):
     loss_fn = Model.LOSSES.get(args.loss)
     examples, compute_loss = None, None                    # the training loop's defaults: masked magnitudes
     if args.system == "drnn":
-        compute_loss = functools.partial(drnn_loss, loss_fn=loss_fn, gamma=args.gamma)
+        compute_loss = functools.partial(discriminative_mask_loss, loss_fn=loss_fn, gamma=args.gamma)
     elif args.system == "gru":
         compute_loss = functools.partial(mask_target_loss, loss_fn=loss_fn, p=args.irm_p, v=args.irm_v,
                                          weight=args.mask_weight)
     elif args.system == "cnn" and args.interference > 0:
-        compute_loss = functools.partial(drnn_loss, loss_fn=loss_fn, gamma=args.interference)
+        compute_loss = functools.partial(discriminative_mask_loss, loss_fn=loss_fn, gamma=args.interference)
     elif args.system == "waveunet":
         examples = waveform_examples
         compute_loss = functools.partial(waveform_loss, kind=args.loss)

@@ -99,7 +99,7 @@ def test_drnn_one_training_step_each_loss(loss):
     m = tiny_models()["drnn"]
     mix, src = mags()
     opt = torch.optim.Adam(m.parameters(), 1e-3)
-    value = train_seed.drnn_loss(m, (mix, src), [0, 1], Model.LOSSES[loss], 0.05)
+    value = train_seed.discriminative_mask_loss(m, (mix, src), [0, 1], Model.LOSSES[loss], 0.05)
     assert torch.isfinite(value)
     opt.zero_grad()
     value.backward()
@@ -172,12 +172,13 @@ def test_cnn_interference_terms_penalise_the_other_source(demo, tmp_path, monkey
     mse = Model.LOSSES["mse"]
     est = m(mix) * mix.unsqueeze(1)
     own, other = mse(src, est), mse(src.flip(1), est)
-    got = train_seed.drnn_loss(m, (mix, src), [0, 1], mse, 0.1)
+    got = train_seed.discriminative_mask_loss(m, (mix, src), [0, 1], mse, 0.1)
     assert got.item() == pytest.approx((2 * (own - 0.1 * other)).item(), rel=1e-5)
     # main() trains the CNN on that loss only when asked: --interference 0 keeps the plain mask loss
     seen = []
-    original = train_seed.drnn_loss
-    monkeypatch.setattr(train_seed, "drnn_loss", lambda *a, **k: seen.append(k["gamma"]) or original(*a, **k))
+    original = train_seed.discriminative_mask_loss
+    monkeypatch.setattr(train_seed, "discriminative_mask_loss",
+                        lambda *a, **k: seen.append(k["gamma"]) or original(*a, **k))
     cnn = ("--sources", "vocals", "accompaniment", "--filters", "6", "5", "--bottleneck", "8", "--time-context", "10",
            "--horizontal", "4", "1", "--epochs", "1")
     train_seed.main(seed_args("cnn", demo, tmp_path / "plain", tmp_path / "cache", *cnn))
