@@ -4,9 +4,11 @@
 Examples:
   python train_rnn.py --init runs/feedforward-.../savedModel_feedforward_best.pt
   python train_rnn.py --data MIR-1K --sample-rate 16000 --n-fft 1024 --hop 256 --unidirectional
+  python train_rnn.py --init models/savedModel_RNN_best.pt --lr 3e-4 --seed 43   # continue the shipped RNN
 
 With --init, the encoder, decoder and input statistics start from a trained feedforward
-checkpoint (whose layer sizes, STFT and sample rate are then used). Frames of a song are never
+checkpoint (whose layer sizes, STFT and sample rate are then used), or every weight from an RNN
+checkpoint (its shape too), with a fresh optimizer. Frames of a song are never
 shuffled: the model trains on excerpts of consecutive frames (--chunk-seconds).
 The best-validation model is <run>/savedModel_RNN_best.pt, beside last.pt, history.json, loss.png.
 """
@@ -25,7 +27,8 @@ def parse_args(argv=None):
     training.add_common_args(p, epochs=30, batch_size=16, chunk_seconds=4.0, lr=1e-3)
     g = p.add_argument_group("model")
     g.add_argument("--init", default=None,
-                   help="feedforward checkpoint whose encoder/decoder initialise this model (recommended)")
+                   help="feedforward checkpoint whose encoder/decoder initialise this model (recommended), "
+                        "or an RNN checkpoint to continue (all its weights and shape)")
     g.add_argument("--hidden", type=util.positive_int, nargs="+", default=[1024, 512],
                    help="encoder layer widths, decoder mirrors them (default 1024 512; taken from --init)")
     g.add_argument("--code", type=util.positive_int, default=256,
@@ -39,12 +42,16 @@ def parse_args(argv=None):
     return training.parse_resumable(p, argv)
 
 
+INIT_CLASSES = ("Model.FrameMaskNet", "Model_RNN.RNNMaskNet")
+
+
 def load_init(path):
-    """Read a feedforward checkpoint for --init (refusing any other model class); returns its dict."""
+    """Read a feedforward checkpoint (to start an RNN from) or an RNN checkpoint (to continue one,
+    e.g. the shipped model) for --init, refusing any other model class; returns its dict."""
     ckpt = util.read_checkpoint(path)
-    if ckpt["model_class"] != "Model.FrameMaskNet":
-        raise UserError(f"{path}: --init needs a feedforward (Model.FrameMaskNet) checkpoint, "
-                        f"got {ckpt['model_class']}")
+    if ckpt["model_class"] not in INIT_CLASSES:
+        raise UserError(f"{path}: --init needs a feedforward (Model.FrameMaskNet) or RNN "
+                        f"(Model_RNN.RNNMaskNet) checkpoint, got {ckpt['model_class']}")
     return ckpt
 
 
@@ -70,6 +77,9 @@ def main(argv=None):
         init = load_init(args.init)
         a = init["model_args"]
         args.hidden, args.code = a["hidden"], a["code"]
+        if init["model_class"] == "Model_RNN.RNNMaskNet":      # continue an RNN: all of its shape
+            args.dropout, args.rnn_hidden, args.rnn_layers = a["dropout"], a["rnn_hidden"], a["rnn_layers"]
+            args.unidirectional = not a["bidirectional"]
         args.n_fft, args.hop = init["stft"]["n_fft"], init["stft"]["hop"]
         args.window = init["stft"].get("window", "hann")
         args.sample_rate = init["sample_rate"]
@@ -79,8 +89,13 @@ def main(argv=None):
         return Model_RNN.RNNMaskNet(n_bins, a.hidden, a.code, a.dropout, a.rnn_hidden, a.rnn_layers,
                                     bidirectional=not a.unidirectional)
 
-    run = training.train(args, "rnn", "savedModel_RNN_best.pt", build,
-                         after_build=(lambda m, a: init_from_feedforward(m, init)) if init else None)
+    def after_build(model, a):
+        if init["model_class"] == "Model_RNN.RNNMaskNet":
+            training.init_from_checkpoint(model, a.init)
+        else:
+            init_from_feedforward(model, init)
+
+    run = training.train(args, "rnn", "savedModel_RNN_best.pt", build, after_build=after_build if init else None)
     print(run / "savedModel_RNN_best.pt")
 
 

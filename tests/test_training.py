@@ -143,10 +143,29 @@ def test_rnn_init_loads_feedforward_weights(demo, ff_run, tmp_path):
 
 
 def test_rnn_init_rejects_wrong_checkpoint(demo, tmp_path):
-    rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=8)
+    import Model_GRU
+    gru = Model_GRU.GRUMaskNet(129)
+    util.save_checkpoint(tmp_path / "gru.pt", gru, util.make_stft(256, 64), 8000)
+    with pytest.raises(UserError, match="needs a feedforward .* or RNN .* checkpoint, got Model_GRU.GRUMaskNet"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(tmp_path / "gru.pt")))
+
+
+def test_rnn_init_continues_an_rnn_checkpoint_with_its_shape(demo, tmp_path):
+    """--init with an RNN checkpoint (e.g. the shipped one) loads every weight and takes its shape
+    (here 2 unidirectional layers of 6 units, none of which the command line gives)."""
+    rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=6, rnn_layers=2, bidirectional=False)
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.normal_()
     util.save_checkpoint(tmp_path / "rnn.pt", rnn, util.make_stft(256, 64), 8000)
-    with pytest.raises(UserError, match="needs a feedforward"):
-        train_rnn.main(tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(tmp_path / "rnn.pt")))
+    args = tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(tmp_path / "rnn.pt"), "--lr", "0")
+    args[args.index("--epochs") + 1] = "1"
+    train_rnn.main(args)
+    out = torch.load(tmp_path / "r" / "savedModel_RNN_best.pt", weights_only=True)
+    assert out["model_args"]["rnn_hidden"] == 6 and out["model_args"]["rnn_layers"] == 2
+    assert out["model_args"]["bidirectional"] is False
+    for k, v in rnn.state_dict().items():               # lr 0: the weights are the loaded ones
+        assert torch.equal(out["state_dict"][k], v), k
 
 
 def test_nan_loss_stops_and_keeps_best(demo, tmp_path, monkeypatch):
