@@ -443,8 +443,9 @@ def training_levers_section(rep):
           "produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean). cnn-eq6-alpha adds Chandna et "
           "al.'s interference terms (train_seed.py --interference 0.05), cnn-eq6-wide has 64/48 filters and a "
           "256-unit bottleneck (--filters 64 48 --bottleneck 256), unet-eq6 (from scratch) was stopped by hand "
-          "for time; drnn-eq6-ft and rnn-eq6-ft continue the shipped DRNN and RNN (--init) at 0.3x the learning "
-          "rate with another seed (both shipped; drnn-eq6-ft stopped by hand at 12 for time).", size=8.5)
+          "for time; drnn-eq6-ft, rnn-eq6-ft, cnn-eq6-ft and gru-eq6-ft continue the shipped DRNN, RNN, CNN and "
+          "GRU-IRM (--init) at 0.3x the learning rate with another seed (the first three shipped; drnn-eq6-ft "
+          "stopped by hand at 12 for time).", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
               rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)
