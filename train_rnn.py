@@ -34,11 +34,14 @@ def parse_args(argv=None):
     g.add_argument("--code", type=util.positive_int, default=256,
                    help="width of the code h_t (default 256; taken from --init)")
     g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1,
-                   help="dropout after the first layer (default 0.1)")
-    g.add_argument("--rnn-hidden", type=util.positive_int, default=256, help="LSTM units per direction (default 256)")
-    g.add_argument("--rnn-layers", type=util.int_range(1, 16), default=1, help="stacked LSTM layers (default 1)")
+                   help="dropout after the first layer (default 0.1; taken from an RNN --init)")
+    g.add_argument("--rnn-hidden", type=util.positive_int, default=256,
+                   help="LSTM units per direction (default 256; taken from an RNN --init)")
+    g.add_argument("--rnn-layers", type=util.int_range(1, 16), default=1,
+                   help="stacked LSTM layers (default 1; taken from an RNN --init)")
     g.add_argument("--unidirectional", action="store_true",
-                   help="causal LSTM (streamable, state carried across chunks) instead of bidirectional")
+                   help="causal LSTM (streamable, state carried across chunks) instead of bidirectional "
+                        "(taken from an RNN --init)")
     return training.parse_resumable(p, argv)
 
 
