@@ -446,7 +446,8 @@ def training_levers_section(rep):
           "for time; drnn-eq6-ft, rnn-eq6-ft, cnn-eq6-ft and gru-eq6-ft continue the shipped DRNN, RNN, CNN and "
           "GRU-IRM (--init) at 0.3x the learning rate with another seed (the first three shipped; drnn-eq6-ft "
           "stopped by hand at 12 for time), unet-ft2 the shipped U-Net at 0.3x its last rate and rnn-eq6-ft2 the "
-          "continued RNN once more at 1e-4 (neither shipped; both stopped by hand for time).", size=8.5)
+          "continued RNN once more at 1e-4, ff-conv-eq6-ft the convolutional frame model at 0.3x (none shipped; "
+          "all three stopped by hand for time).", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
               rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)
