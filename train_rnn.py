@@ -45,7 +45,8 @@ def parse_args(argv=None):
     return training.parse_resumable(p, argv)
 
 
-INIT_CLASSES = ("Model.FrameMaskNet", "Model_RNN.RNNMaskNet")
+RNN_CLASS = util.class_name_of(Model_RNN.RNNMaskNet)
+INIT_CLASSES = ("Model.FrameMaskNet", RNN_CLASS)
 
 
 def load_init(path):
@@ -54,7 +55,7 @@ def load_init(path):
     ckpt = util.read_checkpoint(path)
     if ckpt["model_class"] not in INIT_CLASSES:
         raise UserError(f"{path}: --init needs a feedforward (Model.FrameMaskNet) or RNN "
-                        f"(Model_RNN.RNNMaskNet) checkpoint, got {ckpt['model_class']}")
+                        f"({RNN_CLASS}) checkpoint, got {ckpt['model_class']}")
     return ckpt
 
 
@@ -80,7 +81,7 @@ def main(argv=None):
         init = load_init(args.init)
         a = init["model_args"]
         args.hidden, args.code = a["hidden"], a["code"]
-        if init["model_class"] == "Model_RNN.RNNMaskNet":      # continue an RNN: all of its shape
+        if init["model_class"] == RNN_CLASS:                    # continue an RNN: all of its shape
             args.dropout, args.rnn_hidden, args.rnn_layers = a["dropout"], a["rnn_hidden"], a["rnn_layers"]
             args.unidirectional = not a["bidirectional"]
         args.n_fft, args.hop = init["stft"]["n_fft"], init["stft"]["hop"]
@@ -93,7 +94,7 @@ def main(argv=None):
                                     bidirectional=not a.unidirectional)
 
     def after_build(model, a):
-        if init["model_class"] == "Model_RNN.RNNMaskNet":
+        if init["model_class"] == RNN_CLASS:
             training.init_from_checkpoint(model, a.init)
         else:
             init_from_feedforward(model, init)
