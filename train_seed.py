@@ -13,7 +13,8 @@ Systems (module; what the loss compares):
   unet      Model_UNet.UNet, Jansson et al. 2017: 6+6 strided 5x5 (de)convs, skips, sigmoid mask;
             L1 on the masked magnitude
   waveunet  Model_WaveUNet.WaveUNet, Stoller et al. 2018: time domain, valid convolutions,
-            K-1 sources + difference output; MSE on the waveforms
+            K-1 sources + difference output; MSE on the waveforms (or L1, or minus their
+            SDR per excerpt: --loss sdr)
 
 Defaults follow the papers and differ per system (sample rate, STFT, excerpt length, loss,
 learning rate, batch size): `train_seed.py --system X --help` shows system X's defaults.
@@ -34,6 +35,8 @@ import functools
 import os
 import sys
 from pathlib import Path
+
+import torch
 
 import Data
 import Model
@@ -68,6 +71,7 @@ DEFAULTS = {
                      n_fft=1024, hop=256, loss="mse", sources=["vocals", "accompaniment"], hidden=None,
                      layers=None, dropout=0.0, curriculum_start=0.0),
 }
+WAVEFORM_LOSSES = ("mse", "l1", "sdr")
 TRAINING_KEYS = ("epochs", "batch_size", "chunk_seconds", "lr", "sample_rate", "n_fft", "hop")
 
 
@@ -78,7 +82,9 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     p.add_argument("--system", choices=SYSTEMS, required=True, help="which seed system to train")
     training.add_common_args(p, **{k: d[k] for k in TRAINING_KEYS}, loss=d["loss"], loss_help=(
         "drnn: D of the discriminative loss on magnitudes; gru: loss between predicted and target masks; "
-        "cnn, unet: loss on masked magnitudes; waveunet: mse or l1 on waveforms (default %(default)s)"))
+        "cnn, unet: loss on masked magnitudes; waveunet: mse or l1 on waveforms, or sdr = minus the "
+        "SDR in dB of each source's waveform per excerpt (default %(default)s)"),
+        loss_choices=WAVEFORM_LOSSES if system == "waveunet" else None)
     g = p.add_argument_group("all systems")
     g.add_argument("--sources", nargs="+", choices=Data.SOURCES + Data.FOUR_STEMS[1:], default=d["sources"],
                    help="sources the model outputs, in order (default %(default)s); drums/bass/other need "
@@ -151,8 +157,6 @@ def parse_args(argv=None):
         if known.system in SYSTEMS:
             argv += ["--system", known.system]
     args = training.parse_resumable(build_parser(known.system), argv)
-    if args.system == "waveunet" and args.loss not in ("mse", "l1"):
-        raise UserError(f"--loss {args.loss}: the Wave-U-Net trains on waveforms; use mse or l1")
     if args.system == "gru" and args.mask_weight == "magnitude" and args.loss != "mse":
         raise UserError(f"--mask-weight magnitude weights a squared error: use --loss mse, not {args.loss}")
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
@@ -227,10 +231,22 @@ def waveform_examples(stems, net):
     yield x.sum(1, keepdim=True), x[..., ctx:ctx + out]
 
 
+SDR_FLOOR = 1e-7       # per-sample power added to signal and error in the sdr loss (-70 dB re full scale)
+
+
 def waveform_loss(model, example, source_index, kind):
-    """Mean squared (``kind="mse"``) or absolute error of the predicted waveforms."""
+    """Mean squared (``kind="mse"``) or absolute error of the predicted waveforms, or (``"sdr"``)
+    minus the mean over excerpts and sources of 10 log10(|s|^2 / |s - est|^2) in dB: every excerpt
+    counts the same whatever its level, as in the evaluation's per-clip SDR. Both energies get a
+    floor of ``SDR_FLOOR`` per sample, so a silent source asks for a small error instead of a
+    division by zero."""
     mixture, targets = example
-    diff = model(mixture) - targets[:, source_index]
+    target = targets[:, source_index]
+    diff = model(mixture) - target
+    if kind == "sdr":
+        floor = SDR_FLOOR * target.shape[-1]
+        ratio = (target.pow(2).sum(-1) + floor) / (diff.pow(2).sum(-1) + floor)
+        return -10 * torch.log10(ratio).mean()
     return (diff ** 2).mean() if kind == "mse" else diff.abs().mean()
 
 

@@ -39,8 +39,10 @@ SHIPPED_MODELS = ROOT / "models"
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16, chunk_seconds=2.0,
-                    lr=1e-3, sample_rate=32000, n_fft=4096, hop=2048, loss="kl", loss_help=None):
-    """Arguments shared by every training script; defaults (and the --loss help) per script."""
+                    lr=1e-3, sample_rate=32000, n_fft=4096, hop=2048, loss="kl", loss_help=None,
+                    loss_choices=None):
+    """Arguments shared by every training script; defaults (and the --loss help and choices) per
+    script (``loss_choices`` default: the magnitude losses of ``Model.LOSSES``)."""
     g = parser.add_argument_group("data")
     g.add_argument("--data", type=Path, default=None,
                    help="dataset folder: DSD100, MUSDB18-HQ style or MIR-1K (default: generate and use "
@@ -96,7 +98,7 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help=f"excerpts per batch, >= 1 (default {batch_size})")
     g.add_argument("--lr", type=util.nonneg_float, default=lr, help=f"Adam learning rate, >= 0 (default {lr})")
     g.add_argument("--weight-decay", type=util.nonneg_float, default=0.0, help="Adam weight decay (default 0)")
-    g.add_argument("--loss", choices=sorted(Model.LOSSES), default=loss,
+    g.add_argument("--loss", choices=sorted(loss_choices or Model.LOSSES), default=loss,
                    help=loss_help or "training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
                                      "kl_reverse the swapped direction (default %(default)s)")
     g.add_argument("--lr-decay-patience", type=util.nonneg_int, default=0,
@@ -328,11 +330,11 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     model = build_model(stft.n_bins, args)
     if isinstance(model, Model.MaskModel):
         model.set_level_norm(args.level_norm)
-    loss_fn = Model.LOSSES[args.loss]
     all_sources = Data.dataset_sources(model.sources)
     source_index = [all_sources.index(s) for s in model.sources]
     examples = examples or mask_examples(transforms)
-    compute_loss = compute_loss or functools.partial(mask_loss, loss_fn=loss_fn)
+    compute_loss = compute_loss or functools.partial(mask_loss, loss_fn=Model.LOSSES[args.loss])
+    # (a script that passes compute_loss may define losses of its own, e.g. the Wave-U-Net's sdr)
 
     data_root, train_set, valid_set = prepare_data(args, all_sources)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)

@@ -272,6 +272,39 @@ def test_waveunet_difference_output_sums_to_mixture():
     assert Model_WaveUNet.upsample_linear(torch.tensor([[[0.0, 2.0, 4.0]]])).tolist() == [[[0, 1, 2, 3, 4]]]
 
 
+def test_waveunet_sdr_loss_is_minus_the_mean_sdr_of_each_excerpt_and_source():
+    rng = np.random.default_rng(1)
+    target = torch.from_numpy(rng.standard_normal((3, 2, 500)).astype(np.float32)) * 0.1
+    error = torch.from_numpy(rng.standard_normal((3, 2, 500)).astype(np.float32)) * 0.03
+    error[2] *= 10                                         # one excerpt far worse than the others
+    estimate = target + error
+    fixed = lambda mixture: estimate                        # a "model" returning that estimate
+    loss = train_seed.waveform_loss(fixed, (None, target), [0, 1], "sdr")
+    sdr = 10 * np.log10((target.numpy() ** 2).sum(-1) / (error.numpy() ** 2).sum(-1))
+    assert loss.item() == pytest.approx(-sdr.mean(), abs=1e-3)
+    # every excerpt counts the same whatever its level (unlike mse, where the loud one dominates)
+    scale = torch.tensor([100.0, 1.0, 0.1])[:, None, None]
+    loud = lambda mixture: estimate * scale
+    assert train_seed.waveform_loss(loud, (None, target * scale), [0, 1], "sdr").item() == \
+        pytest.approx(loss.item(), abs=0.01)
+    assert train_seed.waveform_loss(loud, (None, target * scale), [0, 1], "mse").item() > \
+        100 * train_seed.waveform_loss(fixed, (None, target), [0, 1], "mse").item()
+    # a silent source: finite loss, and a gradient that asks for a smaller estimate
+    silent = torch.zeros(1, 1, 500)
+    guess = torch.full((1, 1, 500), 0.01, requires_grad=True)
+    quiet = train_seed.waveform_loss(lambda m: guess, (None, silent), [0], "sdr")
+    quiet.backward()
+    assert np.isfinite(quiet.item()) and (guess.grad > 0).all()
+
+
+def test_sdr_loss_only_for_the_waveunet():
+    args = train_seed.parse_args(["--system", "waveunet", "--loss", "sdr", "--levels", "3"])
+    assert args.loss == "sdr"
+    for system in ("gru", "unet"):
+        with pytest.raises(SystemExit):
+            train_seed.parse_args(["--system", system, "--loss", "sdr"])
+
+
 def test_waveunet_one_training_step_and_time_domain_separation():
     m = tiny_models()["waveunet"]
     stems = torch.randn(2, 2, 300) * 0.1
