@@ -18,7 +18,9 @@ Nyquist counts). Settings:
   wiener1/2      top-mean, then 1 or 2 EM iterations of norbert's multichannel Wiener filter
   power1.5/2/3   top-mean with each mask raised to this power (separate.py --mask-power)
 
-Every setting but the power ones uses the raw mask (--mask-power 1).
+Every setting but the power ones uses the raw mask (--mask-power 1). A time-domain model
+(Wave-U-Net) has no mask and one path, separate.py's: every setting runs it as "resampled"
+(the -40dB one on the quieter song).
 
 The unprocessed mixture (as the vocals estimate) is the floor. Prints a table; --out writes
 results.json. Skips cleanly when the data folder is absent.
@@ -44,7 +46,7 @@ SETTINGS = ("resampled", "zero", "top-mean", "top-mean -40dB", "wiener1", "wiene
 
 def separate_vocals(model, stft, model_sr, mixture, sr, setting):
     """mixture (C, N) at ``sr`` -> vocals estimate (C, N) at ``sr``."""
-    if setting == "resampled":
+    if setting == "resampled" or getattr(model, "domain", None) == "time":
         x = util.resample(mixture, sr, model_sr)
         est = separate.separate_array(model, stft, x)[0]
         est = util.resample(est, model_sr, sr)

@@ -1,0 +1,41 @@
+"""The benchmark scripts run on any checkpoint the project makes (here tiny ones on a tiny folder)."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+import Model
+import Model_WaveUNet
+import util
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bench_real_songs  # noqa: E402
+
+
+def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
+    rng = np.random.default_rng(0)
+    track = tmp_path / "data" / "song"
+    track.mkdir(parents=True)
+    vocals = rng.standard_normal((12000, 2)).astype(np.float32) * 0.05
+    accompaniment = rng.standard_normal((12000, 2)).astype(np.float32) * 0.05
+    sf.write(track / "vocals.wav", vocals, 11025)
+    sf.write(track / "mixture.wav", vocals + accompaniment, 11025)
+    torch.manual_seed(0)
+    stft = util.make_stft(128, 32)
+    util.save_checkpoint(tmp_path / "ff.pt", Model.FrameMaskNet(stft.n_bins, (16,), 8, dropout=0.0), stft, 8000)
+    util.save_checkpoint(tmp_path / "wun.pt", Model_WaveUNet.WaveUNet(levels=3, features=4, down_kernel=5,
+                                                                      up_kernel=3), stft, 8000)
+    out = tmp_path / "out"
+    assert bench_real_songs.main(["--model", str(tmp_path / "ff.pt"), str(tmp_path / "wun.pt"),
+                                  "--data", str(tmp_path / "data"), "--settings", "resampled", "top-mean",
+                                  "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert [(r["model"], r["track"]) for r in result["rows"]] == [("ff.pt", "song"), ("wun.pt", "song")]
+    for r in result["rows"]:
+        assert np.isfinite([r["mixture"], r["resampled"], r["top-mean"]]).all()
+    ff, wun = result["rows"]
+    assert ff["top-mean"] != ff["resampled"]                  # two paths for a mask model
+    assert wun["top-mean"] == wun["resampled"]                # one for the time-domain model
