@@ -103,8 +103,17 @@ def continued_history(old: dict, new: dict, source: str) -> dict:
     out["valid"] = list(old["valid"][:e0]) + [dict(v, epoch=v["epoch"] + e0, step=v["step"] + s0)
                                               for v in new["valid"]]
     out["best_epoch"] = new["best_epoch"] + e0
-    out["continued_from"] = {"history": source, "epochs": e0, "steps": s0}
+    out["continued_from"] = {"history": source, "epochs": e0, "steps": s0, "loss": old.get("loss", new.get("loss"))}
     return out
+
+
+def current_loss_span(history: dict) -> tuple[int, int]:
+    """(epochs, steps) before the part of ``history`` trained on its own ``loss``: (0, 0) unless it
+    continued a run that had another loss (whose values are in other units)."""
+    cont = history.get("continued_from") or {}
+    if cont.get("loss", history.get("loss")) != history.get("loss"):
+        return cont["epochs"], cont["steps"]
+    return 0, 0
 
 
 if __name__ == "__main__":

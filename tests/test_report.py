@@ -115,3 +115,37 @@ def test_training_levers_table(tmp_path, monkeypatch):
     assert text[text.index("drnn-eq6") + 10] == "3.46"
     i = text.index("rnn-eq6")
     assert text[i:i + 11] == ["rnn-eq6", "1920", "6", "0.5", "0", "0.998", "3", "2", "41.0", "9.69", "5.20"]
+
+
+def test_a_history_continued_on_another_loss_plots_each_loss_in_its_own_units(tmp_path, monkeypatch):
+    """The Wave-U-Net was trained on MSE, then continued on minus the SDR (negative, in dB): the
+    merged history says where the loss changed, and the figures plot only what has a meaning."""
+    import export_model
+    old = {"loss": "mse", "best_epoch": 2, "smoothed": [0.02, 0.01, 0.008, 0.007], "epoch_time": [60, 60, 60],
+           "valid": [{"epoch": 1, "step": 2, "loss": 0.01, "gnsdr": 3.0},
+                     {"epoch": 2, "step": 4, "loss": 0.008, "gnsdr": 4.0},
+                     {"epoch": 3, "step": 6, "loss": 0.009, "gnsdr": 3.5}]}
+    new = {"loss": "sdr", "best_epoch": 2, "smoothed": [-3.0, -4.0, -5.0, -6.0], "epoch_time": [60, 60],
+           "valid": [{"epoch": 1, "step": 2, "loss": -5.0, "gnsdr": 5.0},
+                     {"epoch": 2, "step": 4, "loss": -6.0, "gnsdr": 6.0}]}
+    merged = export_model.continued_history(old, new, "old.json")
+    assert merged["loss"] == "sdr" and merged["continued_from"]["loss"] == "mse"
+    assert export_model.current_loss_span(merged) == (2, 4)
+    assert export_model.current_loss_span(export_model.continued_history(old, dict(new, loss="mse"), "o")) == (0, 0)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "waveunet_history.json").write_text(json.dumps(merged))
+    monkeypatch.setattr(build_report, "MODELS", models)
+    import matplotlib.pyplot as plt
+    plotted = []
+    real_plot = plt.Axes.plot
+    monkeypatch.setattr(plt.Axes, "plot", lambda ax, *a, **k: plotted.append(
+        (ax.get_ylabel(), list(a[0]), list(a[1]))) or real_plot(ax, *a, **k))
+    assert build_report.plot_losses(tmp_path).exists()
+    assert ("", [4, 5, 6, 7], [-3.0, -4.0, -5.0, -6.0]) in plotted          # training, sdr part only
+    assert ("", [6, 8], [-5.0, -6.0]) in plotted                             # validation, sdr part only
+    plotted.clear()
+    assert build_report.plot_learning_curves(tmp_path, build_report.histories()).exists()
+    loss_line, sdr_line = plotted
+    assert loss_line[1] == [1.0, 2.0] and loss_line[2] == pytest.approx([1.0, 0.8])   # the mse part, relative
+    assert sdr_line[1] == [1.0, 2.0, 3.0, 4.0] and sdr_line[2] == [3.0, 4.0, 5.0, 6.0]
