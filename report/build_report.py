@@ -106,7 +106,7 @@ def plot_losses(out: Path) -> Path | None:
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(f"loss ({h.get('loss', 'kl')})")
         if min(h["smoothed"][s0:] + [v["loss"] for v in valid]) > 0:
-            ax.set_yscale("log")                         # (minus an SDR in dB is negative: linear)
+            ax.set_yscale("log")       # linear where a loss goes negative (minus-SDR, the DRNN's discriminative)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
