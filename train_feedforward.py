@@ -35,7 +35,8 @@ def parse_args(argv=None):
                         "models/savedModel_feedforward_best.pt), with a fresh optimizer (default: random weights)")
     g.add_argument("--frame-batch", type=util.positive_int, default=1024,
                    help="frames per optimisation step: each batch of excerpts is cut into frames, "
-                        "shuffled and split into steps of this many frames (default 1024)")
+                        "shuffled and split into steps of this many frames (default 1024; with --loss sdr "
+                        "each step is one batch of whole excerpts instead)")
     return training.parse_resumable(p, argv)
 
 
@@ -60,7 +61,8 @@ def main(argv=None):
     run = training.train(
         args, "feedforward", "savedModel_feedforward_best.pt",
         lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout, conv=a.conv),
-        examples=shuffled_frames(transforms, args.frame_batch),
+        # --loss sdr resynthesises waveforms, so it trains on whole excerpts, frames in order
+        examples=None if args.loss == "sdr" else shuffled_frames(transforms, args.frame_batch),
         after_build=(lambda m, a: training.init_from_checkpoint(m, a.init)) if args.init else None)
     print(run / "savedModel_feedforward_best.pt")
 

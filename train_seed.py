@@ -12,6 +12,8 @@ Systems (module; what the loss compares):
             --loss on the masked magnitudes, minus --interference times D(other source, estimate)
   unet      Model_UNet.UNet, Jansson et al. 2017: 6+6 strided 5x5 (de)convs, skips, sigmoid mask;
             L1 on the masked magnitude
+            (cnn and unet: or --loss sdr, minus the SDR per excerpt of each source's waveform
+            resynthesised with the mixture's phase, as separation does)
   waveunet  Model_WaveUNet.WaveUNet, Stoller et al. 2018: time domain, valid convolutions,
             K-1 sources + difference output; MSE on the waveforms (or L1, or minus their
             SDR per excerpt: --loss sdr)
@@ -36,7 +38,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 
 import Data
 import Model
@@ -72,6 +73,9 @@ DEFAULTS = {
                      layers=None, dropout=0.0, curriculum_start=0.0),
 }
 WAVEFORM_LOSSES = ("mse", "l1", "sdr")
+# --loss choices where they differ from training.MASK_LOSSES (magnitude losses and sdr): the DRNN's
+# and the GRU's losses compare magnitudes or masks only
+LOSS_CHOICES = {"waveunet": WAVEFORM_LOSSES, "drnn": tuple(Model.LOSSES), "gru": tuple(Model.LOSSES)}
 TRAINING_KEYS = ("epochs", "batch_size", "chunk_seconds", "lr", "sample_rate", "n_fft", "hop")
 
 
@@ -82,9 +86,10 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     p.add_argument("--system", choices=SYSTEMS, required=True, help="which seed system to train")
     training.add_common_args(p, **{k: d[k] for k in TRAINING_KEYS}, loss=d["loss"], loss_help=(
         "drnn: D of the discriminative loss on magnitudes; gru: loss between predicted and target masks; "
-        "cnn, unet: loss on masked magnitudes; waveunet: mse or l1 on waveforms, or sdr = minus the "
+        "cnn, unet: loss on masked magnitudes, or sdr = minus the SDR in dB per excerpt of the waveform "
+        "resynthesised with the mixture's phase; waveunet: mse or l1 on waveforms, or sdr = minus the "
         "SDR in dB of each source's waveform per excerpt (default %(default)s)"),
-        loss_choices=WAVEFORM_LOSSES if system == "waveunet" else None)
+        loss_choices=LOSS_CHOICES.get(system))
     g = p.add_argument_group("all systems")
     g.add_argument("--sources", nargs="+", choices=Data.SOURCES + Data.FOUR_STEMS[1:], default=d["sources"],
                    help="sources the model outputs, in order (default %(default)s); drums/bass/other need "
@@ -159,6 +164,8 @@ def parse_args(argv=None):
     args = training.parse_resumable(build_parser(known.system), argv)
     if args.system == "gru" and args.mask_weight == "magnitude" and args.loss != "mse":
         raise UserError(f"--mask-weight magnitude weights a squared error: use --loss mse, not {args.loss}")
+    if args.system == "cnn" and args.interference > 0 and args.loss == "sdr":
+        raise UserError("--interference subtracts a magnitude distance: use it with a magnitude --loss, not sdr")
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
         raise UserError(f"--curriculum-start {args.curriculum_start} must be in (0, --chunk-seconds]")
     return args
@@ -231,22 +238,15 @@ def waveform_examples(stems, net):
     yield x.sum(1, keepdim=True), x[..., ctx:ctx + out]
 
 
-SDR_FLOOR = 1e-7       # per-sample power added to signal and error in the sdr loss (-70 dB re full scale)
-
-
 def waveform_loss(model, example, source_index, kind):
     """Mean squared (``kind="mse"``) or absolute error of the predicted waveforms, or (``"sdr"``)
-    minus the mean over excerpts and sources of 10 log10(|s|^2 / |s - est|^2) in dB: every excerpt
-    counts the same whatever its level, as in the evaluation's per-clip SDR. Both energies get a
-    floor of ``SDR_FLOOR`` per sample, so a silent source asks for a small error instead of a
-    division by zero."""
+    :func:`training.sdr_loss`: minus the mean SDR in dB over excerpts and sources."""
     mixture, targets = example
     target = targets[:, source_index]
-    diff = model(mixture) - target
+    estimate = model(mixture)
     if kind == "sdr":
-        floor = SDR_FLOOR * target.shape[-1]
-        ratio = (target.pow(2).sum(-1) + floor) / (diff.pow(2).sum(-1) + floor)
-        return -10 * torch.log10(ratio).mean()
+        return training.sdr_loss(estimate, target)
+    diff = estimate - target
     return (diff ** 2).mean() if kind == "mse" else diff.abs().mean()
 
 

@@ -42,7 +42,7 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                     lr=1e-3, sample_rate=32000, n_fft=4096, hop=2048, loss="kl", loss_help=None,
                     loss_choices=None):
     """Arguments shared by every training script; defaults (and the --loss help and choices) per
-    script (``loss_choices`` default: the magnitude losses of ``Model.LOSSES``)."""
+    script (``loss_choices`` default: :data:`MASK_LOSSES`)."""
     g = parser.add_argument_group("data")
     g.add_argument("--data", type=Path, default=None,
                    help="dataset folder: DSD100, MUSDB18-HQ style or MIR-1K (default: generate and use "
@@ -98,9 +98,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help=f"excerpts per batch, >= 1 (default {batch_size})")
     g.add_argument("--lr", type=util.nonneg_float, default=lr, help=f"Adam learning rate, >= 0 (default {lr})")
     g.add_argument("--weight-decay", type=util.nonneg_float, default=0.0, help="Adam weight decay (default 0)")
-    g.add_argument("--loss", choices=sorted(loss_choices or Model.LOSSES), default=loss,
+    g.add_argument("--loss", choices=sorted(loss_choices or MASK_LOSSES), default=loss,
                    help=loss_help or "training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
-                                     "kl_reverse the swapped direction (default %(default)s)")
+                                     "kl_reverse the swapped direction; or sdr = minus the SDR in dB, per excerpt, "
+                                     "of the waveform resynthesised with the mixture's phase (default %(default)s)")
     g.add_argument("--lr-decay-patience", type=util.nonneg_int, default=0,
                    help="multiply the learning rate by --lr-decay-factor after this many epochs without "
                         "validation improvement (0: constant rate; default 0)")
@@ -216,6 +217,38 @@ def mask_loss(model, example, source_index, loss_fn):
     return loss_fn(target, estimate)
 
 
+SDR_FLOOR = 1e-7       # per-sample power added to signal and error in the sdr loss (-70 dB re full scale)
+MASK_LOSSES = (*Model.LOSSES, "sdr")
+
+
+def sdr_loss(estimate, target):
+    """Minus the mean over every leading index (excerpt, source) of 10 log10(|s|^2 / |s - est|^2)
+    in dB over the last axis (samples): every excerpt counts the same whatever its level, as in
+    the evaluation's per-clip SDR. Both energies get a floor of ``SDR_FLOOR`` per sample, so a
+    silent source asks for a small error instead of a division by zero."""
+    floor = SDR_FLOOR * target.shape[-1]
+    ratio = (target.pow(2).sum(-1) + floor) / ((estimate - target).pow(2).sum(-1) + floor)
+    return -10 * torch.log10(ratio).mean()
+
+
+def mask_sdr_examples(stft: util.STFT):
+    """``examples(stems, model)`` for ``--loss sdr``: (B, S, samples) -> one example (mix_mag
+    (B, T, F), the mixture's complex STFT (B, F, T), the stems)."""
+    def examples(stems, model):
+        spec = stft.stft(stems.sum(1))
+        yield spec.abs().transpose(-1, -2), spec, stems
+    return examples
+
+
+def mask_sdr_loss(model, example, source_index, stft: util.STFT):
+    """:func:`sdr_loss` of each named source against mask x mixture STFT resynthesised (the
+    mixture's phase, inverse STFT and overlap-add, as separation does)."""
+    mix_mag, mix_spec, stems = example
+    masks = model(mix_mag).transpose(-1, -2)                 # (B, S', F, T)
+    estimate = stft.istft(masks * mix_spec.unsqueeze(1), stems.shape[-1])
+    return sdr_loss(estimate, stems[:, source_index])
+
+
 # ----------------------------------------------------------------------------------------------
 def _distributed():
     """(rank, world_size); initialises the process group under torchrun."""
@@ -311,7 +344,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     """Run a whole training. ``build_model(n_bins, args)`` -> model; ``examples(stems, model)``
     turns a batch of stems into minibatch examples; ``compute_loss(model, example, source_index)``
     -> scalar tensor, ``source_index`` being the positions of the model's sources among the
-    dataset's stems (default: :func:`mask_examples` and :func:`mask_loss` with ``--loss``).
+    dataset's stems (default: :func:`mask_examples` and :func:`mask_loss` with ``--loss``, or
+    :func:`mask_sdr_examples` and :func:`mask_sdr_loss` with ``--loss sdr``).
     ``after_build(model, args)`` runs once on a fresh model (e.g. ``--init`` weights).
     ``on_epoch(epoch, train_set)`` runs before each epoch (e.g. a curriculum changing
     ``train_set.chunk``). Returns the run folder."""
@@ -332,6 +366,10 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         model.set_level_norm(args.level_norm)
     all_sources = Data.dataset_sources(model.sources)
     source_index = [all_sources.index(s) for s in model.sources]
+    if compute_loss is None and args.loss == "sdr":
+        assert examples is None, "--loss sdr makes its own examples (whole excerpts with the mixture's STFT)"
+        examples = mask_sdr_examples(stft)
+        compute_loss = functools.partial(mask_sdr_loss, stft=stft)
     examples = examples or mask_examples(transforms)
     compute_loss = compute_loss or functools.partial(mask_loss, loss_fn=Model.LOSSES[args.loss])
     # (a script that passes compute_loss may define losses of its own, e.g. the Wave-U-Net's sdr)

@@ -297,12 +297,17 @@ def test_waveunet_sdr_loss_is_minus_the_mean_sdr_of_each_excerpt_and_source():
     assert np.isfinite(quiet.item()) and (guess.grad > 0).all()
 
 
-def test_sdr_loss_only_for_the_waveunet():
+def test_sdr_loss_for_waveforms_and_masks_not_for_mask_targets():
     args = train_seed.parse_args(["--system", "waveunet", "--loss", "sdr", "--levels", "3"])
     assert args.loss == "sdr"
-    for system in ("gru", "unet"):
+    for system in ("cnn", "unet"):              # masks applied to the mixture: resynthesised, then SDR
+        stft = ["--n-fft", "1024", "--hop", "256"]
+        assert train_seed.parse_args(["--system", system, "--loss", "sdr", *stft]).loss == "sdr"
+    for system in ("gru", "drnn"):              # the mask target and the discriminative loss: magnitudes
         with pytest.raises(SystemExit):
             train_seed.parse_args(["--system", system, "--loss", "sdr"])
+    with pytest.raises(util.UserError, match="--interference"):
+        train_seed.parse_args(["--system", "cnn", "--loss", "sdr", "--interference", "0.05"])
 
 
 def test_waveunet_one_training_step_and_time_domain_separation():
