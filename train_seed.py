@@ -12,8 +12,8 @@ Systems (module; what the loss compares):
             --loss on the masked magnitudes, minus --interference times D(other source, estimate)
   unet      Model_UNet.UNet, Jansson et al. 2017: 6+6 strided 5x5 (de)convs, skips, sigmoid mask;
             L1 on the masked magnitude
-            (cnn and unet: or --loss sdr, minus the SDR per excerpt of each source's waveform
-            resynthesised with the mixture's phase, as separation does)
+            (drnn, gru, cnn and unet: or --loss sdr, minus the SDR per excerpt of each source's
+            waveform resynthesised with the mixture's phase, as separation does)
   waveunet  Model_WaveUNet.WaveUNet, Stoller et al. 2018: time domain, valid convolutions,
             K-1 sources + difference output; MSE on the waveforms (or L1, or minus their
             SDR per excerpt: --loss sdr)
@@ -73,9 +73,8 @@ DEFAULTS = {
                      layers=None, dropout=0.0, curriculum_start=0.0),
 }
 WAVEFORM_LOSSES = ("mse", "l1", "sdr")
-# --loss choices where they differ from training.MASK_LOSSES (magnitude losses and sdr): the DRNN's
-# and the GRU's losses compare magnitudes or masks only
-LOSS_CHOICES = {"waveunet": WAVEFORM_LOSSES, "drnn": tuple(Model.LOSSES), "gru": tuple(Model.LOSSES)}
+# --loss choices where they differ from training.MASK_LOSSES (magnitude losses and sdr)
+LOSS_CHOICES = {"waveunet": WAVEFORM_LOSSES}
 TRAINING_KEYS = ("epochs", "batch_size", "chunk_seconds", "lr", "sample_rate", "n_fft", "hop")
 
 
@@ -86,8 +85,9 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     p.add_argument("--system", choices=SYSTEMS, required=True, help="which seed system to train")
     training.add_common_args(p, **{k: d[k] for k in TRAINING_KEYS}, loss=d["loss"], loss_help=(
         "drnn: D of the discriminative loss on magnitudes; gru: loss between predicted and target masks; "
-        "cnn, unet: loss on masked magnitudes, or sdr = minus the SDR in dB per excerpt of the waveform "
-        "resynthesised with the mixture's phase; waveunet: mse or l1 on waveforms, or sdr = minus the "
+        "cnn, unet: loss on masked magnitudes; drnn, gru, cnn, unet: or sdr = minus the SDR in dB per excerpt "
+        "of each source's waveform resynthesised with the mixture's phase (no discriminative or interference "
+        "term, no mask target); waveunet: mse or l1 on waveforms, or sdr = minus the "
         "SDR in dB of each source's waveform per excerpt (default %(default)s)"),
         loss_choices=LOSS_CHOICES.get(system))
     g = p.add_argument_group("all systems")
@@ -166,6 +166,8 @@ def parse_args(argv=None):
         raise UserError(f"--mask-weight magnitude weights a squared error: use --loss mse, not {args.loss}")
     if args.system == "cnn" and args.interference > 0 and args.loss == "sdr":
         raise UserError("--interference subtracts a magnitude distance: use it with a magnitude --loss, not sdr")
+    if args.system == "drnn" and args.gamma > 0 and args.loss == "sdr":
+        raise UserError("--gamma weighs a magnitude distance: with --loss sdr give --gamma 0")
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
         raise UserError(f"--curriculum-start {args.curriculum_start} must be in (0, --chunk-seconds]")
     return args
@@ -268,7 +270,9 @@ def main(argv=None):
     args = parse_args(argv)
     loss_fn = Model.LOSSES.get(args.loss)
     examples, compute_loss = None, None                    # the training loop's defaults: masked magnitudes
-    if args.system == "drnn":
+    if args.loss == "sdr" and args.system != "waveunet":
+        pass                                               # the training loop's sdr on resynthesised masks
+    elif args.system == "drnn":
         compute_loss = functools.partial(discriminative_mask_loss, loss_fn=loss_fn, gamma=args.gamma)
     elif args.system == "gru":
         compute_loss = functools.partial(mask_target_loss, loss_fn=loss_fn, p=args.irm_p, v=args.irm_v,

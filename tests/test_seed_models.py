@@ -17,6 +17,7 @@ import demo_data
 import evaluate_sdr
 import separate
 import train_seed
+import training
 import util
 
 F = 65   # bins of a 128-point STFT: tiny but not a multiple of 64
@@ -297,17 +298,20 @@ def test_waveunet_sdr_loss_is_minus_the_mean_sdr_of_each_excerpt_and_source():
     assert np.isfinite(quiet.item()) and (guess.grad > 0).all()
 
 
-def test_sdr_loss_for_waveforms_and_masks_not_for_mask_targets():
+def test_sdr_loss_for_every_system_without_magnitude_terms():
     args = train_seed.parse_args(["--system", "waveunet", "--loss", "sdr", "--levels", "3"])
     assert args.loss == "sdr"
-    for system in ("cnn", "unet"):              # masks applied to the mixture: resynthesised, then SDR
-        stft = ["--n-fft", "1024", "--hop", "256"]
+    stft = ["--n-fft", "1024", "--hop", "256"]
+    for system in ("gru", "cnn", "unet"):       # masks applied to the mixture: resynthesised, then SDR
         assert train_seed.parse_args(["--system", system, "--loss", "sdr", *stft]).loss == "sdr"
-    for system in ("gru", "drnn"):              # the mask target and the discriminative loss: magnitudes
-        with pytest.raises(SystemExit):
-            train_seed.parse_args(["--system", system, "--loss", "sdr"])
+    assert train_seed.parse_args(["--system", "drnn", "--loss", "sdr", "--gamma", "0"]).loss == "sdr"
+    # terms that weigh magnitude distances have no meaning beside it: a clear error, not a silent drop
     with pytest.raises(util.UserError, match="--interference"):
         train_seed.parse_args(["--system", "cnn", "--loss", "sdr", "--interference", "0.05"])
+    with pytest.raises(util.UserError, match="--gamma 0"):
+        train_seed.parse_args(["--system", "drnn", "--loss", "sdr"])
+    with pytest.raises(util.UserError, match="--mask-weight"):
+        train_seed.parse_args(["--system", "gru", "--loss", "sdr", "--mask-weight", "magnitude"])
 
 
 def test_waveunet_one_training_step_and_time_domain_separation():
@@ -389,6 +393,23 @@ def test_train_seed_drnn_with_curriculum(demo, tmp_path, monkeypatch):
     assert isinstance(model, Model_DRNN.DRNN) and ckpt["train_args"]["gamma"] == 0.05
     assert ckpt["model_args"]["hidden"] == 16 and ckpt["model_args"]["recurrent_layers"] == [2]
     assert len(json.loads((run / "history.json").read_text())["valid"]) == 2
+
+
+def test_train_seed_gru_on_the_sdr_loss_uses_resynthesised_masks(demo, tmp_path, monkeypatch):
+    calls = []
+    original = training.mask_sdr_loss
+
+    def spy(model, example, source_index, stft):
+        calls.append(len(example))
+        return original(model, example, source_index, stft)
+    monkeypatch.setattr(training, "mask_sdr_loss", spy)
+    monkeypatch.setattr(train_seed, "mask_target_loss", None)      # the GRU's usual loss must not run
+    run = tmp_path / "run"
+    train_seed.main(seed_args("gru", demo, run, tmp_path / "cache", "--hidden", "16", "--layers", "1",
+                              "--dense", "16", "--loss", "sdr"))
+    assert calls and set(calls) == {3}                     # (mix_mag, mixture STFT, stems) every step
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["loss"] == "sdr" and all(np.isfinite(v["loss"]) for v in hist["valid"])
 
 
 @pytest.mark.slow
