@@ -463,7 +463,12 @@ def training_levers_section(rep):
           "all three stopped by hand for time); gru512-eq6 is the GRU-IRM's recipe with 512 units per GRU layer "
           "(not shipped: ahead on validation, 0.51 dB lower on the excerpts; stopped by hand at 13 for time), "
           "waveunet-sdr continues the Wave-U-Net with minus the SDR per excerpt as its loss (--loss sdr; its "
-          "validation loss is that, in dB) and the random EQ, at 0.3x the learning rate (shipped).", size=8.5)
+          "validation loss is that, in dB) and the random EQ, at 0.3x the learning rate (shipped at its epoch 17 "
+          "in the tenth session; resumed in the eleventh to 22, whose best is not shipped: excerpts 3.00 vs 3.62); "
+          "unet-sdr, rnn-sdr, cnn-sdr, drnn-sdr and gru-sdr continue the shipped U-Net, RNN, CNN, DRNN and GRU-IRM "
+          "on minus the SDR per excerpt of the sources resynthesised from their masks with the mixture's phase "
+          "(--loss sdr; the DRNN with --gamma 0), at 0.3x the first learning rate, seed 44 (U-Net and RNN "
+          "shipped; the CNN not: excerpts 0.501 dB lower).", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
               rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)
