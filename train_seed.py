@@ -38,7 +38,6 @@ import os
 import sys
 from pathlib import Path
 
-
 import Data
 import Model
 import Model_DRNN
