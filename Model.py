@@ -223,6 +223,16 @@ class MaskEnsemble(nn.Module):
         return (masks, states) if return_state else masks
 
 
+def set_shifts(model: nn.Module, n: int) -> int:
+    """Set the inference-time shift averaging (``shifts``, see Model_UNet) of every part of
+    ``model`` that has one (an ensemble's members too; an ONNX graph has none); returns how
+    many parts took it."""
+    parts = [m for m in (model.modules() if isinstance(model, nn.Module) else [model]) if hasattr(type(m), "shifts")]
+    for m in parts:
+        m.shifts = int(n)
+    return len(parts)
+
+
 # ----------------------------------------------------------------------------------------------
 # Losses on magnitudes. target, estimate: (..., frames, bins). Sum over bins; mean over
 # everything else (batch, sources, time steps), as the assignment asks.

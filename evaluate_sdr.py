@@ -88,6 +88,7 @@ def parse_args(argv=None):
                    help="length of each track's excerpt on the listening page, the part with the most vocal "
                         "energy (default 10)")
     separate.add_mask_power_arg(p)
+    separate.add_shifts_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sources", nargs="*", choices=Data.FOUR_STEMS[1:], default=[],
                    help="also report these stems for models that output all four (vocals, drums, bass, "
@@ -132,6 +133,7 @@ class EvalSettings:
     html_dir: str | None = None   # --html: where the listening page's media go (the --out folder)
     html_seconds: float = 10.0    # length of each track's excerpt on the page
     mask_power: float = 1.0       # --mask-power: masks ** p (spectrogram models)
+    shifts: int = 1               # --shifts: the U-Net's masks averaged over this many time offsets
 
 
 class _Worker:
@@ -143,6 +145,7 @@ class _Worker:
         self.models = []
         for path, name in zip(settings.models, settings.names):
             model, stft, sr, _ = util.load_model(path)
+            Model.set_shifts(model, settings.shifts)
             self.models.append((name, model, stft, sr))
         self.oracle_stft = util.make_stft(**settings.oracle_stft)
         self.cache = Data.AudioCache(settings.sample_rate, settings.cache_dir)
@@ -327,7 +330,8 @@ def evaluate(args) -> dict:
                             oracle_stft=oracle_stft.config(), oracles=tuple(args.oracle), backend=args.backend,
                             framewise=args.framewise, extra=tuple(args.sources),
                             html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
-                            mask_power=args.mask_power)
+                            mask_power=args.mask_power,
+                            shifts=separate.DEFAULT_SHIFTS if args.shifts is None else args.shifts)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
@@ -364,7 +368,7 @@ def evaluate(args) -> dict:
     meta = {"data": str(data), "split": args.split, "track_patterns": args.tracks, "tracks": len(tracks) - len(skipped),
             "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
-            "mask_power": args.mask_power,
+            "mask_power": args.mask_power, "shifts": settings.shifts,
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
     media = {res["track"]: res["media"] for res in results if "media" in res}

@@ -77,6 +77,7 @@ def main(argv=None):
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="which settings")
     p.add_argument("--out", type=Path, default=None, help="folder for results.json (must not hold one)")
     p.add_argument("--threads", type=util.threads_count, default=1, help="torch threads (default 1)")
+    separate.add_shifts_arg(p)
     args = p.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: {args.data} not found")
@@ -91,6 +92,7 @@ def main(argv=None):
     label = {p: util.checkpoint_name(p) if util.ensemble_parts(p) else p.name for p in args.model}
     for path in args.model:
         model, stft, model_sr, _ = util.load_model(path)
+        shifts = separate.apply_shifts(model, args.shifts)
         for d in tracks:
             mixture, sr = util.load_audio(d / "mixture.wav")
             vocals, _ = util.load_audio(d / "vocals.wav")
@@ -117,7 +119,7 @@ def main(argv=None):
         util.write_json(args.out / "results.json", {
             "command": "python bench/bench_real_songs.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "metric": "vocals SDR, BSS Eval v3 (bss_eval.py = mir_eval), whole excerpt, mono, input rate",
-            "data": str(args.data), "median": summary, "rows": rows})
+            "data": str(args.data), "shifts": shifts, "median": summary, "rows": rows})
     return 0
 
 

@@ -117,3 +117,17 @@ def test_readme_mask_power_table_equals_the_committed_json():
             continue
         row = f"| {label[name]} | {system} | " + " | ".join(f"{by_power[p][0]:.2f}" for p in sorted(by_power)) + " |"
         assert row in text, f"README lacks the mask-power row {row}"
+
+
+def test_readme_shifts_table_equals_the_committed_json():
+    """The README's shift-averaging table shows results/shifts' numbers, no other."""
+    sys.path.insert(0, str(ROOT / "report"))
+    import build_report
+    table = build_report.shifts_table()
+    if not table:
+        pytest.skip("no results/shifts")
+    text = (ROOT / "README.md").read_text()
+    systems = list(table)
+    for n in sorted(table[systems[0]]):
+        row = f"| {n} | " + " | ".join(f"{table[s][n][0]:.2f} / {table[s][n][1]:.2f}" for s in systems) + " |"
+        assert row in text, f"README lacks the shifts row {row}"

@@ -229,6 +229,70 @@ def test_unet_one_training_step_l1():
     assert np.isfinite(training_step(m, (mix, src[:, :1]), "l1", [0]))
 
 
+def test_unet_shift_offsets_cover_every_stride_grid():
+    assert Model_UNet.shift_offsets(4, 64) == [0, 17, 34, 51]
+    assert Model_UNet.shift_offsets(1, 64) == [0]
+    assert Model_UNet.shift_offsets(64, 64) == list(range(64))
+    assert Model_UNet.shift_offsets(100, 8) == list(range(8))
+    for n in (2, 3, 4, 5, 8):        # different positions on the first two stride-2 layers' grids
+        offsets = Model_UNet.shift_offsets(n, 64)
+        assert len({o % 4 for o in offsets}) == min(n, 4) and offsets[-1] < 64
+
+
+def test_unet_shifts_average_the_masks_over_time_offsets():
+    """shifts = n in eval mode: the mean of the raw masks of the input with s frames mirrored in
+    front (cropped after), s in shift_offsets(n, 64); training mode and shifts = 1: the raw masks."""
+    m = tiny_models()["unet"].eval()
+    mix, _ = mags(b=1, t=50)
+    with torch.no_grad():
+        raw = m(mix)
+        m.shifts = 3
+        got = m(mix)
+        want = torch.stack([m._masks(torch.nn.functional.pad(mix.transpose(1, 2), (s, 0), mode="reflect")
+                                     .transpose(1, 2) if s else mix)[:, :, s:]
+                            for s in Model_UNet.shift_offsets(3, 64)]).mean(0)
+    assert got.shape == raw.shape == (1, 1, 50, F)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert (got - raw).abs().max() > 1e-3                   # the offsets do change the masks
+    assert torch.equal(m._masks(mix), raw)
+    short, _ = mags(b=1, t=5)                               # offsets longer than the input
+    with torch.no_grad():
+        assert m(short).shape == (1, 1, 5, F)
+    m.train()
+    torch.manual_seed(0)
+    a = m(mix)
+    torch.manual_seed(0)
+    assert torch.equal(a, m._masks(mix))                    # training ignores shifts
+
+
+def test_set_shifts_reaches_ensemble_members_and_is_not_saved(tmp_path):
+    unet, gru = tiny_models()["unet"], tiny_models()["gru"]
+    ens = Model.MaskEnsemble([unet, gru])
+    assert Model.set_shifts(ens, 4) == 1 and unet.shifts == 4 and not hasattr(gru, "shifts")
+    assert Model.set_shifts(gru, 4) == 0
+    util.save_checkpoint(tmp_path / "u.pt", unet, util.make_stft(128, 32), 8000)
+    assert util.load_model(tmp_path / "u.pt")[0].shifts == 1
+
+
+def test_separate_and_evaluate_take_shifts(demo, tmp_path, capsys):
+    util.save_checkpoint(tmp_path / "u.pt", tiny_models()["unet"], util.make_stft(128, 32), 8000)
+    util.save_checkpoint(tmp_path / "g.pt", tiny_models()["gru"], util.make_stft(128, 32), 8000)
+    song = next((demo / "Mixtures" / "Test").iterdir()) / "mixture.wav"
+    vocals = {}
+    for n in ("1", "4"):
+        assert separate.main([str(song), "--model", str(tmp_path / "u.pt"), "-o", str(tmp_path / n), "--quiet",
+                              "--shifts", n]) in (0, None)
+        vocals[n], _ = sf.read(next((tmp_path / n).rglob("vocals.wav")))
+    assert np.abs(vocals["1"] - vocals["4"]).max() > 1e-4
+    capsys.readouterr()
+    separate.main([str(song), "--model", str(tmp_path / "g.pt"), "-o", str(tmp_path / "g"), "--quiet", "--shifts", "2"])
+    assert "--shifts has no effect" in capsys.readouterr().err
+    out = tmp_path / "eval"
+    assert evaluate_sdr.main(["--model", str(tmp_path / "u.pt"), "--data", str(demo), "--split", "test",
+                              "--out", str(out), "--quiet", "--shifts", "2"]) in (0, None)
+    assert json.loads((out / "summary.json").read_text())["meta"]["shifts"] == 2
+
+
 # ----------------------------------------------------------------------------------------------
 # Wave-U-Net
 # ----------------------------------------------------------------------------------------------
