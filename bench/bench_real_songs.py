@@ -90,6 +90,8 @@ def main(argv=None):
     rows = []
     t0 = time.time()
     label = {p: util.checkpoint_name(p) if util.ensemble_parts(p) else p.name for p in args.model}
+    if len(set(label.values())) < len(label):          # two files of one name: their paths tell them apart
+        label = {p: str(p) for p in args.model}
     for path in args.model:
         model, stft, model_sr, _ = util.load_model(path)
         shifts = separate.apply_shifts(model, args.shifts)

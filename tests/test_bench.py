@@ -39,3 +39,26 @@ def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
     ff, wun = result["rows"]
     assert ff["top-mean"] != ff["resampled"]                  # two paths for a mask model
     assert wun["top-mean"] == wun["resampled"]                # one for the time-domain model
+
+
+def test_bench_real_songs_keeps_two_checkpoints_of_one_name_apart(tmp_path):
+    """Two files both named m.pt (a run's best beside the shipped one) get a row each, not one merged median."""
+    rng = np.random.default_rng(1)
+    track = tmp_path / "data" / "song"
+    track.mkdir(parents=True)
+    vocals = rng.standard_normal((9000, 1)).astype(np.float32) * 0.05
+    sf.write(track / "vocals.wav", vocals, 8000)
+    sf.write(track / "mixture.wav", vocals + rng.standard_normal((9000, 1)).astype(np.float32) * 0.05, 8000)
+    stft = util.make_stft(128, 32)
+    for seed, folder in enumerate(("a", "b")):
+        torch.manual_seed(seed)
+        (tmp_path / folder).mkdir()
+        util.save_checkpoint(tmp_path / folder / "m.pt", Model.FrameMaskNet(stft.n_bins, (16,), 8, dropout=0.0),
+                             stft, 8000)
+    out = tmp_path / "out"
+    assert bench_real_songs.main(["--model", str(tmp_path / "a" / "m.pt"), str(tmp_path / "b" / "m.pt"),
+                                  "--data", str(tmp_path / "data"), "--settings", "top-mean", "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert list(result["median"]) == [str(tmp_path / "a" / "m.pt"), str(tmp_path / "b" / "m.pt")]
+    a, b = result["rows"]
+    assert result["median"][a["model"]]["top-mean"] == a["top-mean"] != b["top-mean"]
