@@ -472,7 +472,11 @@ def training_levers_section(rep):
           "the CNN: its excerpts median 0.501 dB lower; drnn-sdr and gru-sdr stopped by hand for time); ff-sdr "
           "and ff-conv-sdr do the same for the two frame models on whole excerpts (the convolutional one shipped; "
           "the frame model not: excerpts 3.90 vs 4.74; best at epoch 5 for both, the convolutional one early-stopped "
-          "at 13, the other stopped by hand at 12 for time).", size=8.5)
+          "at 13, the other stopped by hand at 12 for time); in the twelfth session unet-sdr2, rnn-sdr2 and "
+          "drnn-sdr2 continued the shipped SDR-loss checkpoints once more at 0.1x the first learning rate and "
+          "cnn-sdr2 the shipped CNN on the SDR loss at 0.3x, seed 45 (rnn-sdr2 and cnn-sdr2 shipped; unet-sdr2 and "
+          "drnn-sdr2 stayed below the shipped checkpoints' validation and were stopped by hand at 8 and 12; their "
+          "excerpts are the raw U-Net, --shifts 1, as in the earlier rows).", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
               rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)
