@@ -518,7 +518,8 @@ def mask_power_section(rep):
 
 def shifts_table():
     """{system: {shifts: (validation GNSDR, produced-excerpts median vocals SDR)}} from
-    results/shifts/valid_s<N>/summary.json (evaluate_sdr.py) and excerpts_s<N>/results.json (the bench)."""
+    results/shifts/valid_s<N>/summary.json (evaluate_sdr.py) and excerpts_s<N>/results.json (the bench),
+    matched by position: both commands list the same checkpoints in the same order."""
     table = {}
     for path in sorted((RESULTS / "shifts").glob("valid_s*/summary.json"), key=lambda p: int(p.parent.name[7:])):
         n = int(path.parent.name[len("valid_s"):])
