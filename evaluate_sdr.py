@@ -331,7 +331,7 @@ def evaluate(args) -> dict:
                             framewise=args.framewise, extra=tuple(args.sources),
                             html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
                             mask_power=args.mask_power,
-                            shifts=separate.DEFAULT_SHIFTS if args.shifts is None else args.shifts)
+                            shifts=separate.shifts_or_default(args.shifts))
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):

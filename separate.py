@@ -751,10 +751,15 @@ def add_shifts_arg(parser):
                              f"validation clips and on produced songs (default {DEFAULT_SHIFTS})")
 
 
+def shifts_or_default(shifts: int | None) -> int:
+    """``--shifts`` as given, or :data:`DEFAULT_SHIFTS` when it was not."""
+    return DEFAULT_SHIFTS if shifts is None else shifts
+
+
 def apply_shifts(model, shifts: int | None) -> int:
     """Set ``--shifts`` (None = the default) on the model's shift-averaging parts; a note on
     stderr when the user asked for shifts and the model has none. Returns the shifts used."""
-    n = DEFAULT_SHIFTS if shifts is None else shifts
+    n = shifts_or_default(shifts)
     if not Model.set_shifts(model, n) and shifts not in (None, 1):
         print(f"note: --shifts has no effect on {util.class_name(model)} (only the U-Net averages over shifts)",
               file=sys.stderr)

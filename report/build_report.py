@@ -521,12 +521,12 @@ def shifts_table():
     results/shifts/valid_s<N>/summary.json (evaluate_sdr.py) and excerpts_s<N>/results.json (the bench),
     matched by position: both commands list the same checkpoints in the same order."""
     table = {}
-    for path in sorted((RESULTS / "shifts").glob("valid_s*/summary.json"), key=lambda p: int(p.parent.name[7:])):
-        n = int(path.parent.name[len("valid_s"):])
+    found = {int(p.parent.name[len("valid_s"):]): p for p in (RESULTS / "shifts").glob("valid_s*/summary.json")}
+    for n, path in sorted(found.items()):
         excerpts = path.parent.parent / f"excerpts_s{n}" / "results.json"
         medians = list(json.loads(excerpts.read_text())["median"].values()) if excerpts.exists() else []
-        systems = [k for k in json.loads(path.read_text())["summary"] if k != "mixture" and not k.startswith("oracle")]
         summary = json.loads(path.read_text())["summary"]
+        systems = [k for k in summary if k != "mixture" and not k.startswith("oracle")]
         for i, system in enumerate(systems):
             median = medians[i]["top-mean"] if i < len(medians) else None
             table.setdefault(system, {})[n] = (summary[system]["vocals"]["GNSDR"], median)
