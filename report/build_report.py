@@ -476,7 +476,12 @@ def training_levers_section(rep):
           "drnn-sdr2 continued the shipped SDR-loss checkpoints once more at 0.1x the first learning rate and "
           "cnn-sdr2 the shipped CNN on the SDR loss at 0.3x, seed 45 (rnn-sdr2 and cnn-sdr2 shipped; unet-sdr2 and "
           "drnn-sdr2 stayed below the shipped checkpoints' validation and were stopped by hand at 8 and 12; their "
-          "excerpts are the raw U-Net, --shifts 1, as in the earlier rows).", size=8.5)
+          "excerpts are the raw U-Net, --shifts 1, as in the earlier rows); in the thirteenth session waveunet-sdr "
+          "was resumed once more (--resume) and shipped at its epoch 29 (validation 9.07 dB, excerpts 4.05; its row "
+          "is the run's last best-loss epoch, 35, whose excerpts fell; stopped by hand for time), "
+          "gru-sdr was resumed at its 0.3x rate (stopped by hand, its best still the shipped epoch 6), and "
+          "unet-sdr-scratch trained the U-Net from scratch on the SDR loss (--loss sdr, seed 46; stopped by hand "
+          "at 25 with its learning rate decayed twice, below the shipped U-Net).", size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
               rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)
