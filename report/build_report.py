@@ -431,12 +431,20 @@ def training_levers() -> dict:
             for p in sorted((RESULTS / "training_levers").glob("*_history.json"))}
 
 
+def session_order(path: Path) -> tuple[int, str]:
+    """Sort key of an excerpts record folder: excerpts/ first, then excerpts-session<N><suffix>/ by N
+    (so session 14 comes after session 9), a re-run of a model in a later session overriding."""
+    name = path.parent.name
+    digits = "".join(c for c in name.removeprefix("excerpts-session") if c.isdigit())
+    return (int(digits) if name != "excerpts" and digits else 0, name)
+
+
 def training_levers_section(rep):
     runs = training_levers()
     if not runs:
         return
-    med = {}                        # every bench run's medians: excerpts/, then later ones (excerpts-*/)
-    for songs in sorted((RESULTS / "training_levers").glob("excerpts*/results.json")):
+    med = {}                        # every bench run's medians: excerpts/, then later sessions' (excerpts-*/)
+    for songs in sorted((RESULTS / "training_levers").glob("excerpts*/results.json"), key=session_order):
         med.update(json.loads(songs.read_text())["median"])
     rows = []
     for name, h in runs.items():
@@ -478,7 +486,7 @@ def training_levers_section(rep):
           "drnn-sdr2 stayed below the shipped checkpoints' validation and were stopped by hand at 8 and 12; their "
           "excerpts are the raw U-Net, --shifts 1, as in the earlier rows); in the thirteenth session waveunet-sdr "
           "was resumed once more (--resume) and shipped at its epoch 29 (validation 9.07 dB, excerpts 4.05; its row "
-          "is the run's last best-loss epoch, 35, whose excerpts fell; stopped by hand for time), "
+          "is the run's last best-loss epoch, 38, whose excerpts fell; stopped by hand for time), "
           "gru-sdr was resumed at its 0.3x rate (stopped by hand, its best still the shipped epoch 6), and "
           "unet-sdr-scratch trained the U-Net from scratch on the SDR loss (--loss sdr, seed 46; stopped by hand "
           "at 25 with its learning rate decayed twice, below the shipped U-Net).", size=8.5)

@@ -117,6 +117,14 @@ def test_training_levers_table(tmp_path, monkeypatch):
     assert text[i:i + 11] == ["rnn-eq6", "1920", "6", "0.5", "0", "0.998", "3", "2", "41.0", "9.69", "5.20"]
 
 
+def test_excerpt_records_of_later_sessions_override_earlier_ones():
+    names = ["excerpts-session9b", "excerpts", "excerpts-session14", "excerpts-session10", "excerpts-session9"]
+    paths = sorted((build_report.RESULTS / "training_levers" / n / "results.json" for n in names),
+                   key=build_report.session_order)
+    assert [p.parent.name for p in paths] == ["excerpts", "excerpts-session9", "excerpts-session9b",
+                                              "excerpts-session10", "excerpts-session14"]
+
+
 def test_a_history_continued_on_another_loss_plots_each_loss_in_its_own_units(tmp_path, monkeypatch):
     """The Wave-U-Net was trained on MSE, then continued on minus the SDR (negative, in dB): the
     merged history says where the loss changed, and the figures plot only what has a meaning."""
