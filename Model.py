@@ -223,8 +223,30 @@ class MaskEnsemble(nn.Module):
         return (masks, states) if return_state else masks
 
 
+def shift_offsets(n: int, period: int) -> list[int]:
+    """``n`` time offsets (frames) spread over about ``period`` in an odd step, so that they fall
+    on different positions of a model's time grid (the U-Net's 64-frame stride grid, the CNN's
+    patch hop): n = 4 of 64 gives 0, 17, 34, 51; 4 of 5 gives 0, 1, 2, 3."""
+    n = max(1, min(int(n), period))
+    step = (period // n) | 1
+    return [i * step for i in range(n)]
+
+
+def average_over_shifts(masks_fn, mix_mag: torch.Tensor, offsets) -> torch.Tensor:
+    """The mean of ``masks_fn`` (B, T, F) -> (B, S, T, F) over time offsets of its input: for each
+    s in ``offsets``, s frames mirrored in before the song (repeated if the song is shorter),
+    the masks computed, those s frames cropped. Masks that each sum to one still do."""
+    t = mix_mag.shape[1]
+    total = 0.0
+    for s in offsets:
+        x = mix_mag.transpose(1, 2)
+        x = torch.nn.functional.pad(x, (s, 0), mode="reflect" if s < t else "replicate") if s else x
+        total = total + masks_fn(x.transpose(1, 2))[:, :, s:]
+    return total / len(offsets)
+
+
 def set_shifts(model: nn.Module, n: int) -> int:
-    """Set the inference-time shift averaging (``shifts``, see Model_UNet) of every part of
+    """Set the inference-time shift averaging (``shifts``: Model_UNet, Model_CNN) of every part of
     ``model`` that has one (an ensemble's members too; an ONNX graph has none); returns how
     many parts took it."""
     parts = [m for m in (model.modules() if isinstance(model, nn.Module) else [model]) if hasattr(type(m), "shifts")]

@@ -32,6 +32,9 @@ Choices where the seed and paper leave room:
   silence at the end), and overlapping patch masks are averaged with triangular weights; an
   average of masks that each sum to one still sums to one. ``context = "window"``.
 * ``f1 = 0`` means "all bins"; with a smaller f1 the vertical convolution slides over frequency.
+* ``shifts`` (inference only, set by ``separate.py --shifts``): each frame's mask comes from the
+  two patches it falls in, so in eval mode the masks can be averaged over ``shifts`` offsets of
+  the patch grid (:func:`Model.shift_offsets` of the patch hop, as the U-Net's shifts).
 * The discriminative alpha/beta terms of DeepConvSep's code are not used (the paper's loss is the
   plain squared error).
 """
@@ -51,6 +54,7 @@ class ChandnaCNN(Model.MaskModel):
 
     sources = ("vocals", "drums", "bass", "other")
     context = "window"
+    shifts = 1          # eval mode: average the masks over this many offsets of the patch grid (not saved)
 
     @Model.capture_init
     def __init__(self, n_bins: int, sources=("vocals", "drums", "bass", "other"), time_context: int = 30,
@@ -82,6 +86,12 @@ class ChandnaCNN(Model.MaskModel):
         return joint_masks(y, 1, self.eps)
 
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        if self.training or self.shifts <= 1:
+            return self._masks(mix_mag)
+        offsets = Model.shift_offsets(self.shifts, max(1, self.time_context // 2))
+        return Model.average_over_shifts(self._masks, mix_mag, offsets)
+
+    def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape
         tc = self.time_context
         hop = max(1, tc // 2)

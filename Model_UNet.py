@@ -26,7 +26,7 @@ Choices where the seed and paper leave room:
   convolutional, so any window length works); batch-norm uses its running statistics there.
 * ``shifts`` (inference only, set by ``separate.py --shifts``): six stride-2 layers make the
   network depend on where a frame falls in its 64-frame grid, so in eval mode the masks can be
-  averaged over ``shifts`` time offsets of the input (:func:`shift_offsets`), as Demucs's
+  averaged over ``shifts`` time offsets of the input (:func:`Model.shift_offsets`), as Demucs's
   "shift trick" does with waveforms. Training and training's validation use the raw network.
 """
 from __future__ import annotations
@@ -36,14 +36,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import Model
-
-
-def shift_offsets(n: int, period: int) -> list[int]:
-    """``n`` time offsets (frames) spread over about ``period`` in an odd step, so that they fall
-    on different positions of the first stride-2 layers' grids: n = 4 of 64 gives 0, 17, 34, 51."""
-    n = max(1, min(int(n), period))
-    step = (period // n) | 1
-    return [i * step for i in range(n)]
 
 
 class UNet(Model.MaskModel):
@@ -85,14 +77,7 @@ class UNet(Model.MaskModel):
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         if self.training or self.shifts <= 1:
             return self._masks(mix_mag)
-        t = mix_mag.shape[1]
-        total = 0.0
-        offsets = shift_offsets(self.shifts, self.multiple)
-        for s in offsets:                    # s frames mirrored in before the song, cropped after
-            x = mix_mag.transpose(1, 2)
-            x = F.pad(x, (s, 0), mode="reflect" if s < t else "replicate") if s else x
-            total = total + self._masks(x.transpose(1, 2))[:, :, s:]
-        return total / len(offsets)
+        return Model.average_over_shifts(self._masks, mix_mag, Model.shift_offsets(self.shifts, self.multiple))
 
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape

@@ -133,7 +133,7 @@ class EvalSettings:
     html_dir: str | None = None   # --html: where the listening page's media go (the --out folder)
     html_seconds: float = 10.0    # length of each track's excerpt on the page
     mask_power: float = 1.0       # --mask-power: masks ** p (spectrogram models)
-    shifts: int = 1               # --shifts: the U-Net's masks averaged over this many time offsets
+    shifts: int = 1               # --shifts: U-Net/CNN masks averaged over this many time offsets
 
 
 class _Worker:

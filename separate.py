@@ -41,9 +41,10 @@ ROOT = Path(__file__).resolve().parent
 # 1.5 raised it, on its test singers for some models only (README "Post-processing"), so it is
 # an option, not a default.
 DEFAULT_MASK_POWER = 1.0
-# The U-Net's masks are averaged over this many time offsets of its input (--shifts; other models
-# have no such part): 4 raised its validation GNSDR by 0.17 dB and its median vocals SDR on the
-# produced excerpts by 0.36 dB, at 4x its separation time (README "Post-processing").
+# The U-Net's and the CNN's masks are averaged over this many time offsets of their input (--shifts;
+# other models have no such part): 4 raised the U-Net's validation GNSDR by 0.17 dB and its median
+# vocals SDR on the produced excerpts by 0.36 dB, the CNN's by 0.05 and 0.04 dB, at 4x their
+# separation time (README "Post-processing").
 DEFAULT_SHIFTS = 4
 
 
@@ -744,11 +745,12 @@ def add_mask_power_arg(parser):
 def add_shifts_arg(parser):
     """``--shifts``, shared by separate.py, evaluate_sdr.py and the real-songs bench."""
     parser.add_argument("--shifts", type=util.int_range(1, 64), default=None,
-                        help="average the U-Net's masks over this many time offsets of its input, 1..64 "
-                             "(its stride-2 layers make it depend on where a frame falls; 1 = the raw "
-                             "network, N costs N x its time; other models have no such part). Measured "
-                             "(README 'Post-processing'): 4 raised the U-Net's vocals SDR on MIR-1K's "
-                             f"validation clips and on produced songs (default {DEFAULT_SHIFTS})")
+                        help="average the U-Net's and the CNN's masks over this many time offsets of "
+                             "their input, 1..64 (the U-Net's stride-2 layers and the CNN's patches make "
+                             "them depend on where a frame falls; 1 = the raw network, N costs N x its "
+                             "time; other models have no such part). Measured (README 'Post-processing'): "
+                             "4 raised their vocals SDR on MIR-1K's validation clips and on produced "
+                             f"songs (default {DEFAULT_SHIFTS})")
 
 
 def shifts_or_default(shifts: int | None) -> int:
@@ -761,8 +763,8 @@ def apply_shifts(model, shifts: int | None) -> int:
     stderr when the user asked for shifts and the model has none. Returns the shifts used."""
     n = shifts_or_default(shifts)
     if not Model.set_shifts(model, n) and shifts not in (None, 1):
-        print(f"note: --shifts has no effect on {util.class_name(model)} (only the U-Net averages over shifts)",
-              file=sys.stderr)
+        print(f"note: --shifts has no effect on {util.class_name(model)} "
+              "(only the U-Net and the CNN average over shifts)", file=sys.stderr)
     return n
 
 

@@ -230,12 +230,12 @@ def test_unet_one_training_step_l1():
 
 
 def test_unet_shift_offsets_cover_every_stride_grid():
-    assert Model_UNet.shift_offsets(4, 64) == [0, 17, 34, 51]
-    assert Model_UNet.shift_offsets(1, 64) == [0]
-    assert Model_UNet.shift_offsets(64, 64) == list(range(64))
-    assert Model_UNet.shift_offsets(100, 8) == list(range(8))
+    assert Model.shift_offsets(4, 64) == [0, 17, 34, 51]
+    assert Model.shift_offsets(1, 64) == [0]
+    assert Model.shift_offsets(64, 64) == list(range(64))
+    assert Model.shift_offsets(100, 8) == list(range(8))
     for n in (2, 3, 4, 5, 8):        # different positions on the first two stride-2 layers' grids
-        offsets = Model_UNet.shift_offsets(n, 64)
+        offsets = Model.shift_offsets(n, 64)
         assert len({o % 4 for o in offsets}) == min(n, 4) and offsets[-1] < 64
 
 
@@ -250,7 +250,7 @@ def test_unet_shifts_average_the_masks_over_time_offsets():
         got = m(mix)
         want = torch.stack([m._masks(torch.nn.functional.pad(mix.transpose(1, 2), (s, 0), mode="reflect")
                                      .transpose(1, 2) if s else mix)[:, :, s:]
-                            for s in Model_UNet.shift_offsets(3, 64)]).mean(0)
+                            for s in Model.shift_offsets(3, 64)]).mean(0)
     assert got.shape == raw.shape == (1, 1, 50, F)
     assert torch.allclose(got, want, atol=1e-6)
     assert (got - raw).abs().max() > 1e-3                   # the offsets do change the masks
@@ -263,6 +263,27 @@ def test_unet_shifts_average_the_masks_over_time_offsets():
     a = m(mix)
     torch.manual_seed(0)
     assert torch.equal(a, m._masks(mix))                    # training ignores shifts
+
+
+def test_cnn_shifts_average_the_masks_over_offsets_of_its_patch_grid():
+    """The CNN's patches hop by time_context // 2 = 5 frames: shifts = n in eval mode averages the
+    masks of the input with s frames mirrored in front, s in shift_offsets(n, 5); still summing to one."""
+    m = tiny_models()["cnn2"].eval()
+    mix, _ = mags(b=1, t=37)
+    with torch.no_grad():
+        raw = m(mix)
+        m.shifts = 3
+        got = m(mix)
+        want = torch.stack([m._masks(torch.nn.functional.pad(mix.transpose(1, 2), (s, 0), mode="reflect")
+                                     .transpose(1, 2) if s else mix)[:, :, s:]
+                            for s in Model.shift_offsets(3, 5)]).mean(0)
+    assert Model.shift_offsets(3, 5) == [0, 1, 2]
+    assert got.shape == raw.shape == (1, 2, 37, F)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert (got - raw).abs().max() > 1e-4
+    assert torch.allclose(got.sum(1), torch.ones(1, 37, F), atol=1e-5)
+    m.train()
+    assert torch.equal(m(mix), m._masks(mix))                # training ignores shifts
 
 
 def test_set_shifts_reaches_ensemble_members_and_is_not_saved(tmp_path):
