@@ -239,18 +239,24 @@ def test_unet_shift_offsets_cover_every_stride_grid():
         assert len({o % 4 for o in offsets}) == min(n, 4) and offsets[-1] < 64
 
 
-def test_unet_shifts_average_the_masks_over_time_offsets():
-    """shifts = n in eval mode: the mean of the raw masks of the input with s frames mirrored in
-    front (cropped after), s in shift_offsets(n, 64); training mode and shifts = 1: the raw masks."""
-    m = tiny_models()["unet"].eval()
-    mix, _ = mags(b=1, t=50)
+def _shifted_and_reference(m, mix, offsets):
+    """The eval-mode masks with shifts = 1 and 3, and the mean by hand of the raw masks of the
+    input with s frames mirrored in front (cropped after), s in ``offsets``."""
     with torch.no_grad():
         raw = m(mix)
         m.shifts = 3
         got = m(mix)
         want = torch.stack([m._masks(torch.nn.functional.pad(mix.transpose(1, 2), (s, 0), mode="reflect")
-                                     .transpose(1, 2) if s else mix)[:, :, s:]
-                            for s in Model.shift_offsets(3, 64)]).mean(0)
+                                     .transpose(1, 2) if s else mix)[:, :, s:] for s in offsets]).mean(0)
+    return raw, got, want
+
+
+def test_unet_shifts_average_the_masks_over_time_offsets():
+    """shifts = n in eval mode: the mean of the raw masks of the input with s frames mirrored in
+    front (cropped after), s in shift_offsets(n, 64); training mode and shifts = 1: the raw masks."""
+    m = tiny_models()["unet"].eval()
+    mix, _ = mags(b=1, t=50)
+    raw, got, want = _shifted_and_reference(m, mix, Model.shift_offsets(3, 64))
     assert got.shape == raw.shape == (1, 1, 50, F)
     assert torch.allclose(got, want, atol=1e-6)
     assert (got - raw).abs().max() > 1e-3                   # the offsets do change the masks
@@ -270,13 +276,7 @@ def test_cnn_shifts_average_the_masks_over_offsets_of_its_patch_grid():
     masks of the input with s frames mirrored in front, s in shift_offsets(n, 5); still summing to one."""
     m = tiny_models()["cnn2"].eval()
     mix, _ = mags(b=1, t=37)
-    with torch.no_grad():
-        raw = m(mix)
-        m.shifts = 3
-        got = m(mix)
-        want = torch.stack([m._masks(torch.nn.functional.pad(mix.transpose(1, 2), (s, 0), mode="reflect")
-                                     .transpose(1, 2) if s else mix)[:, :, s:]
-                            for s in Model.shift_offsets(3, 5)]).mean(0)
+    raw, got, want = _shifted_and_reference(m, mix, Model.shift_offsets(3, 5))
     assert Model.shift_offsets(3, 5) == [0, 1, 2]
     assert got.shape == raw.shape == (1, 2, 37, F)
     assert torch.allclose(got, want, atol=1e-6)
