@@ -85,16 +85,20 @@ class ChandnaCNN(Model.MaskModel):
         y = torch.cat([dec(code) for dec in self.decoders], 1)                   # (N, S, Tc, F)
         return joint_masks(y, 1, self.eps)
 
+    @property
+    def patch_hop(self) -> int:
+        """Frames between the starts of consecutive patches: half a patch."""
+        return max(1, self.time_context // 2)
+
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         if self.training or self.shifts <= 1:
             return self._masks(mix_mag)
-        offsets = Model.shift_offsets(self.shifts, max(1, self.time_context // 2))
-        return Model.average_over_shifts(self._masks, mix_mag, offsets)
+        return Model.average_over_shifts(self._masks, mix_mag, Model.shift_offsets(self.shifts, self.patch_hop))
 
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape
         tc = self.time_context
-        hop = max(1, tc // 2)
+        hop = self.patch_hop
         n_patches = 1 if t <= tc else -(-(t - tc) // hop) + 1
         total = (n_patches - 1) * hop + tc
         x = torch.cat([mix_mag, mix_mag.new_zeros(b, total - t, f)], 1)          # silence at the end
