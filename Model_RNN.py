@@ -37,3 +37,52 @@ class RNNMaskNet(Model.FrameMaskNet):
         fused = self.fuse_layers(torch.cat([h, h_rnn], -1))   # (B, T, code)
         mask = self.decode(fused)                             # (B, 1, T, F)
         return (mask, state) if return_state else mask
+
+    def load_widened(self, state_dict: dict) -> None:
+        """Load the weights of an RNNMaskNet of the same shape except for fewer LSTM units per
+        direction, so that this model computes exactly the same masks (``train_rnn.py --widen-rnn``).
+
+        Each old unit keeps its weights and sees only old units; each new unit keeps its fresh
+        random weights, sees the code and every unit, and feeds the fuse layer (and the next LSTM
+        layer) through weights that start at zero: the new units change nothing until training
+        grows those weights. Gate blocks (i, f, g, o) and directions are mapped one by one.
+        """
+        new_h, dirs = self.rnn.hidden_size, 2 if self.rnn.bidirectional else 1
+        old_h = state_dict["rnn.weight_hh_l0"].shape[1]
+        if old_h > new_h:
+            raise ValueError(f"cannot widen an LSTM of {old_h} units to {new_h}")
+        gate_rows = torch.cat([torch.arange(old_h) + g * new_h for g in range(4)])
+        unit_cols = torch.cat([torch.arange(old_h) + d * new_h for d in range(dirs)])
+        code = self.fuse_layers[0].out_features
+        own = self.state_dict()
+        for key, old in state_dict.items():
+            if key not in own:
+                raise ValueError(f"unexpected weight {key}")
+            new = own[key]
+            old = old.to(new.dtype)
+            if key.startswith("rnn."):
+                fresh = new[gate_rows].clone()                   # old units' rows, new shape
+                if key.startswith("rnn.weight_hh"):
+                    cols = torch.arange(old_h)
+                elif key.startswith("rnn.weight_ih") and not key.startswith("rnn.weight_ih_l0"):
+                    cols = unit_cols                             # a layer above: input = units
+                else:
+                    cols = None                                  # biases, first layer's input
+                if cols is None:
+                    fresh = old
+                else:
+                    fresh.zero_()
+                    fresh[:, cols] = old
+                new[gate_rows] = fresh
+            elif key == "fuse_layers.0.weight":
+                new.zero_()
+                new[:, :code] = old[:, :code]
+                new[:, code + unit_cols] = old[:, code:]
+            else:
+                if old.shape != new.shape:
+                    raise ValueError(f"{key}: shape {tuple(old.shape)} does not match {tuple(new.shape)}")
+                new.copy_(old)
+        missing = set(own) - set(state_dict)
+        if missing:
+            raise ValueError(f"missing weights {sorted(missing)[:3]}")
+        self.load_state_dict(own)

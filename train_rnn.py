@@ -5,10 +5,12 @@ Examples:
   python train_rnn.py --init runs/feedforward-.../savedModel_feedforward_best.pt
   python train_rnn.py --data MIR-1K --sample-rate 16000 --n-fft 1024 --hop 256 --unidirectional
   python train_rnn.py --init models/savedModel_RNN_best.pt --lr 3e-4 --seed 43   # continue the shipped RNN
+  python train_rnn.py --init models/savedModel_RNN_best.pt --widen-rnn 512       # ... with a wider LSTM
 
 With --init, the encoder, decoder and input statistics start from a trained feedforward
 checkpoint (whose layer sizes, STFT and sample rate are then used), or every weight from an RNN
-checkpoint (its shape too), with a fresh optimizer. Frames of a song are never
+checkpoint (its shape too), with a fresh optimizer; --widen-rnn then adds LSTM units that start
+with zero outgoing weights, so training starts from exactly the checkpoint's masks. Frames of a song are never
 shuffled: the model trains on excerpts of consecutive frames (--chunk-seconds).
 The best-validation model is <run>/savedModel_RNN_best.pt, beside last.pt, history.json, loss.png.
 """
@@ -42,6 +44,10 @@ def parse_args(argv=None):
     g.add_argument("--unidirectional", action="store_true",
                    help="causal LSTM (streamable, state carried across chunks) instead of bidirectional "
                         "(taken from an RNN --init)")
+    g.add_argument("--widen-rnn", type=util.positive_int, default=None, metavar="UNITS",
+                   help="with an RNN --init: grow its LSTM to this many units per direction; the new "
+                        "units start with zero weights into the rest of the model, so the first "
+                        "masks are the checkpoint's")
     return training.parse_resumable(p, argv)
 
 
@@ -84,17 +90,30 @@ def main(argv=None):
         if init["model_class"] == RNN_CLASS:                    # continue an RNN: all of its shape
             args.dropout, args.rnn_hidden, args.rnn_layers = a["dropout"], a["rnn_hidden"], a["rnn_layers"]
             args.unidirectional = not a["bidirectional"]
+            if args.widen_rnn is not None:
+                if args.widen_rnn < args.rnn_hidden:
+                    raise UserError(f"--widen-rnn {args.widen_rnn}: the --init LSTM already has "
+                                    f"{args.rnn_hidden} units per direction")
+                args.rnn_hidden = args.widen_rnn
         args.n_fft, args.hop = init["stft"]["n_fft"], init["stft"]["hop"]
         args.window = init["stft"].get("window", "hann")
         args.sample_rate = init["sample_rate"]
         args.level_norm = (init.get("features") or {}).get("level_norm", "none")
+    if args.widen_rnn is not None and (init is None or init["model_class"] != RNN_CLASS):
+        raise UserError("--widen-rnn needs an RNN checkpoint as --init")
 
     def build(n_bins, a):
         return Model_RNN.RNNMaskNet(n_bins, a.hidden, a.code, a.dropout, a.rnn_hidden, a.rnn_layers,
                                     bidirectional=not a.unidirectional)
 
     def after_build(model, a):
-        if init["model_class"] == RNN_CLASS:
+        if init["model_class"] == RNN_CLASS and a.widen_rnn is not None:
+            try:
+                model.load_widened(init["state_dict"])
+            except (ValueError, RuntimeError) as err:
+                raise UserError(f"{a.init}: cannot widen this checkpoint ({err})") from None
+            model.set_level_norm(a.level_norm)
+        elif init["model_class"] == RNN_CLASS:
             training.init_from_checkpoint(model, a.init)
         else:
             init_from_feedforward(model, init)

@@ -66,6 +66,26 @@ def test_causal_rnn_chunks_with_state_equal_whole():
     assert torch.allclose(torch.cat(parts, 2), whole, atol=1e-6)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_rnn_widened_computes_the_narrow_models_masks(bidirectional, layers):
+    """load_widened: more LSTM units, same masks (the new units start with zero outgoing weights),
+    and the new units are live (their incoming weights are not zero, so training can use them)."""
+    torch.manual_seed(0)
+    narrow = Model_RNN.RNNMaskNet(65, (32, 16), 8, 0.1, 6, layers, bidirectional=bidirectional).eval()
+    with torch.no_grad():
+        for p in narrow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    wide = Model_RNN.RNNMaskNet(65, (32, 16), 8, 0.1, 11, layers, bidirectional=bidirectional).eval()
+    wide.load_widened(narrow.state_dict())
+    x = torch.rand(2, 20, 65) * 3
+    assert torch.allclose(wide(x), narrow(x), atol=1e-5)
+    assert wide.rnn.weight_ih_l0[6:11].abs().sum() > 0          # new input-gate units: random rows
+    assert wide.fuse_layers[0].weight[:, 8 + 6:8 + 11].abs().sum() == 0
+    with pytest.raises(ValueError, match="cannot widen an LSTM of 11 units to 6"):
+        narrow.load_widened(wide.state_dict())
+
+
 NON_DEFAULT = {
     "Model.FrameMaskNet": dict(n_bins=65, hidden=[24, 12], code=6, dropout=0.3, conv=[3, 9, 4]),
     "Model_RNN.RNNMaskNet": dict(n_bins=65, hidden=[24], code=6, dropout=0.2, rnn_hidden=5, rnn_layers=2,

@@ -196,6 +196,27 @@ def test_rnn_init_continues_an_rnn_checkpoint_with_its_shape(demo, tmp_path):
         assert torch.equal(out["state_dict"][k], v), k
 
 
+def test_rnn_widen_starts_from_the_checkpoints_masks(demo, tmp_path):
+    """--widen-rnn: an RNN --init with more LSTM units; at lr 0 the saved model gives the
+    checkpoint's masks; refused without an RNN --init or to fewer units."""
+    torch.manual_seed(0)
+    rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=6, bidirectional=True)
+    util.save_checkpoint(tmp_path / "rnn.pt", rnn, util.make_stft(256, 64), 8000)
+    args = tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(tmp_path / "rnn.pt"),
+                     "--widen-rnn", "10", "--lr", "0")
+    args[args.index("--epochs") + 1] = "1"
+    train_rnn.main(args)
+    wide, *_ = util.load_model(tmp_path / "r" / "savedModel_RNN_best.pt")
+    assert wide.rnn.hidden_size == 10
+    x = torch.rand(1, 40, 129) * 5
+    assert torch.allclose(wide(x), rnn.eval()(x), atol=1e-5)
+    with pytest.raises(UserError, match="already has 6 units"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r2", tmp_path / "cache", "--init", str(tmp_path / "rnn.pt"),
+                                 "--widen-rnn", "4"))
+    with pytest.raises(UserError, match="--widen-rnn needs an RNN checkpoint"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r3", tmp_path / "cache", "--widen-rnn", "8"))
+
+
 def test_nan_loss_stops_and_keeps_best(demo, tmp_path, monkeypatch):
     import Model
     calls = {"n": 0}
