@@ -93,7 +93,9 @@ def old_seconds(old: dict) -> float:
 
 def continued_history(old: dict, new: dict, source: str) -> dict:
     """The old run's epochs up to its best (the weights this run started from), then the new
-    run's: per-step and per-epoch lists concatenated, epochs and steps of the new run offset."""
+    run's: per-step and per-epoch lists concatenated, epochs and steps of the new run offset.
+    When the old history was itself continued from a run on another loss, and the new run keeps
+    the old one's loss, ``continued_from["earlier_loss"]`` carries where that other loss ended."""
     e0 = old["best_epoch"]
     s0 = old["valid"][e0 - 1]["step"]
     out = dict(new)
@@ -104,16 +106,29 @@ def continued_history(old: dict, new: dict, source: str) -> dict:
                                               for v in new["valid"]]
     out["best_epoch"] = new["best_epoch"] + e0
     out["continued_from"] = {"history": source, "epochs": e0, "steps": s0, "loss": old.get("loss", new.get("loss"))}
+    earlier = earlier_loss(old)
+    if earlier is not None and old.get("loss") == new.get("loss"):
+        out["continued_from"]["earlier_loss"] = dict(zip(("loss", "epochs", "steps"), earlier))
     return out
+
+
+def earlier_loss(history: dict) -> tuple[str, int, int] | None:
+    """(loss, epochs, steps) of the start of ``history`` trained on another loss than its own
+    (whose values are in other units), or None when it was all trained on one loss."""
+    cont = history.get("continued_from") or {}
+    if "earlier_loss" in cont:
+        e = cont["earlier_loss"]
+        return e["loss"], e["epochs"], e["steps"]
+    if cont.get("loss", history.get("loss")) != history.get("loss"):
+        return cont["loss"], cont["epochs"], cont["steps"]
+    return None
 
 
 def current_loss_span(history: dict) -> tuple[int, int]:
     """(epochs, steps) before the part of ``history`` trained on its own ``loss``: (0, 0) unless it
-    continued a run that had another loss (whose values are in other units)."""
-    cont = history.get("continued_from") or {}
-    if cont.get("loss", history.get("loss")) != history.get("loss"):
-        return cont["epochs"], cont["steps"]
-    return 0, 0
+    continued a run that had another loss (see :func:`earlier_loss`)."""
+    earlier = earlier_loss(history)
+    return (earlier[1], earlier[2]) if earlier else (0, 0)
 
 
 if __name__ == "__main__":

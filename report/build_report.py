@@ -101,7 +101,7 @@ def plot_losses(out: Path) -> Path | None:
             ax.axvline(best["step"], color="gray", ls=":", label=f"best (epoch {h['best_epoch']})")
         title = path.stem.replace("_history", "")
         if s0:
-            title += f" (steps 0-{s0} on {h['continued_from']['loss']}, not shown)"
+            title += f" (steps 0-{s0} on {export_model.earlier_loss(h)[0]}, not shown)"
         ax.set_title(title, fontsize=9 if s0 else None)
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(f"loss ({h.get('loss', 'kl')})")

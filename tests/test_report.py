@@ -140,6 +140,11 @@ def test_a_history_continued_on_another_loss_plots_each_loss_in_its_own_units(tm
     assert merged["loss"] == "sdr" and merged["continued_from"]["loss"] == "mse"
     assert export_model.current_loss_span(merged) == (2, 4)
     assert export_model.current_loss_span(export_model.continued_history(old, dict(new, loss="mse"), "o")) == (0, 0)
+    # continued again on the same loss (the RNN: KL, then SDR, then SDR): the KL part stays marked
+    again = export_model.continued_history(merged, dict(new, best_epoch=1), "merged.json")
+    assert again["continued_from"]["epochs"] == 4 and again["continued_from"]["earlier_loss"]["loss"] == "mse"
+    assert export_model.current_loss_span(again) == (2, 4)
+    assert export_model.earlier_loss(again) == ("mse", 2, 4)
     models = tmp_path / "models"
     models.mkdir()
     (models / "waveunet_history.json").write_text(json.dumps(merged))
