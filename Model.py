@@ -245,11 +245,33 @@ def average_over_shifts(masks_fn, mix_mag: torch.Tensor, offsets) -> torch.Tenso
     return total / len(offsets)
 
 
+class ShiftAveragedMaskModel(MaskModel):
+    """A mask model whose masks depend on where a frame falls in a time grid of ``shift_period``
+    frames (the U-Net's stride grid, the CNN's patch hop). Subclasses compute the raw masks in
+    ``_masks``; in eval mode ``forward`` averages them over ``shifts`` offsets of that grid
+    (:func:`shift_offsets`, :func:`average_over_shifts`). Training uses the raw masks."""
+
+    shifts = 1          # eval mode: average the masks over this many time offsets (not saved)
+
+    @property
+    def shift_period(self) -> int:
+        raise NotImplementedError
+
+    def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        if self.training or self.shifts <= 1:
+            return self._masks(mix_mag)
+        return average_over_shifts(self._masks, mix_mag, shift_offsets(self.shifts, self.shift_period))
+
+
 def set_shifts(model: nn.Module, n: int) -> int:
     """Set the inference-time shift averaging (``shifts``: Model_UNet, Model_CNN) of every part of
     ``model`` that has one (an ensemble's members too; an ONNX graph has none); returns how
     many parts took it."""
-    parts = [m for m in (model.modules() if isinstance(model, nn.Module) else [model]) if hasattr(type(m), "shifts")]
+    parts = [m for m in (model.modules() if isinstance(model, nn.Module) else [model])
+             if isinstance(m, ShiftAveragedMaskModel)]
     for m in parts:
         m.shifts = int(n)
     return len(parts)

@@ -47,14 +47,13 @@ import Model
 from Model_DRNN import joint_masks
 
 
-class ChandnaCNN(Model.MaskModel):
+class ChandnaCNN(Model.ShiftAveragedMaskModel):
     """Shapes: mix_mag (B, T, F) -> patches (B*P, 1, Tc, F) -> vertical conv (N1, Tc-t1+1, F-f1+1)
     -> horizontal conv (N2, T2, F2) -> FC (NN) -> per source FC + deconvs (1, Tc, F)
     -> masks (B, S, T, F) summing to one over S."""
 
     sources = ("vocals", "drums", "bass", "other")
     context = "window"
-    shifts = 1          # eval mode: average the masks over this many offsets of the patch grid (not saved)
 
     @Model.capture_init
     def __init__(self, n_bins: int, sources=("vocals", "drums", "bass", "other"), time_context: int = 30,
@@ -90,10 +89,7 @@ class ChandnaCNN(Model.MaskModel):
         """Frames between the starts of consecutive patches: half a patch."""
         return max(1, self.time_context // 2)
 
-    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        if self.training or self.shifts <= 1:
-            return self._masks(mix_mag)
-        return Model.average_over_shifts(self._masks, mix_mag, Model.shift_offsets(self.shifts, self.patch_hop))
+    shift_period = patch_hop
 
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape

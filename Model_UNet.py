@@ -38,14 +38,13 @@ import torch.nn.functional as F
 import Model
 
 
-class UNet(Model.MaskModel):
+class UNet(Model.ShiftAveragedMaskModel):
     """Shapes: mix_mag (B, T, F) -> image (B, 1, F', T') padded to multiples of 2^depth
     -> encoder (B, C_i, F'/2^i, T'/2^i) -> decoder with skips -> sigmoid (B, S, F', T')
     -> cropped masks (B, S, T, F)."""
 
     sources = ("vocals",)
     context = "window"
-    shifts = 1          # eval mode: average the masks over this many time offsets (not saved)
 
     @Model.capture_init
     def __init__(self, n_bins: int, channels=(16, 32, 64, 128, 256, 512), kernel: int = 5,
@@ -74,10 +73,10 @@ class UNet(Model.MaskModel):
                 layers.append(nn.Dropout(dropout))
             self.decoder.append(nn.Sequential(*layers))
 
-    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        if self.training or self.shifts <= 1:
-            return self._masks(mix_mag)
-        return Model.average_over_shifts(self._masks, mix_mag, Model.shift_offsets(self.shifts, self.multiple))
+    @property
+    def shift_period(self) -> int:
+        """The stride grid: 2 ** depth frames."""
+        return self.multiple
 
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape
