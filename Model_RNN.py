@@ -54,30 +54,28 @@ class RNNMaskNet(Model.FrameMaskNet):
         gate_rows = torch.cat([torch.arange(old_h) + g * new_h for g in range(4)])
         unit_cols = torch.cat([torch.arange(old_h) + d * new_h for d in range(dirs)])
         code = self.fuse_layers[0].out_features
-        own = self.state_dict()
+        own = {k: v.clone() for k, v in self.state_dict().items()}   # fresh weights, new shapes
         for key, old in state_dict.items():
             if key not in own:
                 raise ValueError(f"unexpected weight {key}")
             new = own[key]
             old = old.to(new.dtype)
-            if key.startswith("rnn."):
-                fresh = new[gate_rows].clone()                   # old units' rows, new shape
-                if key.startswith("rnn.weight_hh"):
-                    cols = torch.arange(old_h)
-                elif key.startswith("rnn.weight_ih") and not key.startswith("rnn.weight_ih_l0"):
-                    cols = unit_cols                             # a layer above: input = units
-                else:
-                    cols = None                                  # biases, first layer's input
-                if cols is None:
-                    fresh = old
-                else:
-                    fresh.zero_()
-                    fresh[:, cols] = old
-                new[gate_rows] = fresh
-            elif key == "fuse_layers.0.weight":
+            if key == "fuse_layers.0.weight":
                 new.zero_()
                 new[:, :code] = old[:, :code]
                 new[:, code + unit_cols] = old[:, code:]
+            elif key.startswith("rnn."):
+                if key.startswith("rnn.weight_hh"):
+                    cols = torch.arange(old_h)               # old units see only old units
+                elif key.startswith("rnn.weight_ih") and not key.startswith("rnn.weight_ih_l0"):
+                    cols = unit_cols                         # a layer above: its input is units
+                else:
+                    cols = None                              # biases, the first layer's input
+                if cols is not None:                         # zero weights from the new units
+                    padded = old.new_zeros(len(gate_rows), new.shape[1])
+                    padded[:, cols] = old
+                    old = padded
+                new[gate_rows] = old
             else:
                 if old.shape != new.shape:
                     raise ValueError(f"{key}: shape {tuple(old.shape)} does not match {tuple(new.shape)}")
