@@ -519,12 +519,12 @@ def training_levers_section(rep):
           "training vocals (--vocal-reverb 0.5) at 1e-4, seed 51 (shipped at its epoch 10: validation 9.51 dB at "
           "8 kHz, excerpts 3.64 against 4.05, inside the 0.5 dB the ship rule allows; stopped by hand at 13; resumed "
           "in the sixteenth session and shipped at its epoch 20, its row: 9.85 dB, excerpts 3.74; stopped by hand "
-          "after 23), and rnn-wide512 continued the shipped RNN with its LSTM widened from 256 to 512 units per direction "
-          "(train_rnn.py --widen-rnn 512, new units starting with zero outgoing weights; 1e-4, seed 52; stopped "
-          "by hand at 12, its best 10.83 dB below the shipped RNN's 10.87; not shipped); in the sixteenth session "
-          "cnn-big-ft continued cnn-big-sdr at 3e-4, seed 53 (best 8.58 dB against the shipped CNN's 8.55, both "
-          "with 4 shifts: not a measurable win, and 2.64 against 2.92 on the excerpts with 4 shifts; not shipped; "
-          "stopped by hand at 12).",
+          "after 23), and rnn-wide512 continued the shipped RNN with its LSTM widened from 256 to 512 units per "
+          "direction (train_rnn.py --widen-rnn 512, new units starting with zero outgoing weights; 1e-4, seed 52; "
+          "stopped by hand at 12, its best 10.83 dB below the shipped RNN's 10.87; not shipped); in the sixteenth "
+          "session cnn-big-ft continued cnn-big-sdr at 3e-4, seed 53 (best 8.58 dB against the shipped CNN's "
+          "8.55, both with 4 shifts: not a measurable win, and 2.64 against 2.92 on the excerpts with 4 shifts; "
+          "not shipped; stopped by hand at 12).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
