@@ -392,10 +392,8 @@ def build(out_pdf: Path):
 
 def levers(rep):
     """What the levers gave, from the committed measurements (results/ab_varispeed, results/real_songs_levers)."""
-    ab = {p.name.replace("_history.json", ""): json.loads(p.read_text())
-          for p in sorted((RESULTS / "ab_varispeed").glob("*_history.json"))}
-    cnn_ab = {p.name.replace("_history.json", ""): json.loads(p.read_text())
-              for p in sorted((RESULTS / "ab_cnn_size").glob("*_history.json"))}
+    ab = run_histories(RESULTS / "ab_varispeed")
+    cnn_ab = run_histories(RESULTS / "ab_cnn_size")
     songs = RESULTS / "real_songs_levers" / "results.json"
     if (not ab and not cnn_ab and not songs.exists() and not mask_power_table() and not training_levers()
             and not shifts_table()):
@@ -417,9 +415,9 @@ def levers(rep):
               "excerpts, so they were not shipped.", size=8.5)
     if cnn_ab:
         parts = []
-        for name, h in cnn_ab.items():
+        for h in cnn_ab.values():
             a, g = h["train_args"], [v["gnsdr"] for v in h["valid"] if "gnsdr" in v]
-            at_best = next(v for v in h["valid"] if v["epoch"] == h["best_epoch"])
+            at_best = best_epoch_entry(h)
             parts.append(f"{a['filters'][0]}/{a['filters'][1]} filters and a {a['bottleneck']}-unit bottleneck: "
                          f"{fmt(at_best['gnsdr'])} dB at its best-loss epoch {h['best_epoch']} of {len(g)} "
                          f"(mean of its last 10 epochs {fmt(sum(g[-10:]) / len(g[-10:]))} dB)")
@@ -442,10 +440,20 @@ def levers(rep):
                    for m, v in med.items()], widths=(26, *[12] * (len(cols) + 1)), size=7)
 
 
+def run_histories(folder: Path) -> dict:
+    """{run: history} of the <run>_history.json files in ``folder`` (none when it is missing)."""
+    return {p.name.replace("_history.json", ""): json.loads(p.read_text())
+            for p in sorted(folder.glob("*_history.json"))}
+
+
+def best_epoch_entry(history: dict) -> dict:
+    """The validation entry (loss, GNSDR, ...) of a history's best epoch."""
+    return next(v for v in history["valid"] if v["epoch"] == history["best_epoch"])
+
+
 def training_levers() -> dict:
     """{run: history} of the training-lever runs (results/training_levers/<run>_history.json)."""
-    return {p.name.replace("_history.json", ""): json.loads(p.read_text())
-            for p in sorted((RESULTS / "training_levers").glob("*_history.json"))}
+    return run_histories(RESULTS / "training_levers")
 
 
 def session_order(path: Path) -> tuple[int, str]:
@@ -466,7 +474,7 @@ def training_levers_section(rep):
     rows = []
     for name, h in runs.items():
         a, best = h["train_args"], h["best_epoch"]
-        at_best = next(v for v in h["valid"] if v["epoch"] == best)
+        at_best = best_epoch_entry(h)
         excerpt = med.get(f"{name}.pt", {}).get("top-mean")
         gnsdr = fmt(at_best["gnsdr"]) if "gnsdr" in at_best else "-"
         rows.append([name, f"{a.get('samples_per_epoch') or '-'}", fmt(a.get("eq_db", 0), 0),
