@@ -35,6 +35,10 @@ def main(argv=None):
     p.add_argument("--continues", type=Path, default=None, metavar="OLD_HISTORY_JSON",
                    help="the history of the model this run continued with --init (e.g. the shipped "
                         "<name>_history.json of the earlier release): prepended to the exported history")
+    p.add_argument("--input-rms", type=float, default=None, metavar="RMS",
+                   help="time-domain models (Wave-U-Net): scale every song to this RMS before separating "
+                        "and the estimates back (saved in the checkpoint; 0: off; default: keep the input's "
+                        "setting)")
     args = p.parse_args(argv)
     if args.output.suffix.lower() == ".onnx":
         if args.output.exists() and not args.force:
@@ -56,12 +60,18 @@ def main(argv=None):
             raise UserError(f"{target}: exists (use --force to overwrite)")
     if args.output.resolve() == args.checkpoint.resolve():
         raise UserError(f"{args.output}: would overwrite the input checkpoint")
-    util.load_model(args.checkpoint)                              # refuse a broken input before writing
+    model = util.load_model(args.checkpoint)[0]                   # refuse a broken input before writing
+    if args.input_rms is not None:
+        if getattr(model, "domain", None) != "time":
+            raise UserError(f"--input-rms: {util.class_name(model)} is a mask model (level invariant already)")
+        if not 0.0 <= args.input_rms <= 1.0:
+            raise UserError(f"--input-rms must be in [0, 1] (0: off), got {args.input_rms}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = util.temp_path(args.output.parent, ".export.", ".pt")
     try:
         util.export_checkpoint(args.checkpoint, tmp, half=not args.float32,
-                               extra_seconds=old_seconds(old) if old is not None else 0.0)
+                               extra_seconds=old_seconds(old) if old is not None else 0.0,
+                               features=None if args.input_rms is None else {"input_rms": args.input_rms or None})
         util.load_model(tmp)                                      # it must rebuild from the file alone
         os.replace(tmp, args.output)
     finally:

@@ -439,15 +439,19 @@ def separate_time_domain(model, mixture: np.ndarray, device="cpu", block_samples
 
     The output is produced in blocks of about ``block_samples`` samples, each computed from its
     input with the model's full context on both sides (zeros beyond the song's ends), and the
-    blocks are concatenated: no overlap or cross-fade is needed."""
+    blocks are concatenated: no overlap or cross-fade is needed. A model with ``input_rms`` set
+    hears the song scaled to that RMS (all channels together), and its estimates are scaled back."""
     n = mixture.shape[1]
+    rms = float(np.sqrt(np.mean(np.square(mixture, dtype=np.float64)))) if mixture.size else 0.0
+    gain = model.input_rms / rms if getattr(model, "input_rms", None) and rms > 1e-6 else 1.0
     out = model.valid_output_length(min(n, block_samples))
     ctx = model.context_samples()
     n_blocks = -(-n // out)
-    x = torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)).to(device)
+    x = torch.from_numpy(np.ascontiguousarray(mixture * gain, dtype=np.float32)).to(device)
     x = torch.nn.functional.pad(x, (ctx, ctx + n_blocks * out - n))                  # (C, n_pad)
     parts = [model(x[:, None, i * out:i * out + out + 2 * ctx]) for i in range(n_blocks)]  # (C, S, out)
-    return torch.cat(parts, -1)[..., :n].transpose(0, 1).cpu().numpy()                 # (S, C, N)
+    est = torch.cat(parts, -1)[..., :n].transpose(0, 1).cpu().numpy()                  # (S, C, N)
+    return est / gain if gain != 1.0 else est
 
 
 def separate_whole(model, stft, mixture: np.ndarray, device="cpu") -> np.ndarray:

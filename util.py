@@ -451,13 +451,23 @@ def save_checkpoint(path, model: torch.nn.Module, stft: STFT, sample_rate: int, 
         "format": CHECKPOINT_FORMAT,
         "model_class": class_name(model),
         "model_args": dict(model.model_args),
-        "features": {"level_norm": model.level_norm} if hasattr(model, "set_level_norm") else {},
+        "features": model_features(model),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "stft": stft.config(),
         "sample_rate": int(sample_rate),
         **extra,
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def model_features(model) -> dict:
+    """The input settings saved beside the weights: a mask model's ``level_norm``, a time-domain
+    model's ``input_rms`` (when set)."""
+    if hasattr(model, "set_level_norm"):
+        return {"level_norm": model.level_norm}
+    if getattr(model, "input_rms", None) is not None:
+        return {"input_rms": float(model.input_rms)}
+    return {}
 
 
 def read_checkpoint(path) -> dict:
@@ -499,6 +509,11 @@ def build_model(ckpt: dict, path="checkpoint") -> torch.nn.Module:
         try:
             model.set_level_norm(features["level_norm"])
         except (AttributeError, ValueError) as err:
+            raise UserError(f"{path}: bad input features {features!r} ({err})") from None
+    if "input_rms" in features:
+        try:
+            model.set_input_rms(features["input_rms"])
+        except (AttributeError, TypeError, ValueError) as err:
             raise UserError(f"{path}: bad input features {features!r} ({err})") from None
     state = ckpt["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
@@ -573,15 +588,19 @@ def _load_ensemble(path, parts, device, expect, expected):
     return model.eval(), stft0, sr0, info
 
 
-def export_checkpoint(src, dst, half: bool = True, extra_seconds: float = 0.0) -> dict:
+def export_checkpoint(src, dst, half: bool = True, extra_seconds: float = 0.0, features: dict | None = None) -> dict:
     """Write a slim copy of checkpoint ``src`` for shipping: weights (float16 when ``half``; they
     load back into float32 models), model and STFT configuration, training arguments, epoch,
     validation loss and training time (plus ``extra_seconds``, the training of the run it
-    continued); no optimizer or RNG state. Returns the slim dict."""
+    continued); no optimizer or RNG state. ``features`` updates the input settings (e.g.
+    ``{"input_rms": 0.1}``; a value None removes that setting). Returns the slim dict."""
     ckpt = read_checkpoint(src)
     keep = ("format", "model_class", "model_args", "features", "stft", "sample_rate", "train_args", "epoch",
             "valid_loss", "train_seconds", "history_summary")
     slim = {k: ckpt[k] for k in keep if k in ckpt}
+    if features:
+        merged = {**(slim.get("features") or {}), **features}
+        slim["features"] = {k: v for k, v in merged.items() if v is not None}
     slim["state_dict"] = {k: (v.half() if half and v.is_floating_point() else v)
                           for k, v in ckpt["state_dict"].items()}
     if extra_seconds:

@@ -424,6 +424,56 @@ def test_waveunet_one_training_step_and_time_domain_separation():
                           separate.separate_time_domain(m, song))
 
 
+def test_waveunet_input_rms_scales_each_song_to_that_level_and_back():
+    m = tiny_models()["waveunet"].eval()
+    song = np.random.default_rng(1).standard_normal((1, 900)).astype(np.float32) * 0.3
+    raw = separate.separate_time_domain(m, song)
+    m.set_input_rms(0.05)
+    est = separate.separate_time_domain(m, song)
+    gain = 0.05 / np.sqrt(np.mean(song.astype(np.float64) ** 2))
+    m.set_input_rms(None)
+    assert np.allclose(est, separate.separate_time_domain(m, song * gain) / gain, atol=1e-5)
+    assert not np.allclose(est, raw, atol=1e-3)         # the tiny network is not level invariant
+    assert np.allclose(est.sum(0), song, atol=1e-5)     # the estimates still sum to the mixture
+    m.set_input_rms(0.05)
+    for g in (1e-3, 10.0):                              # any input level gives the same separation, scaled
+        assert np.allclose(separate.separate_time_domain(m, song * g), est * g, atol=1e-5 * max(g, 1.0))
+    silent = np.zeros((1, 900), np.float32)             # nothing to scale: left as it is, no 0/0
+    quiet = separate.separate_time_domain(m, silent)
+    assert np.isfinite(quiet).all() and np.allclose(quiet.sum(0), 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="input_rms"):
+        m.set_input_rms(0.0)
+
+
+def test_waveunet_input_rms_travels_in_the_checkpoint_and_export(tmp_path):
+    import export_model
+    m = tiny_models()["waveunet"].eval()
+    stft = util.make_stft(128, 32)
+    util.save_checkpoint(tmp_path / "w.pt", m, stft, 8000, epoch=1)
+    assert util.load_model(tmp_path / "w.pt")[0].input_rms is None
+    assert util.read_checkpoint(tmp_path / "w.pt")["features"] == {}
+    assert export_model.main([str(tmp_path / "w.pt"), str(tmp_path / "ship.pt"), "--input-rms", "0.05"]) == 0
+    loaded, _, _, ckpt = util.load_model(tmp_path / "ship.pt")
+    assert loaded.input_rms == 0.05 and ckpt["features"] == {"input_rms": 0.05}
+    util.save_checkpoint(tmp_path / "again.pt", loaded, stft, 8000)            # kept when saved again
+    assert util.load_model(tmp_path / "again.pt")[0].input_rms == 0.05
+    assert export_model.main([str(tmp_path / "ship.pt"), str(tmp_path / "off.pt"), "--input-rms", "0"]) == 0
+    assert util.load_model(tmp_path / "off.pt")[0].input_rms is None                # 0: off
+    assert util.read_checkpoint(tmp_path / "off.pt")["features"] == {}
+    bad = util.read_checkpoint(tmp_path / "ship.pt")
+    bad["features"] = {"input_rms": -1.0}
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(util.UserError, match="bad input features"):
+        util.load_model(tmp_path / "bad.pt")
+    with pytest.raises(util.UserError, match=r"must be in \[0, 1\]"):
+        export_model.main([str(tmp_path / "w.pt"), str(tmp_path / "x.pt"), "--input-rms", "2"])
+    ff = tiny_models()["drnn"]
+    util.save_checkpoint(tmp_path / "d.pt", ff, stft, 8000)
+    with pytest.raises(util.UserError, match="mask model"):
+        export_model.main([str(tmp_path / "d.pt"), str(tmp_path / "y.pt"), "--input-rms", "0.05"])
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
