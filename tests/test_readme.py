@@ -131,3 +131,16 @@ def test_readme_shifts_table_equals_the_committed_json():
     for n in sorted(table[systems[0]]):
         row = f"| {n} | " + " | ".join(f"{table[s][n][0]:.2f} / {table[s][n][1]:.2f}" for s in systems) + " |"
         assert row in text, f"README lacks the shifts row {row}"
+
+
+def test_readme_input_rms_table_equals_the_committed_json():
+    """The README's Wave-U-Net input-level table shows results/waveunet_input_rms' numbers, no other."""
+    sys.path.insert(0, str(ROOT / "report"))
+    import build_report
+    table = build_report.input_rms_table()
+    if not table:
+        pytest.skip("no results/waveunet_input_rms")
+    text = (ROOT / "README.md").read_text()
+    for rms, valid, excerpts, quiet in table:
+        row = f"| {'off' if rms is None else f'{rms:g}'} | {valid:.2f} | {excerpts:.2f} | {quiet:.2f} |"
+        assert row in text, f"README lacks the input-level row {row}"
