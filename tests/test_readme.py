@@ -103,14 +103,19 @@ def test_readme_results_tables_equal_the_committed_json(name):
         assert "| " + " | ".join(row) + " |" in text, f"README lacks the {name} row {row}"
 
 
-def test_readme_mask_power_table_equals_the_committed_json():
-    """The README's post-processing table shows results/mask_power's vocals GNSDR, no other numbers."""
+def lever_table_and_readme(table_fn: str, folder: str):
+    """(build_report.<table_fn>(), the README's text); skips when the lever's results are absent."""
     sys.path.insert(0, str(ROOT / "report"))
     import build_report
-    table = build_report.mask_power_table()
+    table = getattr(build_report, table_fn)()
     if not table:
-        pytest.skip("no results/mask_power")
-    text = (ROOT / "README.md").read_text()
+        pytest.skip(f"no {folder}")
+    return table, (ROOT / "README.md").read_text()
+
+
+def test_readme_mask_power_table_equals_the_committed_json():
+    """The README's post-processing table shows results/mask_power's vocals GNSDR, no other numbers."""
+    table, text = lever_table_and_readme("mask_power_table", "results/mask_power")
     label = {"valid": "valid", "cross_singer": "new singer"}
     for (name, system), by_power in table.items():
         if system == "Wave-U-Net":                     # no mask: the same number in every column
@@ -121,12 +126,7 @@ def test_readme_mask_power_table_equals_the_committed_json():
 
 def test_readme_shifts_table_equals_the_committed_json():
     """The README's shift-averaging table shows results/shifts' numbers, no other."""
-    sys.path.insert(0, str(ROOT / "report"))
-    import build_report
-    table = build_report.shifts_table()
-    if not table:
-        pytest.skip("no results/shifts")
-    text = (ROOT / "README.md").read_text()
+    table, text = lever_table_and_readme("shifts_table", "results/shifts")
     systems = list(table)
     for n in sorted(table[systems[0]]):
         row = f"| {n} | " + " | ".join(f"{table[s][n][0]:.2f} / {table[s][n][1]:.2f}" for s in systems) + " |"
@@ -135,12 +135,7 @@ def test_readme_shifts_table_equals_the_committed_json():
 
 def test_readme_input_rms_table_equals_the_committed_json():
     """The README's Wave-U-Net input-level table shows results/waveunet_input_rms' numbers, no other."""
-    sys.path.insert(0, str(ROOT / "report"))
-    import build_report
-    table = build_report.input_rms_table()
-    if not table:
-        pytest.skip("no results/waveunet_input_rms")
-    text = (ROOT / "README.md").read_text()
+    table, text = lever_table_and_readme("input_rms_table", "results/waveunet_input_rms")
     for rms, valid, excerpts, quiet in table:
         row = f"| {'off' if rms is None else f'{rms:g}'} | {valid:.2f} | {excerpts:.2f} | {quiet:.2f} |"
         assert row in text, f"README lacks the input-level row {row}"
