@@ -38,6 +38,8 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 import Data
 import Model
 import Model_DRNN
@@ -147,6 +149,9 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
                    help="downsampling conv kernel in samples (default 15)")
     g.add_argument("--up-kernel", type=util.positive_int, default=5,
                    help="upsampling conv kernel in samples (default 5)")
+    g.add_argument("--input-rms", type=util.float_range(0, 1, low_open=True), default=None, metavar="RMS",
+                   help="scale each training excerpt's mixture to this RMS (times a random +-6 dB) and save it "
+                        "in the checkpoint, so separation scales each song to it (default: off)")
     return p
 
 
@@ -167,6 +172,8 @@ def parse_args(argv=None):
         raise UserError("--interference subtracts a magnitude distance: use it with a magnitude --loss, not sdr")
     if args.system == "drnn" and args.gamma > 0 and args.loss == "sdr":
         raise UserError("--gamma weighs a magnitude distance: with --loss sdr give --gamma 0")
+    if args.input_rms and args.system != "waveunet":
+        raise UserError(f"--input-rms sets the Wave-U-Net's input level; {args.system} is level invariant already")
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
         raise UserError(f"--curriculum-start {args.curriculum_start} must be in (0, --chunk-seconds]")
     return args
@@ -196,7 +203,10 @@ SYSTEM_CLASSES = {system: name for system, (name, _) in SYSTEM_MODELS.items()}
 def build(n_bins, a):
     """The model of ``--system`` with the parsed options."""
     name, kwargs = SYSTEM_MODELS[a.system]
-    return util.model_class(name)(n_bins, **kwargs(a))
+    model = util.model_class(name)(n_bins, **kwargs(a))
+    if getattr(a, "input_rms", None):
+        model.set_input_rms(a.input_rms)
+    return model
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,6 +246,10 @@ def waveform_examples(stems, net):
     ctx = net.context_samples()
     off = (n - out - 2 * ctx) // 2
     x = stems[..., off:off + out + 2 * ctx]
+    if net.input_rms:    # the level separation gives it (--input-rms); training: +-6 dB around it per excerpt
+        rms = x.sum(1).pow(2).mean(-1).sqrt().clamp_min(1e-6)                          # (B,)
+        spread = 2.0 ** (2 * torch.rand(x.shape[0], device=x.device) - 1) if net.training else 1.0
+        x = x * (net.input_rms * spread / rms)[:, None, None]
     yield x.sum(1, keepdim=True), x[..., ctx:ctx + out]
 
 

@@ -474,6 +474,28 @@ def test_waveunet_input_rms_travels_in_the_checkpoint_and_export(tmp_path):
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
 
 
+def test_train_seed_input_rms_sets_the_training_level_and_the_model():
+    args = train_seed.parse_args(["--system", "waveunet", "--data", "x", "--levels", "3", "--features", "4",
+                                  "--down-kernel", "5", "--up-kernel", "3", "--input-rms", "0.1"])
+    m = train_seed.build(0, args)
+    assert m.input_rms == 0.1 and util.model_features(m) == {"input_rms": 0.1}
+    stems = torch.randn(8, 2, 400) * torch.tensor([0.01, 0.5, 2.0, 0.1] * 2)[:, None, None]
+    torch.manual_seed(0)
+    (mixture, target), = list(train_seed.waveform_examples(stems, m.train()))
+    rms = mixture[:, 0].pow(2).mean(-1).sqrt()
+    assert ((rms > 0.05 - 1e-6) & (rms < 0.2 + 1e-6)).all() and rms.std() > 0.005   # 0.1, +-6 dB at random
+    ctx = m.context_samples()
+    assert torch.allclose(target.sum(1), mixture[:, 0, ctx:mixture.shape[-1] - ctx], atol=1e-6)  # stems scaled alike
+    (mixture, _), = list(train_seed.waveform_examples(stems, m.eval()))
+    assert torch.allclose(mixture[:, 0].pow(2).mean(-1).sqrt(), torch.full((8,), 0.1), atol=1e-5)  # validation: 0.1
+    m.set_input_rms(None)                                                   # off: the excerpt as it is
+    (mixture, _), = list(train_seed.waveform_examples(stems, m.train()))
+    start = (400 - mixture.shape[-1]) // 2
+    assert torch.equal(mixture[:, 0], stems.sum(1)[:, start:start + mixture.shape[-1]])
+    with pytest.raises(util.UserError, match="level invariant"):
+        train_seed.parse_args(["--system", "drnn", "--data", "x", "--input-rms", "0.1"])
+
+
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
