@@ -395,14 +395,14 @@ def levers(rep):
     ab = run_histories(RESULTS / "ab_varispeed")
     cnn_ab = run_histories(RESULTS / "ab_cnn_size")
     songs = RESULTS / "real_songs_levers" / "results.json"
-    if (not ab and not cnn_ab and not songs.exists() and not mask_power_table() and not training_levers()
-            and not shifts_table() and not input_rms_table()):
+    sections = [(training_levers_section, training_levers()), (mask_power_section, mask_power_table()),
+                (shifts_section, shifts_table()), (input_rms_section, input_rms_table())]
+    if not ab and not cnn_ab and not songs.exists() and not any(table for _, table in sections):
         return
     rep.h2("5. What each lever gave")
-    training_levers_section(rep)
-    mask_power_section(rep)
-    shifts_section(rep)
-    input_rms_section(rep)
+    for section, table in sections:          # each loaded once; a section without records is left out
+        if table:
+            section(rep, table)
     if ab:
         parts = []
         for name, h in ab.items():
@@ -465,10 +465,7 @@ def session_order(path: Path) -> tuple[int, str]:
     return (int(digits) if name != "excerpts" and digits else 0, name)
 
 
-def training_levers_section(rep):
-    runs = training_levers()
-    if not runs:
-        return
+def training_levers_section(rep, runs):
     med = {}                        # every bench run's medians: excerpts/, then later sessions' (excerpts-*/)
     for songs in sorted((RESULTS / "training_levers").glob("excerpts*/results.json"), key=session_order):
         med.update(json.loads(songs.read_text())["median"])
@@ -557,10 +554,7 @@ MASK_POWER_SETS = {"valid": "shipped model, its 15 validation clips (held-out so
                    "cross_singer": "trained on abjones only, scored on amy's 132 clips (a new voice)"}
 
 
-def mask_power_section(rep):
-    table = mask_power_table()
-    if not table:
-        return
+def mask_power_section(rep, table):
     powers = sorted({p for v in table.values() for p in v})
     rep.p("Mask power (separate.py / evaluate_sdr.py --mask-power P: every mask raised to P before it is applied; "
           "accompaniment = mixture - vocals), chosen on validation, never on the test singers: GNSDR in dB "
@@ -591,10 +585,7 @@ def shifts_table():
     return table
 
 
-def shifts_section(rep):
-    table = shifts_table()
-    if not table:
-        return
+def shifts_section(rep, table):
     counts = sorted({n for v in table.values() for n in v})
     rep.p("Shift averaging (separate.py / evaluate_sdr.py --shifts N): the U-Net's six stride-2 layers make its "
           "masks depend on where a frame falls in its 64-frame grid, so its masks are averaged over N time offsets "
@@ -624,10 +615,7 @@ def input_rms_table() -> list:
              m["top-mean -40dB"]) for name, m in zip(systems, medians)]
 
 
-def input_rms_section(rep):
-    table = input_rms_table()
-    if not table:
-        return
+def input_rms_section(rep, table):
     rep.p("Input level of the Wave-U-Net (export_model.py --input-rms R, seventeenth session): the time-domain "
           "network sees the waveform itself, so its separation depended on the song's level; with R set, every song "
           "is scaled to RMS R before the network and the estimates back. The shipped epoch-20 checkpoint with each "
