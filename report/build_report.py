@@ -530,7 +530,13 @@ def training_levers_section(rep, runs):
           "stopped by hand at 12, its best 10.83 dB below the shipped RNN's 10.87; not shipped); in the sixteenth "
           "session cnn-big-ft continued cnn-big-sdr at 3e-4, seed 53 (best 8.58 dB against the shipped CNN's "
           "8.55, both with 4 shifts: not a measurable win, and 2.64 against 2.92 on the excerpts with 4 shifts; "
-          "not shipped; stopped by hand at 12).",
+          "not shipped; stopped by hand at 12); in the seventeenth session wun-lvl continued the shipped "
+          "Wave-U-Net (waveunet-rev's epoch 20) with every training excerpt scaled to RMS 0.1 +-6 dB and validated "
+          "at 0.1 (train_seed.py --input-rms 0.1) at 1e-4, seed 52, wun-ctl the same without it (its control; "
+          "0.08-0.23 dB behind wun-lvl at every epoch, about what the level alone gives at inference), and "
+          "wun-lvl-slow as wun-lvl at 3e-5, seed 53; none beat the shipped checkpoint with --input-rms 0.1 "
+          "(9.96 dB at 16 kHz: wun-lvl's best 9.90, wun-lvl-slow's 9.93, its excerpts 3.65 against 3.75; all "
+          "stopped by hand for time, wun-lvl-slow at a new best loss).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
