@@ -442,8 +442,9 @@ def separate_time_domain(model, mixture: np.ndarray, device="cpu", block_samples
     blocks are concatenated: no overlap or cross-fade is needed. A model with ``input_rms`` set
     hears the song scaled to that RMS (all channels together), and its estimates are scaled back."""
     n = mixture.shape[1]
-    rms = float(np.sqrt(np.mean(np.square(mixture, dtype=np.float64)))) if mixture.size else 0.0
-    gain = model.input_rms / rms if getattr(model, "input_rms", None) and rms > 1e-6 else 1.0
+    target = getattr(model, "input_rms", None)
+    rms = float(np.sqrt(np.mean(np.square(mixture, dtype=np.float64)))) if target and mixture.size else 0.0
+    gain = target / rms if rms > 1e-6 else 1.0
     out = model.valid_output_length(min(n, block_samples))
     ctx = model.context_samples()
     n_blocks = -(-n // out)

@@ -505,16 +505,13 @@ def build_model(ckpt: dict, path="checkpoint") -> torch.nn.Module:
     except Exception as err:
         raise UserError(f"{path}: cannot build model {ckpt['model_class']} ({err})") from None
     features = ckpt.get("features") or {}
-    if "level_norm" in features and (hasattr(model, "set_level_norm") or features["level_norm"] != "none"):
-        try:
+    try:
+        if "level_norm" in features and (hasattr(model, "set_level_norm") or features["level_norm"] != "none"):
             model.set_level_norm(features["level_norm"])
-        except (AttributeError, ValueError) as err:
-            raise UserError(f"{path}: bad input features {features!r} ({err})") from None
-    if "input_rms" in features:
-        try:
+        if "input_rms" in features:
             model.set_input_rms(features["input_rms"])
-        except (AttributeError, TypeError, ValueError) as err:
-            raise UserError(f"{path}: bad input features {features!r} ({err})") from None
+    except (AttributeError, TypeError, ValueError) as err:
+        raise UserError(f"{path}: bad input features {features!r} ({err})") from None
     state = ckpt["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise UserError(f"{path}: state_dict is not a dict of tensors")
