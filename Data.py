@@ -339,6 +339,56 @@ def random_eq(audio: np.ndarray, rng: random.Random, max_db: float) -> np.ndarra
     return np.fft.irfft(spec * 10.0 ** (db / 20.0), len(audio)).astype(np.float32)
 
 
+ENVELOPE_ITERATIONS = 8
+
+
+def formant_shift(audio: np.ndarray, ratio: float, sample_rate: int) -> np.ndarray:
+    """(samples,) -> (samples,) with its spectral envelope stretched along frequency by ``ratio``
+    (> 1 moves the formants up, as a shorter vocal tract would) and its harmonics, so its pitch,
+    kept: each frame of a 64 ms STFT (hop a quarter of it) is multiplied by the ratio of the warped
+    to the original envelope (the "true envelope": the log magnitude smoothed to its first 1.25 ms
+    of cepstrum, lifted back to the peaks it cut and smoothed again, :data:`ENVELOPE_ITERATIONS`
+    times, so it runs through the harmonics' peaks, not the valleys between them; gain within
+    +-20 dB), then overlap-added with the frame's own phase. The output's RMS equals
+    the input's. With :func:`varispeed`, which moves pitch and formants together, pitch and timbre
+    vary independently: other voices than the training singers'."""
+    audio = np.asarray(audio, dtype=np.float32)
+    n_fft = 1 << int(round(np.log2(0.064 * sample_rate)))
+    hop = n_fft // 4
+    if ratio == 1.0 or len(audio) == 0:
+        return audio
+    window = np.hanning(n_fft + 1)[:-1]
+    pad = np.pad(audio.astype(np.float64), (n_fft, n_fft + hop))
+    n_frames = 1 + (len(pad) - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
+    spec = np.fft.rfft(pad[idx] * window, axis=1)                             # (frames, bins)
+    mag = np.abs(spec)
+    log_mag = np.log(mag + 1e-4 * mag.max() + 1e-12)                         # valleys floored 80 dB down
+    q = max(2, int(0.00125 * sample_rate))
+    envelope = log_mag
+    for _ in range(ENVELOPE_ITERATIONS):      # the "true envelope": smooth, then lift to the peaks again
+        cep = np.fft.irfft(envelope, n_fft, axis=1)
+        cep[:, q:n_fft - q + 1] = 0.0
+        smooth = np.fft.rfft(cep, axis=1).real
+        envelope = np.maximum(log_mag, smooth)
+    envelope = smooth                                                         # through the harmonics' peaks
+    pos = np.minimum(np.arange(envelope.shape[1]) / ratio, envelope.shape[1] - 1)   # formants at ratio x f
+    lo = pos.astype(int)
+    hi, frac = np.minimum(lo + 1, envelope.shape[1] - 1), pos - lo
+    warped = envelope[:, lo] * (1.0 - frac) + envelope[:, hi] * frac
+    spec *= np.exp(np.clip(warped - envelope, -np.log(10.0), np.log(10.0)))
+    frames = np.fft.irfft(spec, n_fft, axis=1) * window
+    out, norm = np.zeros(len(pad)), np.zeros(len(pad))
+    for k in range(n_fft // hop):             # overlap-add: frames k, k+4, ... do not overlap each other
+        sel = frames[k::n_fft // hop]
+        span = slice(k * hop, k * hop + sel.size)
+        out[span] += sel.ravel()
+        norm[span] += np.tile(window ** 2, len(sel))
+    out = (out / np.maximum(norm, 1e-8))[n_fft:n_fft + len(audio)]
+    rms_in, rms_out = np.sqrt(np.mean(np.square(audio, dtype=np.float64))), np.sqrt(np.mean(out ** 2))
+    return (out * (rms_in / rms_out if rms_out > 0 else 0.0)).astype(np.float32)
+
+
 REVERB_RT60 = (0.2, 1.2)       # seconds, range of the synthetic rooms' decay times
 REVERB_DRR_DB = (-3.0, 12.0)   # direct-to-reverberant energy ratio range, dB
 
@@ -386,6 +436,8 @@ class SeparationDataset(torch.utils.data.Dataset):
     :func:`random_eq` (gains within +-d dB), so the model hears other microphones, voices and
     mixes. With ``vocal_reverb`` p > 0 the vocal stem goes, with probability p, through
     :func:`random_reverb` (the target keeps the reverb, as produced songs' vocal stems do).
+    With ``vocal_formant`` f > 0 the vocal stem's formants move by a random factor in [1/(1+f), 1+f]
+    (:func:`formant_shift`, pitch kept): with the varispeed, voices of other timbres and ranges.
     With ``vocal_atten_db`` a > 0 the vocal stem is further lowered by a uniform 0..a dB (MIR-1K
     mixes its voices at 0 dB; produced songs put them a few dB below the accompaniment).
     Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
@@ -396,7 +448,7 @@ class SeparationDataset(torch.utils.data.Dataset):
 
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
-                 eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0):
+                 eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -406,7 +458,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.train, self.chunk = train, chunk_samples
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
         self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
-        self.vocal_atten_db = vocal_atten_db
+        self.vocal_atten_db, self.vocal_formant = vocal_atten_db, vocal_formant
         self.epoch = 0
 
     def __len__(self):
@@ -431,6 +483,9 @@ class SeparationDataset(torch.utils.data.Dataset):
             audio = fit_length(self.cache.source(track, s, start, start + span), span)
             if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
+            if s == "vocals" and self.vocal_formant:
+                ratio = float(np.exp(rng.uniform(-1, 1) * np.log1p(self.vocal_formant)))
+                audio = formant_shift(audio, ratio, self.cache.sample_rate)
             if self.eq_db:
                 audio = random_eq(audio, rng, self.eq_db)
             if s == "vocals" and self.vocal_reverb and rng.random() < self.vocal_reverb:

@@ -148,6 +148,42 @@ def test_random_reverb_is_causal_level_kept_and_repeatable():
     assert max(lasts) <= 0.030 * 16000 + Data.REVERB_RT60[1] * 16000     # no tail beyond pre-delay + RT60
 
 
+def _vowel(f0, formant, sr=16000, seconds=1.0):
+    """A harmonic tone at f0 whose harmonics follow one formant (Gaussian, 300 Hz wide) at ``formant``."""
+    t = np.arange(int(sr * seconds)) / sr
+    x = sum((np.exp(-((h * f0 - formant) / 300.0) ** 2) + 0.05) * np.sin(2 * np.pi * h * f0 * t)
+            for h in range(1, int(sr / 2 / f0)))
+    return (x + 0.01 * np.random.default_rng(0).normal(size=len(t))).astype(np.float32)
+
+
+def _formant_peak(y, f0, sr=16000):
+    """The harmonic of f0 (below 2.5 kHz) with the most energy, and the share of energy on harmonics."""
+    spec = np.abs(np.fft.rfft(y)) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / sr)
+    harm = [int(round(h * f0 * len(y) / sr)) for h in range(1, int(2500 / f0))]
+    peak = f0 * (1 + int(np.argmax(spec[harm])))
+    on_harmonics = np.isclose(freqs / f0, np.round(freqs / f0), atol=2 / (len(y) / sr) / f0)
+    return peak, spec[on_harmonics & (freqs > f0 / 2)].sum() / spec.sum()
+
+
+def test_formant_shift_moves_the_envelope_and_keeps_the_pitch():
+    x = _vowel(200.0, 1000.0)
+    assert _formant_peak(x, 200.0)[0] == 1000
+    for ratio, expected in ((1.2, 1200), (0.8, 800)):
+        y = Data.formant_shift(x, ratio, 16000)
+        assert y.dtype == np.float32 and y.shape == x.shape
+        peak, share = _formant_peak(y, 200.0)
+        assert peak == expected                                    # the formant moved by the ratio
+        assert share > 0.95                                        # the energy stays on the 200 Hz harmonics
+        assert np.isclose(np.sqrt(np.mean(y.astype(np.float64) ** 2)), np.sqrt(np.mean(x.astype(np.float64) ** 2)),
+                          rtol=1e-4)
+    np.testing.assert_array_equal(Data.formant_shift(x, 1.0, 16000), x)
+    near = Data.formant_shift(x[:1001], 1.0001, 16000)               # the analysis/resynthesis is transparent
+    assert near.shape == (1001,) and np.sum((near - x[:1001]) ** 2) < 1e-5 * np.sum(x[:1001] ** 2)
+    x44 = _vowel(300.0, 1500.0, sr=44100, seconds=0.5)               # any rate: the frame is 64 ms
+    assert _formant_peak(Data.formant_shift(x44, 1.2, 44100), 300.0, 44100)[0] == 1800
+
+
 def test_random_offset_and_fit_length():
     rng = random.Random(0)
     offs = {Data.random_offset(100, 10, rng) for _ in range(200)}
@@ -185,6 +221,14 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     ratio = [float(y[0].norm() / x[0].norm()) for x, y in zip(a, d) if x[0].norm() > 0]
     assert ratio and all(10 ** (-12 / 20) - 1e-6 <= r <= 1 + 1e-6 for r in ratio)   # vocals only lowered
     assert min(ratio) < 0.8
+    fm = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                remix_prob=1.0, seed=3, vocal_formant=0.2)
+    e = [fm[i] for i in range(10)]
+    assert all(torch.equal(x, y) for x, y in zip(e, [fm[i] for i in range(10)]))
+    assert not any(torch.allclose(x[0], y[0]) for x, y in zip(a, e) if x[0].norm() > 0)   # every vocal reshaped
+    off = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                 remix_prob=1.0, seed=3, vocal_formant=0.0)
+    assert all(torch.equal(x, off[i]) for i, x in enumerate(a))        # 0: off, the same random stream
 
 
 def test_eval_items_whole_tracks(dsd100, tmp_path):
