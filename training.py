@@ -354,6 +354,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     ``on_epoch(epoch, train_set)`` runs before each epoch (e.g. a curriculum changing
     ``train_set.chunk``). Returns the run folder."""
     rank, world = _distributed()
+    util.keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = util.get_device(args.device)

@@ -116,6 +116,15 @@ def test_feedforward_trains_on_the_sdr_loss(demo, tmp_path):
     assert all(np.isfinite(v["loss"]) and v["loss"] < 30 for v in hist["valid"])   # minus dB, not magnitudes
 
 
+def test_training_keeps_freed_memory_and_takes_the_formant_augmentation(demo, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(util, "keep_freed_memory", lambda: calls.append(True) or True)
+    train_feedforward.main(tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--vocal-formant", "0.2"))
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert hist["train_args"]["vocal_formant"] == 0.2 and len(hist["valid"]) == 2
+    assert calls == [True]                                  # once, before the model and the data
+
+
 def test_weight_average_is_the_warmed_up_ema_and_swaps_back():
     model = torch.nn.Linear(3, 2)
     ema = training.WeightAverage(model, 0.9)

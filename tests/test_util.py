@@ -133,3 +133,18 @@ def test_export_checkpoint_half_weights(tmp_path, tiny_ff):
     with pytest.raises(SystemExit) as e:                      # no silent overwrite
         util.run_cli(export_model.main, [str(tmp_path / "full.pt"), str(tmp_path / "ship" / "savedModel_x_best.pt")])
     assert e.value.code == 2
+
+
+def test_keep_freed_memory_applies_on_glibc_and_can_be_turned_off(monkeypatch):
+    import ctypes
+    import sys
+
+    monkeypatch.setenv("SVS_KEEP_FREED_MEMORY", "0")
+    assert util.keep_freed_memory() is False
+    monkeypatch.delenv("SVS_KEEP_FREED_MEMORY")
+    glibc = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+    if not glibc:
+        pytest.skip("mallopt settings are glibc's")
+    assert util.keep_freed_memory() is True
+    x = torch.ones(4 << 20)                                  # 16 MB: allocation and arithmetic still work
+    assert float((x * 2).sum()) == 2 * (4 << 20)
