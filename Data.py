@@ -345,23 +345,20 @@ ENVELOPE_ITERATIONS = 8
 def formant_shift(audio: np.ndarray, ratio: float, sample_rate: int) -> np.ndarray:
     """(samples,) -> (samples,) with its spectral envelope stretched along frequency by ``ratio``
     (> 1 moves the formants up, as a shorter vocal tract would) and its harmonics, so its pitch,
-    kept: each frame of a 64 ms STFT (hop a quarter of it) is multiplied by the ratio of the warped
-    to the original envelope (the "true envelope": the log magnitude smoothed to its first 1.25 ms
-    of cepstrum, lifted back to the peaks it cut and smoothed again, :data:`ENVELOPE_ITERATIONS`
-    times, so it runs through the harmonics' peaks, not the valleys between them; gain within
-    +-20 dB), then overlap-added with the frame's own phase. The output's RMS equals
-    the input's. With :func:`varispeed`, which moves pitch and formants together, pitch and timbre
-    vary independently: other voices than the training singers'."""
+    kept: each frame of a 64 ms Hann STFT (:func:`util.make_stft`, hop a quarter of it) is
+    multiplied by the ratio of the warped to the original envelope (the "true envelope": the log
+    magnitude smoothed to its first 1.25 ms of cepstrum, lifted back to the peaks it cut and
+    smoothed again, :data:`ENVELOPE_ITERATIONS` times, so it runs through the harmonics' peaks,
+    not the valleys between them; gain within +-20 dB), then resynthesised with the frame's own
+    phase. The output's RMS equals the input's. With :func:`varispeed`, which moves pitch and
+    formants together, pitch and timbre vary independently: other voices than the training
+    singers'."""
     audio = np.asarray(audio, dtype=np.float32)
-    n_fft = 1 << int(round(np.log2(0.064 * sample_rate)))
-    hop = n_fft // 4
     if ratio == 1.0 or len(audio) == 0:
         return audio
-    window = np.hanning(n_fft + 1)[:-1]
-    pad = np.pad(audio.astype(np.float64), (n_fft, n_fft + hop))
-    n_frames = 1 + (len(pad) - n_fft) // hop
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    spec = np.fft.rfft(pad[idx] * window, axis=1)                             # (frames, bins)
+    n_fft = 1 << int(round(np.log2(0.064 * sample_rate)))
+    stft = util.make_stft(n_fft, n_fft // 4, "hann")
+    spec = stft.stft(torch.from_numpy(audio)).numpy().T.astype(np.complex128)   # (frames, bins)
     mag = np.abs(spec)
     log_mag = np.log(mag + 1e-4 * mag.max() + 1e-12)                         # valleys floored 80 dB down
     q = max(2, int(0.00125 * sample_rate))
@@ -377,14 +374,7 @@ def formant_shift(audio: np.ndarray, ratio: float, sample_rate: int) -> np.ndarr
     hi, frac = np.minimum(lo + 1, envelope.shape[1] - 1), pos - lo
     warped = envelope[:, lo] * (1.0 - frac) + envelope[:, hi] * frac
     spec *= np.exp(np.clip(warped - envelope, -np.log(10.0), np.log(10.0)))
-    frames = np.fft.irfft(spec, n_fft, axis=1) * window
-    out, norm = np.zeros(len(pad)), np.zeros(len(pad))
-    for k in range(n_fft // hop):             # overlap-add: frames k, k+4, ... do not overlap each other
-        sel = frames[k::n_fft // hop]
-        span = slice(k * hop, k * hop + sel.size)
-        out[span] += sel.ravel()
-        norm[span] += np.tile(window ** 2, len(sel))
-    out = (out / np.maximum(norm, 1e-8))[n_fft:n_fft + len(audio)]
+    out = stft.istft(torch.from_numpy(spec.T.astype(np.complex64)), len(audio)).numpy().astype(np.float64)
     rms_in, rms_out = np.sqrt(np.mean(np.square(audio, dtype=np.float64))), np.sqrt(np.mean(out ** 2))
     return (out * (rms_in / rms_out if rms_out > 0 else 0.0)).astype(np.float32)
 
