@@ -323,6 +323,18 @@ def varispeed(audio: np.ndarray, n: int, rate: float) -> np.ndarray:
     return fit_length(np.asarray(out, dtype=np.float32), n)
 
 
+def random_factor(rng: random.Random, spread: float) -> float:
+    """A factor drawn log-uniformly in [1/(1+spread), 1+spread] (a speed, a formant ratio)."""
+    return float(np.exp(rng.uniform(-1, 1) * np.log1p(spread)))
+
+
+def match_rms(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``out`` scaled to the RMS of ``like``, as float32 (silence when ``out`` is silent)."""
+    rms_like = np.sqrt(np.mean(np.square(like, dtype=np.float64)))
+    rms_out = np.sqrt(np.mean(np.square(out, dtype=np.float64)))
+    return (out * (rms_like / rms_out if rms_out > 0 else 0.0)).astype(np.float32)
+
+
 EQ_KNOTS = np.geomspace(1 / 128, 1.0, 6)       # EQ control frequencies, fractions of Nyquist
 
 
@@ -375,8 +387,7 @@ def formant_shift(audio: np.ndarray, ratio: float, sample_rate: int) -> np.ndarr
     warped = envelope[:, lo] * (1.0 - frac) + envelope[:, hi] * frac
     spec *= np.exp(np.clip(warped - envelope, -np.log(10.0), np.log(10.0)))
     out = stft.istft(torch.from_numpy(spec.T.astype(np.complex64)), len(audio)).numpy().astype(np.float64)
-    rms_in, rms_out = np.sqrt(np.mean(np.square(audio, dtype=np.float64))), np.sqrt(np.mean(out ** 2))
-    return (out * (rms_in / rms_out if rms_out > 0 else 0.0)).astype(np.float32)
+    return match_rms(out, audio)
 
 
 REVERB_RT60 = (0.2, 1.2)       # seconds, range of the synthetic rooms' decay times
@@ -403,8 +414,7 @@ def random_reverb(audio: np.ndarray, rng: random.Random, sample_rate: int) -> np
     ir[0] = 1.0
     ir[delay:] += tail
     out = fftconvolve(audio.astype(np.float64), ir)[:len(audio)]
-    rms_in, rms_out = np.sqrt(np.mean(np.square(audio, dtype=np.float64))), np.sqrt(np.mean(out ** 2))
-    return (out * (rms_in / rms_out if rms_out > 0 else 0.0)).astype(np.float32)
+    return match_rms(out, audio)
 
 
 def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
@@ -467,15 +477,14 @@ class SeparationDataset(torch.utils.data.Dataset):
             track = vocal_track if s == "vocals" else other_track
             rate = 1.0
             if s == "vocals" and self.vocal_speed:
-                rate = float(np.exp(rng.uniform(-1, 1) * np.log1p(self.vocal_speed)))
+                rate = random_factor(rng, self.vocal_speed)
             span = max(1, int(round(self.chunk * rate)))
             start = random_offset(self.cache.length(track), span, rng)
             audio = fit_length(self.cache.source(track, s, start, start + span), span)
             if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
             if s == "vocals" and self.vocal_formant:
-                ratio = float(np.exp(rng.uniform(-1, 1) * np.log1p(self.vocal_formant)))
-                audio = formant_shift(audio, ratio, self.cache.sample_rate)
+                audio = formant_shift(audio, random_factor(rng, self.vocal_formant), self.cache.sample_rate)
             if self.eq_db:
                 audio = random_eq(audio, rng, self.eq_db)
             if s == "vocals" and self.vocal_reverb and rng.random() < self.vocal_reverb:
