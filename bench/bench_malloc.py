@@ -40,9 +40,8 @@ TRAININGS = {
     "cnn": ["train_seed.py", "--system", "cnn", "--sources", "vocals", "accompaniment", "--time-context", "11",
             "--horizontal", "5", "1", "--chunk-seconds", "2"],
     "rnn": ["train_rnn.py", "--chunk-seconds", "4"],
-    "cnn44k": ["train_seed.py", "--system", "cnn", "--sources", "vocals", "accompaniment", "--time-context", "11",
-               "--horizontal", "5", "1", "--chunk-seconds", "2", "--sample-rate", "44100"],
 }
+TRAININGS["cnn44k"] = TRAININGS["cnn"] + ["--sample-rate", "44100"]      # after COMMON's 16000: this rate wins
 COMMON = ["--sample-rate", "16000", "--n-fft", "1024", "--hop", "256", "--loss", "sdr", "--vocal-speed", "0.12",
           "--eq-db", "6", "--epochs", "1", "--valid-seconds", "2", "--seed", "47", "--threads", "1", "--quiet"]
 
