@@ -60,6 +60,11 @@ def upsample_linear(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([out, x[..., -1:]], -1)
 
 
+# The RMS range of ``input_rms`` (0 excluded; 1 = a full-scale square wave), for the model and
+# for the --input-rms options of train_seed.py and export_model.py (where 0 means off)
+INPUT_RMS_MAX = 1.0
+
+
 class WaveUNet(nn.Module):
     """Shapes: mixture (B, 1, n_in) -> sources (B, K, n_out), n_out = output_length(n_in)."""
 
@@ -165,8 +170,8 @@ class WaveUNet(nn.Module):
         """The RMS every song is scaled to before separation (``None``: off)."""
         if rms is not None:
             rms = float(rms)
-            if not 0.0 < rms <= 1.0:
-                raise ValueError(f"input_rms must be in (0, 1], got {rms}")
+            if not 0.0 < rms <= INPUT_RMS_MAX:
+                raise ValueError(f"input_rms must be in (0, {INPUT_RMS_MAX:g}], got {rms}")
         self.input_rms = rms
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:

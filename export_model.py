@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+import Model_WaveUNet
 import util
 from util import UserError
 
@@ -64,8 +65,9 @@ def main(argv=None):
     if args.input_rms is not None:
         if getattr(model, "domain", None) != "time":
             raise UserError(f"--input-rms: {util.class_name(model)} is a mask model (level invariant already)")
-        if not 0.0 <= args.input_rms <= 1.0:
-            raise UserError(f"--input-rms must be in [0, 1] (0: off), got {args.input_rms}")
+        if not 0.0 <= args.input_rms <= Model_WaveUNet.INPUT_RMS_MAX:
+            raise UserError(f"--input-rms must be in [0, {Model_WaveUNet.INPUT_RMS_MAX:g}] (0: off), "
+                            f"got {args.input_rms}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = util.temp_path(args.output.parent, ".export.", ".pt")
     try:

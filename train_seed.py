@@ -44,6 +44,7 @@ import Data
 import Model
 import Model_DRNN
 import Model_GRU
+import Model_WaveUNet
 import training
 import util
 from util import UserError
@@ -149,7 +150,8 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
                    help="downsampling conv kernel in samples (default 15)")
     g.add_argument("--up-kernel", type=util.positive_int, default=5,
                    help="upsampling conv kernel in samples (default 5)")
-    g.add_argument("--input-rms", type=util.float_range(0, 1, low_open=True), default=None, metavar="RMS",
+    g.add_argument("--input-rms", type=util.float_range(0, Model_WaveUNet.INPUT_RMS_MAX, low_open=True),
+                   default=None, metavar="RMS",
                    help="scale each training excerpt's mixture to this RMS (times a random +-6 dB) and save it "
                         "in the checkpoint, so separation scales each song to it (default: off)")
     return p

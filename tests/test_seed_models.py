@@ -494,6 +494,9 @@ def test_train_seed_input_rms_sets_the_training_level_and_the_model():
     assert torch.equal(mixture[:, 0], stems.sum(1)[:, start:start + mixture.shape[-1]])
     with pytest.raises(util.UserError, match="level invariant"):
         train_seed.parse_args(["--system", "drnn", "--data", "x", "--input-rms", "0.1"])
+    for bad in ("0", "1.5"):                                   # the model's range, (0, 1]
+        with pytest.raises(SystemExit):
+            train_seed.parse_args(["--system", "waveunet", "--data", "x", "--input-rms", bad])
 
 
 # ----------------------------------------------------------------------------------------------
