@@ -508,19 +508,25 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
 class WeightAverage:
     """Exponential moving average of a model's floating-point weights and buffers (``--ema``).
     :meth:`update` after each optimizer step; ``with swapped():`` the model holds the average
-    (to validate or save it) and gets its own weights back afterwards."""
+    (to validate or save it) and gets its own weights back afterwards. Buffers that a module
+    lists in ``live_buffers`` (e.g. the DRNN's power-iteration vectors, which must stay unit
+    directions) are not averaged: the average uses the trained model's."""
 
     def __init__(self, model, decay: float, state: dict | None = None):
         self.decay = decay
         # the model's own parameters and buffers, held once (their names are the state_dict's), so
         # the per-step update builds no state dict
-        self.live = {k: v for k, v in [*model.named_parameters(), *model.named_buffers()] if v.is_floating_point()}
+        own = {f"{prefix}.{b}" if prefix else b
+               for prefix, m in model.named_modules() for b in getattr(m, "live_buffers", ())}
+        self.live = {k: v for k, v in [*model.named_parameters(), *model.named_buffers()]
+                     if v.is_floating_point() and k not in own}
         self.avg = {k: v.detach().clone() for k, v in self.live.items()}
         self.steps = 0
         if state is not None:
             self.steps = int(state["steps"])
             for k, v in state["avg"].items():
-                self.avg[k].copy_(v)
+                if k in self.avg:               # (an earlier run's average also held live buffers)
+                    self.avg[k].copy_(v)
 
     @torch.no_grad()
     def update(self):
