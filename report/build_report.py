@@ -571,10 +571,10 @@ def training_levers_section(rep, runs):
           "constant 1e-4 with weight averaging (--ema 0.998; seeds 56, 57 and 59; the U-Net with the random EQ "
           "its recipe never had, --eq-db 6) and drnn-drop the shipped DRNN with dropout 0.2 (seed 58): none "
           "above its shipped checkpoint (evaluate_sdr.py on the 15 clips: rnn-ema 10.81, drnn-ema 8.73, "
-          "drnn-drop 8.66, unet-eq-ema 10.98 dB against 10.87, 8.74, 8.74 and 11.18; rnn-ema stopped by hand at 7, drnn-ema "
-          "early-stopped at 13, drnn-drop and unet-eq-ema stopped by hand at 6 and 17); an earlier drnn-ema "
-          "that also averaged the recurrent layer's power-iteration vectors fell to 5.72 dB at its epoch 3 "
-          "(fixed; not in the table).",
+          "drnn-drop 8.66, unet-eq-ema 10.98 dB against 10.87, 8.74, 8.74 and 11.18; rnn-ema stopped by "
+          "hand at 7, drnn-ema early-stopped at 13, drnn-drop and unet-eq-ema stopped by hand at 6 and 17); "
+          "an earlier drnn-ema that also averaged the recurrent layer's power-iteration vectors fell to "
+          "5.72 dB at its epoch 3 (fixed; not in the table).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
