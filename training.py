@@ -516,10 +516,10 @@ class WeightAverage:
         self.decay = decay
         # the model's own parameters and buffers, held once (their names are the state_dict's), so
         # the per-step update builds no state dict
-        own = {f"{prefix}.{b}" if prefix else b
-               for prefix, m in model.named_modules() for b in getattr(m, "live_buffers", ())}
+        not_averaged = {f"{prefix}.{b}" if prefix else b
+                        for prefix, m in model.named_modules() for b in getattr(m, "live_buffers", ())}
         self.live = {k: v for k, v in [*model.named_parameters(), *model.named_buffers()]
-                     if v.is_floating_point() and k not in own}
+                     if v.is_floating_point() and k not in not_averaged}
         self.avg = {k: v.detach().clone() for k, v in self.live.items()}
         self.steps = 0
         if state is not None:
