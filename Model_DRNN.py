@@ -90,7 +90,7 @@ class BoundedReLURNN(nn.Module):
     # of averaging them: they are unit directions for the current weights, and an average of
     # directions is shorter than one, which underestimates sigma (an averaged DRNN reached a
     # recurrent gain of 1.44 and lost 3 dB on validation).
-    live_buffers = ("u", "v")
+    unaveraged_buffers = ("u", "v")
 
     def __init__(self, input_size: int, hidden: int, max_gain: float = 0.95):
         super().__init__()

@@ -508,16 +508,17 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
 class WeightAverage:
     """Exponential moving average of a model's floating-point weights and buffers (``--ema``).
     :meth:`update` after each optimizer step; ``with swapped():`` the model holds the average
-    (to validate or save it) and gets its own weights back afterwards. Buffers that a module
-    lists in ``live_buffers`` (e.g. the DRNN's power-iteration vectors, which must stay unit
-    directions) are not averaged: the average uses the trained model's."""
+    (to validate or save it) and gets its own weights back afterwards. ``live`` holds the model's
+    averaged tensors; buffers that a module lists in ``unaveraged_buffers`` (e.g. the DRNN's
+    power-iteration vectors, which must stay unit directions) are left out: the average uses the
+    trained model's."""
 
     def __init__(self, model, decay: float, state: dict | None = None):
         self.decay = decay
         # the model's own parameters and buffers, held once (their names are the state_dict's), so
         # the per-step update builds no state dict
         not_averaged = {f"{prefix}.{b}" if prefix else b
-                        for prefix, m in model.named_modules() for b in getattr(m, "live_buffers", ())}
+                        for prefix, m in model.named_modules() for b in getattr(m, "unaveraged_buffers", ())}
         self.live = {k: v for k, v in [*model.named_parameters(), *model.named_buffers()]
                      if v.is_floating_point() and k not in not_averaged}
         self.avg = {k: v.detach().clone() for k, v in self.live.items()}
