@@ -12,7 +12,11 @@ Systems (module; what the loss compares):
             --loss on the masked magnitudes, minus --interference times D(other source, estimate)
   unet      Model_UNet.UNet, Jansson et al. 2017: 6+6 strided 5x5 (de)convs, skips, sigmoid mask;
             L1 on the masked magnitude
-            (drnn, gru, cnn and unet: or --loss sdr, minus the SDR per excerpt of each source's
+  hourglass Model_Hourglass.StackedHourglass, Park et al. 2018: stacked hourglasses of residual
+            blocks at full resolution, each refining the masks; L1 on the masked magnitude.
+            Park's size (--features 256 --stacks 4, the defaults) needs a GPU: on a CPU a step
+            takes minutes (bench/bench_separation.py --only hourglass)
+            (drnn, gru, cnn, unet and hourglass: or --loss sdr, minus the SDR per excerpt of each source's
             waveform resynthesised with the mixture's phase, as separation does)
   waveunet  Model_WaveUNet.WaveUNet, Stoller et al. 2018: time domain, valid convolutions,
             K-1 sources + difference output; MSE on the waveforms (or L1, or minus their
@@ -49,7 +53,7 @@ import training
 import util
 from util import UserError
 
-SYSTEMS = ("drnn", "gru", "cnn", "unet", "waveunet")       # SYSTEM_MODELS below builds each
+SYSTEMS = ("drnn", "gru", "cnn", "unet", "hourglass", "waveunet")       # SYSTEM_MODELS below builds each
 # Per-system defaults: training settings (training.add_common_args) and model settings.
 DEFAULTS = {
     # Huang et al. 2014: 16 kHz, 1024-point STFT with 50 % overlap, 3 x 1000 units, DRNN-2,
@@ -69,6 +73,11 @@ DEFAULTS = {
     "unet": dict(epochs=30, batch_size=8, chunk_seconds=127 * 768 / 8192, lr=1e-3, sample_rate=8192,
                  n_fft=1024, hop=768, loss="l1", sources=["vocals"], hidden=None, layers=None,
                  dropout=0.5, curriculum_start=0.0),
+    # Park et al. 2018 on MIR-1K: 16 kHz, STFT 1024 / hop 256, 64-frame patches (63 hops), L1, Adam 1e-4,
+    # batch 4, 256 features, 4 stacks.
+    "hourglass": dict(epochs=30, batch_size=4, chunk_seconds=63 * 256 / 16000, lr=1e-4, sample_rate=16000,
+                      n_fft=1024, hop=256, loss="l1", sources=["vocals"], hidden=None, layers=None,
+                      dropout=0.0, curriculum_start=0.0, features=256),
     # Stoller et al. 2018: 22050 Hz mono, input 147443 samples (6.69 s) -> output 16389, Adam 1e-4.
     "waveunet": dict(epochs=30, batch_size=16, chunk_seconds=147443 / 22050, lr=1e-4, sample_rate=22050,
                      n_fft=1024, hop=256, loss="mse", sources=["vocals", "accompaniment"], hidden=None,
@@ -143,9 +152,16 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--channels", type=util.positive_int, nargs="+", default=[16, 32, 64, 128, 256, 512],
                    help="encoder channels, one per strided layer (default 16 32 64 128 256 512)")
     g.add_argument("--kernel", type=util.positive_int, default=5, help="square kernel size (default 5)")
+    g = p.add_argument_group("hourglass")
+    g.add_argument("--stacks", type=util.int_range(1, 16), default=4, help="stacked hourglasses (default 4)")
+    g.add_argument("--depth", type=util.int_range(1, 8), default=4,
+                   help="poolings per hourglass; bins and frames are padded to multiples of 2^depth (default 4)")
+    g = p.add_argument_group("waveunet and hourglass")
+    g.add_argument("--features", type=util.positive_int, default=d.get("features", 24),
+                   help="waveunet: extra channels per level F_c; hourglass: channels of every residual block, "
+                        ">= 4 (default %(default)s)")
     g = p.add_argument_group("waveunet")
     g.add_argument("--levels", type=util.int_range(1, 16), default=12, help="down/up levels L (default 12)")
-    g.add_argument("--features", type=util.positive_int, default=24, help="extra channels per level F_c (default 24)")
     g.add_argument("--down-kernel", type=util.positive_int, default=15,
                    help="downsampling conv kernel in samples (default 15)")
     g.add_argument("--up-kernel", type=util.positive_int, default=5,
@@ -195,6 +211,8 @@ SYSTEM_MODELS = {
                                                    bottleneck=a.bottleneck)),
     "unet": ("Model_UNet.UNet", lambda a: dict(channels=a.channels, kernel=a.kernel, dropout=a.dropout,
                                                sources=a.sources)),
+    "hourglass": ("Model_Hourglass.StackedHourglass", lambda a: dict(features=a.features, stacks=a.stacks,
+                                                                   depth=a.depth, sources=a.sources)),
     "waveunet": ("Model_WaveUNet.WaveUNet", lambda a: dict(levels=a.levels, features=a.features,
                                                            down_kernel=a.down_kernel, up_kernel=a.up_kernel,
                                                            sources=a.sources)),

@@ -422,6 +422,7 @@ MODEL_CLASSES = {
     "Model_GRU.GRUMaskNet": "Model_GRU",
     "Model_CNN.ChandnaCNN": "Model_CNN",
     "Model_UNet.UNet": "Model_UNet",
+    "Model_Hourglass.StackedHourglass": "Model_Hourglass",
     "Model_WaveUNet.WaveUNet": "Model_WaveUNet",
 }
 

@@ -33,6 +33,13 @@ Everything runs in ONE process on ONE machine so that the ratios are comparable:
    at the training batch shapes: feedforward 1 x 1024 frames, RNN 16 x 250 frames. Data loading
    and the STFT of the batch are NOT included.
 
+4. ``--only hourglass`` (not in the default run: one step at Park's size takes minutes): the cost
+   of one training step (forward, L1 on the masked magnitude, backward, clipping, Adam) of the
+   stacked hourglass (``Model_Hourglass``) at Park et al.'s size (256 features, 4 stacks,
+   4 x 64 frames, 513 bins) and at the CPU sizes trained here (16 and 32 features, 2 stacks), beside
+   the shipped U-Net's architecture at its training shape (8 x 128 frames): seconds per step,
+   frames per second, hours per 10,000 steps (at ``--threads``), and the cost per frame relative to the U-Net's.
+
 Models: ``models/savedModel_feedforward_best.pt`` and ``models/savedModel_RNN_best.pt`` when they
 exist, else (and for the RNN direction the shipped checkpoint lacks) models with the shipped
 configuration and random weights: ``FrameMaskNet(513, (1024, 512), 256)`` and
@@ -44,6 +51,7 @@ Usage (from the repository root)::
     python bench/bench_separation.py            # full run (~3 min on 2 idle cores; 35+ min on busy ones)
     python bench/bench_separation.py --quick    # 30 s song, 5-minute memory test, 1 repeat
     python bench/bench_separation.py --only speed --repeats 3 --no-umx
+    python bench/bench_separation.py --only hourglass --repeats 2 --threads 1   # ~8 min
     python bench/bench_separation.py --omp-passive   # OMP_WAIT_POLICY=PASSIVE (see below)
 
 Shared CPU: the run starts and ends with a "contention probe" (a bidirectional LSTM over 1024
@@ -87,7 +95,9 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 import Model  # noqa: E402
+import Model_Hourglass  # noqa: E402
 import Model_RNN  # noqa: E402
+import Model_UNet  # noqa: E402
 import separate  # noqa: E402
 import util  # noqa: E402
 
@@ -590,6 +600,48 @@ def bench_training(args, results: list):
                         "info", None))
 
 
+def bench_hourglass(args, results: list):
+    """Section 4: a training step of the stacked hourglass (Park's size and CPU sizes) against the
+    shipped U-Net's architecture, interleaved in one run so the ratios compare."""
+    cases = [
+        ("U-Net (shipped size)", lambda: Model_UNet.UNet(513), (8, 128)),
+        ("hourglass 16 features x 2 stacks", lambda: Model_Hourglass.StackedHourglass(513, 16, 2), (8, 128)),
+        ("hourglass 32 features x 2 stacks", lambda: Model_Hourglass.StackedHourglass(513, 32, 2), (8, 128)),
+        ("hourglass 256 x 4 (Park et al.)", lambda: Model_Hourglass.StackedHourglass(513, 256, 4), (4, 64)),
+    ]
+    configs, shapes = {}, {}
+    for name, build, (b, t) in cases:
+        torch.manual_seed(0)
+        model = build().train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        g = torch.Generator().manual_seed(1)
+        mix = torch.rand(b, t, 513, generator=g) * 2
+        src = mix[:, None] * torch.rand(b, 1, t, 513, generator=g)
+
+        def step(model=model, opt=opt, mix=mix, src=src):
+            loss = Model.l1(src, model(mix) * mix.unsqueeze(1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+        configs[name] = (step, step)
+        shapes[name] = (b, t, Model.count_parameters(model))
+    times = interleaved(configs, args.repeats)
+    log()
+    log(f"STACKED HOURGLASS TRAINING COST, {torch.get_num_threads()} threads (forward + L1 + backward + clip + Adam; "
+        "no data loading / STFT; 513 bins)")
+    unet_per_frame = None
+    for name, ts in times.items():
+        b, t, n = shapes[name]
+        sec = med(ts)
+        per_frame = sec / (b * t)
+        unet_per_frame = unet_per_frame or per_frame
+        log(f"  {name:34s} {n / 1e6:6.2f} M weights, batch {b} x {t}: {sec:7.2f} s/step (min..max "
+            f"{min(ts):.2f}..{max(ts):.2f}), {b * t / sec:6.0f} frames/s, {sec * 10000 / 3600:6.1f} h per "
+            f"10,000 steps, {per_frame / unet_per_frame:5.1f}x the U-Net's time per frame")
+        results.append((f"{name} training ({b}x{t} frames/step)", f"{sec:.2f} s/step", "info", None))
+
+
 # ----------------------------------------------------------------------------------------------
 @torch.no_grad()
 def contention_probe(threads: int, repeats=7) -> str:
@@ -656,8 +708,8 @@ def parse_args(argv=None):
                    "(default 60; 5 with --quick)")
     p.add_argument("--train-frames", type=int, default=None,
                    help="frames per timed training repeat (default 8000; 4000 with --quick)")
-    p.add_argument("--only", nargs="+", choices=["speed", "memory", "training"], default=None,
-                   help="run only these sections")
+    p.add_argument("--only", nargs="+", choices=["speed", "memory", "training", "hourglass"], default=None,
+                   help="run only these sections (hourglass: only when named here; minutes per repeat)")
     p.add_argument("--no-umx", action="store_true", help="skip Open-Unmix")
     p.add_argument("--omp-passive", action="store_true",
                    help="run with OMP_WAIT_POLICY=PASSIVE (also for the CLI children): OpenMP threads sleep "
@@ -707,6 +759,9 @@ def main(argv=None):
         if "training" in sections:
             log(f"\n--- 3. training throughput (load {loadavg()})")
             bench_training(args, results)
+        if "hourglass" in sections:
+            log(f"\n--- 4. stacked hourglass training cost (load {loadavg()})")
+            bench_hourglass(args, results)
         if "memory" in sections:
             log(f"\n--- 2. peak memory, CLI in a subprocess, {args.memory_minutes:g}-minute song (load {loadavg()})")
             bench_memory(args, song, models, tmp, results)

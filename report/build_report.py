@@ -118,7 +118,8 @@ def plot_losses(out: Path) -> Path | None:
 
 # history file stem (models/<stem>_history.json) -> the row name of that system in the results tables
 SYSTEM_NAMES = {"feedforward": "feedforward", "feedforward_conv": "feedforward-conv", "RNN": "RNN", "drnn": "DRNN",
-                "gru": "GRU-IRM", "cnn": "CNN", "unet": "U-Net", "waveunet": "Wave-U-Net"}
+                "gru": "GRU-IRM", "cnn": "CNN", "unet": "U-Net", "hourglass": "Stacked hourglass",
+                "waveunet": "Wave-U-Net"}
 
 
 def histories() -> dict:

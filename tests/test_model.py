@@ -98,6 +98,8 @@ NON_DEFAULT = {
                                  horizontal=[5, 1], n_vertical=7, n_horizontal=5, bottleneck=9, eps=1e-4),
     "Model_UNet.UNet": dict(n_bins=65, channels=[4, 8], kernel=3, dropout=0.2, dropout_layers=1,
                             sources=["vocals", "accompaniment"]),
+    "Model_Hourglass.StackedHourglass": dict(n_bins=65, features=8, stacks=2, depth=2,
+                                             sources=["vocals", "accompaniment"]),
     "Model_WaveUNet.WaveUNet": dict(n_bins=0, levels=3, features=4, down_kernel=5, up_kernel=3,
                                     sources=["vocals", "drums", "bass", "other"]),
 }

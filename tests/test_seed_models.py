@@ -11,6 +11,7 @@ import Model
 import Model_CNN
 import Model_DRNN
 import Model_GRU
+import Model_Hourglass
 import Model_UNet
 import Model_WaveUNet
 import demo_data
@@ -34,6 +35,7 @@ def tiny_models():
         "cnn2": Model_CNN.ChandnaCNN(F, Data.SOURCES, time_context=10, horizontal=(4, 1),
                                      n_vertical=6, n_horizontal=5, bottleneck=8),
         "unet": Model_UNet.UNet(F, channels=(4, 4, 8, 8, 8, 8)),
+        "hourglass": Model_Hourglass.StackedHourglass(F, features=8, stacks=2, depth=3),
         "waveunet": Model_WaveUNet.WaveUNet(levels=3, features=4, down_kernel=5, up_kernel=3),
     }
 
@@ -229,6 +231,51 @@ def test_unet_one_training_step_l1():
     assert np.isfinite(training_step(m, (mix, src[:, :1]), "l1", [0]))
 
 
+# ----------------------------------------------------------------------------------------------
+# Stacked hourglass
+# ----------------------------------------------------------------------------------------------
+def test_hourglass_pads_and_crops_any_size_and_averages_its_stacks():
+    m = tiny_models()["hourglass"].eval()
+    for t in (1, 37, 64):
+        mix, _ = mags(t=t)
+        masks = m(mix)
+        assert masks.shape == (2, 1, t, F)
+        assert (masks >= 0).all() and (masks <= 1).all()
+    # the output is the mean of the stacks' masks: with the second stack's logits forced to 0
+    # (mask 0.5) it is (first stack's mask + 0.5) / 2
+    mix, _ = mags(t=16)
+    with torch.no_grad():
+        first = Model_Hourglass.StackedHourglass(F, features=8, stacks=1, depth=3).eval()
+        first.load_state_dict({k: v for k, v in m.state_dict().items()
+                               if k in first.state_dict()})
+        m.logits[1].weight.zero_()
+        m.logits[1].bias.zero_()
+        assert torch.allclose(m(mix), (first(mix) + 0.5) / 2, atol=1e-6)
+
+
+def test_hourglass_follows_park():
+    m = Model_Hourglass.StackedHourglass(513, features=256, stacks=4)
+    assert len(m.hourglasses) == 4 and m.multiple == 16 and m.stem[0].kernel_size == (7, 7)
+    hg, depth = m.hourglasses[0], 0
+    while isinstance(hg, Model_Hourglass.Hourglass):               # 4 poolings per hourglass
+        hg, depth = hg.inner, depth + 1
+    assert depth == 4
+    block = m.hourglasses[0].skip.body                             # bottleneck 256 -> 128 -> 128 -> 256
+    convs = [c for c in block if isinstance(c, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (256, 128, (1, 1)), (128, 128, (3, 3)), (128, 256, (1, 1))]
+    args = train_seed.parse_args(["--system", "hourglass", "--data", "x"])
+    assert (args.features, args.stacks, args.depth, args.batch_size, args.lr, args.loss) == (256, 4, 4, 4, 1e-4, "l1")
+    assert round(args.chunk_seconds * args.sample_rate / args.hop) == 63                      # 64 frames
+    assert train_seed.parse_args(["--system", "waveunet", "--data", "x"]).features == 24
+
+
+def test_hourglass_one_training_step_l1():
+    m = tiny_models()["hourglass"]
+    mix, src = mags(t=20)
+    assert np.isfinite(training_step(m, (mix, src[:, :1]), "l1", [0]))
+
+
 def test_unet_shift_offsets_cover_every_stride_grid():
     assert Model.shift_offsets(4, 64) == [0, 17, 34, 51]
     assert Model.shift_offsets(1, 64) == [0]
@@ -387,7 +434,7 @@ def test_sdr_loss_for_every_system_without_magnitude_terms():
     args = train_seed.parse_args(["--system", "waveunet", "--loss", "sdr", "--levels", "3"])
     assert args.loss == "sdr"
     stft = ["--n-fft", "1024", "--hop", "256"]
-    for system in ("gru", "cnn", "unet"):       # masks applied to the mixture: resynthesised, then SDR
+    for system in ("gru", "cnn", "unet", "hourglass"):       # masks applied to the mixture: resynthesised, then SDR
         assert train_seed.parse_args(["--system", system, "--loss", "sdr", *stft]).loss == "sdr"
     assert train_seed.parse_args(["--system", "drnn", "--loss", "sdr", "--gamma", "0"]).loss == "sdr"
     # terms that weigh magnitude distances have no meaning beside it: a clear error, not a silent drop
@@ -502,7 +549,7 @@ def test_train_seed_input_rms_sets_the_training_level_and_the_model():
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["drnn", "gru", "cnn4", "cnn2", "unet", "waveunet"])
+@pytest.mark.parametrize("name", ["drnn", "gru", "cnn4", "cnn2", "unet", "hourglass", "waveunet"])
 def test_checkpoint_roundtrip_identical_outputs(tmp_path, name):
     model = tiny_models()[name]
     for p in model.buffers():                      # non-trivial buffers (stats, BN running stats)
@@ -570,6 +617,21 @@ def test_train_seed_gru_on_the_sdr_loss_uses_resynthesised_masks(demo, tmp_path,
     assert calls and set(calls) == {3}                     # (mix_mag, mixture STFT, stems) every step
     hist = json.loads((run / "history.json").read_text())
     assert hist["loss"] == "sdr" and all(np.isfinite(v["loss"]) for v in hist["valid"])
+
+
+def test_train_seed_hourglass_then_separate_a_song(demo, tmp_path):
+    run = tmp_path / "run"
+    train_seed.main(seed_args("hourglass", demo, run, tmp_path / "cache", "--features", "8", "--stacks", "2",
+                              "--depth", "2", "--loss", "sdr"))
+    model, stft, sr, ckpt = util.load_model(run / "savedModel_hourglass_best.pt")
+    assert isinstance(model, Model_Hourglass.StackedHourglass) and sr == 8000
+    assert ckpt["model_args"]["features"] == 8 and ckpt["model_args"]["stacks"] == 2
+    song = next((demo / "Mixtures" / "Test").iterdir()) / "mixture.wav"
+    assert separate.main([str(song), "--model", str(run / "savedModel_hourglass_best.pt"), "-o", str(tmp_path / "out"),
+                          "--quiet", "--shifts", "2"]) in (0, None)
+    mixture, _ = sf.read(song)
+    vocals, _ = sf.read(next((tmp_path / "out").rglob("vocals.wav")))
+    assert vocals.shape == mixture.shape and np.abs(vocals).max() > 0
 
 
 @pytest.mark.slow

@@ -1,0 +1,119 @@
+"""Stacked hourglass network on spectrogram images (Park et al. 2018; the issue's stretch target).
+
+Park, Kim, Lee & Kwak, "Music source separation using stacked hourglass networks", ISMIR 2018,
+after Newell, Yang & Deng's pose-estimation network (ECCV 2016). On the mixture magnitude as an
+image (B, 1, F, T):
+
+* **stem**: a 7x7 convolution to ``features // 4`` channels, batch norm and ReLU, then two
+  residual blocks to ``features // 2`` and ``features`` channels, all at full resolution (the
+  masks are per bin and frame, so nothing is strided away as in the pose network);
+* **hourglass** of ``depth`` levels: at each level a residual block on the skip branch, and on the
+  main branch 2x2 max pooling, a residual block, the next level (a residual block at the bottom),
+  a residual block and nearest-neighbour upsampling; the two branches are added;
+* **residual block** (Newell's bottleneck, pre-activation): BN-ReLU-1x1 conv to half the channels,
+  BN-ReLU-3x3 conv, BN-ReLU-1x1 conv back, plus the input (through a 1x1 conv if the channel
+  count changes);
+* after each of ``stacks`` hourglasses, a residual block and a 1x1 conv-BN-ReLU give the stack's
+  features; a 1x1 conv gives one mask logit per source (sigmoid: the stack's masks). Between
+  stacks, the next stack's input is the previous input plus 1x1 convs of the stack's features
+  and of its mask logits: each stack refines the previous estimate.
+
+Choices where the paper leaves room (or that a CPU forces):
+
+* ``features`` (Park: 256) and ``stacks`` (Park: 4) are options so that a CPU can train it;
+  ``depth`` 4 as in the paper. Bins and frames not divisible by 2^depth are zero-padded (zero = the
+  training mean after normalisation) and the masks cropped back, as in Model_UNet.
+* Park supervise every stack's masks separately (intermediate supervision) and separate with the
+  last stack's. The training loop here scores one output, so the model's masks are the **mean of
+  the stacks' masks**, in training and at separation alike: the loss reaches every stack directly,
+  as intermediate supervision intends, and training and separation compute the same function.
+* ``shifts`` (inference only, as in Model_UNet): ``depth`` poolings make the masks depend on where
+  a frame falls in the 2^depth-frame grid, so eval mode can average them over time offsets.
+* Input: the project's normalised log1p magnitude (Park: magnitude).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import Model
+
+
+class Residual(nn.Module):
+    """Pre-activation bottleneck block: (B, cin, H, W) -> (B, cout, H, W)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        mid = max(1, cout // 2)
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, mid, 1),
+            nn.BatchNorm2d(mid), nn.ReLU(), nn.Conv2d(mid, mid, 3, padding=1),
+            nn.BatchNorm2d(mid), nn.ReLU(), nn.Conv2d(mid, cout, 1))
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x):
+        return self.body(x) + self.skip(x)
+
+
+class Hourglass(nn.Module):
+    """One hourglass of ``depth`` levels at ``channels`` channels; keeps the input's shape
+    (height and width divisible by 2^depth)."""
+
+    def __init__(self, depth: int, channels: int):
+        super().__init__()
+        self.skip = Residual(channels, channels)
+        self.down = Residual(channels, channels)
+        self.inner = Hourglass(depth - 1, channels) if depth > 1 else Residual(channels, channels)
+        self.up = Residual(channels, channels)
+
+    def forward(self, x):
+        low = self.up(self.inner(self.down(F.max_pool2d(x, 2))))
+        return self.skip(x) + F.interpolate(low, scale_factor=2, mode="nearest")
+
+
+class StackedHourglass(Model.ShiftAveragedMaskModel):
+    """Shapes: mix_mag (B, T, F) -> image (B, 1, F', T') padded to multiples of 2^depth -> stem
+    (B, C, F', T') -> ``stacks`` hourglasses, each giving mask logits (B, S, F', T') -> the mean
+    of the stacks' sigmoid masks, cropped -> (B, S, T, F)."""
+
+    sources = ("vocals",)
+    context = "window"
+
+    @Model.capture_init
+    def __init__(self, n_bins: int, features: int = 64, stacks: int = 2, depth: int = 4,
+                 sources=("vocals",)):
+        super().__init__(n_bins)
+        c, s = int(features), len(self.sources)
+        if c < 4 or stacks < 1 or depth < 1:
+            raise ValueError(f"need features >= 4, stacks >= 1, depth >= 1 (got {c}, {stacks}, {depth})")
+        self.multiple = 2 ** int(depth)
+        self.stem = nn.Sequential(nn.Conv2d(1, c // 4, 7, padding=3), nn.BatchNorm2d(c // 4), nn.ReLU(),
+                                  Residual(c // 4, c // 2), Residual(c // 2, c))
+        self.hourglasses = nn.ModuleList(Hourglass(int(depth), c) for _ in range(stacks))
+        self.heads = nn.ModuleList(
+            nn.Sequential(Residual(c, c), nn.Conv2d(c, c, 1), nn.BatchNorm2d(c), nn.ReLU())
+            for _ in range(stacks))
+        self.logits = nn.ModuleList(nn.Conv2d(c, s, 1) for _ in range(stacks))
+        self.merge_features = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in range(stacks - 1))
+        self.merge_logits = nn.ModuleList(nn.Conv2d(s, c, 1) for _ in range(stacks - 1))
+
+    @property
+    def shift_period(self) -> int:
+        """The pooling grid: 2 ** depth frames."""
+        return self.multiple
+
+    def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        b, t, f = mix_mag.shape
+        x = self.features(mix_mag).transpose(1, 2)[:, None]                   # (B, 1, F, T)
+        m = self.multiple
+        x = F.pad(x, (0, -t % m, 0, -f % m))                                   # zero = mean feature
+        x = self.stem(x)
+        masks = []
+        for i, (hg, head, out) in enumerate(zip(self.hourglasses, self.heads, self.logits)):
+            y = head(hg(x))
+            logit = out(y)
+            masks.append(torch.sigmoid(logit)[:, :, :f, :t].transpose(2, 3))   # (B, S, T, F)
+            if i < len(self.merge_features):
+                x = x + self.merge_features[i](y) + self.merge_logits[i](logit)
+        return torch.stack(masks).mean(0)
