@@ -252,6 +252,7 @@ class ShiftAveragedMaskModel(MaskModel):
     (:func:`shift_offsets`, :func:`average_over_shifts`). Training uses the raw masks."""
 
     shifts = 1          # eval mode: average the masks over this many time offsets (not saved)
+    default_shifts = 4  # what separation sets when no --shifts is given (measured per model, README)
 
     @property
     def shift_period(self) -> int:
@@ -266,15 +267,28 @@ class ShiftAveragedMaskModel(MaskModel):
         return average_over_shifts(self._masks, mix_mag, shift_offsets(self.shifts, self.shift_period))
 
 
-def set_shifts(model: nn.Module, n: int) -> int:
-    """Set the inference-time shift averaging (``shifts``: Model_UNet, Model_CNN) of every part of
-    ``model`` that has one (an ensemble's members too; an ONNX graph has none); returns how
-    many parts took it."""
-    parts = [m for m in (model.modules() if isinstance(model, nn.Module) else [model])
-             if isinstance(m, ShiftAveragedMaskModel)]
+def shift_parts(model) -> list:
+    """The parts of ``model`` that average over shifts (an ensemble's members too; an ONNX graph
+    has none): Model_UNet, Model_CNN, Model_Hourglass."""
+    return [m for m in (model.modules() if isinstance(model, nn.Module) else [model])
+            if isinstance(m, ShiftAveragedMaskModel)]
+
+
+def set_shifts(model: nn.Module, n: int | None) -> int:
+    """Set the inference-time shift averaging (``shifts``) of every part of ``model`` that has one
+    to ``n``, or with ``n`` None to that part's own ``default_shifts``; returns how many parts
+    took it."""
+    parts = shift_parts(model)
     for m in parts:
-        m.shifts = int(n)
+        m.shifts = m.default_shifts if n is None else int(n)
     return len(parts)
+
+
+def shifts_of(model) -> int | list[int] | None:
+    """The shifts the model's parts use: one number, a list for an ensemble whose parts differ,
+    None for a model without such parts."""
+    used = [m.shifts for m in shift_parts(model)]
+    return None if not used else used[0] if len(set(used)) == 1 else used
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ Choices where the paper leaves room (or that a CPU forces):
   the stacks' masks**, in training and at separation alike: the loss reaches every stack directly,
   as intermediate supervision intends, and training and separation compute the same function.
 * ``shifts`` (inference only, as in Model_UNet): ``depth`` poolings make the masks depend on where
-  a frame falls in the 2^depth-frame grid, so eval mode can average them over time offsets.
+  a frame falls in the 2^depth-frame grid, so eval mode can average them over time offsets. Unlike
+  the U-Net's, its default is 1: 4 shifts raised a 32-feature, 2-stack model's validation GNSDR
+  by 0.03 dB only (11.20 vs 11.17 dB) at 4x the time.
 * Input: the project's normalised log1p magnitude (Park: magnitude).
 """
 from __future__ import annotations
@@ -79,6 +81,7 @@ class StackedHourglass(Model.ShiftAveragedMaskModel):
 
     sources = ("vocals",)
     context = "window"
+    default_shifts = 1      # 4 gave +0.03 dB on validation at 4x the time (module docstring)
 
     @Model.capture_init
     def __init__(self, n_bins: int, features: int = 64, stacks: int = 2, depth: int = 4,

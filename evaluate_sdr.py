@@ -133,7 +133,8 @@ class EvalSettings:
     html_dir: str | None = None   # --html: where the listening page's media go (the --out folder)
     html_seconds: float = 10.0    # length of each track's excerpt on the page
     mask_power: float = 1.0       # --mask-power: masks ** p (spectrogram models)
-    shifts: int = 1               # --shifts: U-Net/CNN masks averaged over this many time offsets
+    shifts: int | None = None     # --shifts: U-Net/CNN/hourglass masks averaged over this many offsets (None:
+                                  # each model's default_shifts)
 
 
 class _Worker:
@@ -319,6 +320,9 @@ def evaluate(args) -> dict:
                          "sample_rate": sr, "stft": ckpt["stft"],
                          "train_seconds": util.train_seconds(ckpt),
                          "epoch": ckpt.get("epoch")}
+        Model.set_shifts(model, args.shifts)
+        if Model.shifts_of(model) is not None:
+            systems[name]["shifts"] = Model.shifts_of(model)
         first = first or (stft, sr)
     model_names = list(systems)
     sample_rate = args.sample_rate or (first[1] if first else 16000)
@@ -331,7 +335,7 @@ def evaluate(args) -> dict:
                             framewise=args.framewise, extra=tuple(args.sources),
                             html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
                             mask_power=args.mask_power,
-                            shifts=separate.shifts_or_default(args.shifts))
+                            shifts=args.shifts)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
@@ -368,7 +372,8 @@ def evaluate(args) -> dict:
     meta = {"data": str(data), "split": args.split, "track_patterns": args.tracks, "tracks": len(tracks) - len(skipped),
             "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
-            "mask_power": args.mask_power, "shifts": settings.shifts,
+            "mask_power": args.mask_power,
+            "shifts": "each model's default (systems)" if settings.shifts is None else settings.shifts,
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
     media = {res["track"]: res["media"] for res in results if "media" in res}

@@ -42,10 +42,11 @@ ROOT = Path(__file__).resolve().parent
 # an option, not a default.
 DEFAULT_MASK_POWER = 1.0
 # The U-Net's and the CNN's masks are averaged over this many time offsets of their input (--shifts;
-# other models have no such part): 4 raised the U-Net's validation GNSDR by 0.17 dB and its median
-# vocals SDR on the produced excerpts by 0.36 dB, the CNN's by 0.05 and 0.04 dB, at 4x their
-# separation time (README "Post-processing").
-DEFAULT_SHIFTS = 4
+# other models have no such part; Model.ShiftAveragedMaskModel.default_shifts): 4 raised the U-Net's
+# validation GNSDR by 0.17 dB and its median vocals SDR on the produced excerpts by 0.36 dB, the CNN's
+# by 0.05 and 0.04 dB, at 4x their separation time (README "Post-processing"). The stacked hourglass
+# defaults to 1 (StackedHourglass.default_shifts): 4 gave it 0.03 dB.
+DEFAULT_SHIFTS = Model.ShiftAveragedMaskModel.default_shifts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -750,27 +751,23 @@ def add_mask_power_arg(parser):
 def add_shifts_arg(parser):
     """``--shifts``, shared by separate.py, evaluate_sdr.py and the real-songs bench."""
     parser.add_argument("--shifts", type=util.int_range(1, 64), default=None,
-                        help="average the U-Net's and the CNN's masks over this many time offsets of "
-                             "their input, 1..64 (the U-Net's stride-2 layers and the CNN's patches make "
-                             "them depend on where a frame falls; 1 = the raw network, N costs N x its "
-                             "time; other models have no such part). Measured (README 'Post-processing'): "
-                             "4 raised their vocals SDR on MIR-1K's validation clips and on produced "
-                             f"songs (default {DEFAULT_SHIFTS})")
+                        help="average the U-Net's, the CNN's and the stacked hourglass's masks over this "
+                             "many time offsets of their input, 1..64 (their strided or pooling layers and the "
+                             "CNN's patches make them depend on where a frame falls; 1 = the raw network, N "
+                             "costs N x its time; other models have no such part). Measured (README "
+                             "'Post-processing'): 4 raised the U-Net's and the CNN's vocals SDR on MIR-1K's "
+                             "validation clips and on produced songs, the hourglass's by 0.03 dB only "
+                             f"(default {DEFAULT_SHIFTS} for the U-Net and the CNN, 1 for the hourglass)")
 
 
-def shifts_or_default(shifts: int | None) -> int:
-    """``--shifts`` as given, or :data:`DEFAULT_SHIFTS` when it was not."""
-    return DEFAULT_SHIFTS if shifts is None else shifts
-
-
-def apply_shifts(model, shifts: int | None) -> int:
-    """Set ``--shifts`` (None = the default) on the model's shift-averaging parts; a note on
-    stderr when the user asked for shifts and the model has none. Returns the shifts used."""
-    n = shifts_or_default(shifts)
-    if not Model.set_shifts(model, n) and shifts not in (None, 1):
+def apply_shifts(model, shifts: int | None) -> int | list[int] | None:
+    """Set ``--shifts`` (None = each part's own default) on the model's shift-averaging parts; a
+    note on stderr when the user asked for shifts and the model has none. Returns the shifts used
+    (:func:`Model.shifts_of`)."""
+    if not Model.set_shifts(model, shifts) and shifts not in (None, 1):
         print(f"note: --shifts has no effect on {util.class_name(model)} "
-              "(only the U-Net and the CNN average over shifts)", file=sys.stderr)
-    return n
+              "(only the U-Net, the CNN and the stacked hourglass average over shifts)", file=sys.stderr)
+    return Model.shifts_of(model)
 
 
 def output_names(model) -> list[str]:
