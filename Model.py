@@ -267,6 +267,27 @@ class ShiftAveragedMaskModel(MaskModel):
         return average_over_shifts(self._masks, mix_mag, shift_offsets(self.shifts, self.shift_period))
 
 
+
+class GridImageMaskModel(ShiftAveragedMaskModel):
+    """A shift-averaged mask model that sees the spectrogram as an image padded to a grid of
+    ``multiple`` frames and bins (the U-Net's strides, the stacked hourglass's poolings); the
+    grid is its shift period. Subclasses set ``self.multiple`` and ``self.features``."""
+
+    multiple = 1
+
+    @property
+    def shift_period(self) -> int:
+        """The grid: ``multiple`` frames."""
+        return self.multiple
+
+    def _image(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """mix_mag (B, T, F) -> the normalised features as an image (B, 1, F', T'), zero-padded
+        (zero = the training mean) up to multiples of ``multiple``; crop the masks back to F, T."""
+        _, t, f = mix_mag.shape
+        x = self.features(mix_mag).transpose(1, 2)[:, None]
+        return nn.functional.pad(x, (0, -t % self.multiple, 0, -f % self.multiple))
+
+
 def shift_parts(model) -> list:
     """The parts of ``model`` that average over shifts (an ensemble's members too; an ONNX graph
     has none): Model_UNet, Model_CNN, Model_Hourglass."""

@@ -74,7 +74,7 @@ class Hourglass(nn.Module):
         return self.skip(x) + F.interpolate(low, scale_factor=2, mode="nearest")
 
 
-class StackedHourglass(Model.ShiftAveragedMaskModel):
+class StackedHourglass(Model.GridImageMaskModel):
     """Shapes: mix_mag (B, T, F) -> image (B, 1, F', T') padded to multiples of 2^depth -> stem
     (B, C, F', T') -> ``stacks`` hourglasses, each giving mask logits (B, S, F', T') -> the mean
     of the stacks' sigmoid masks, cropped -> (B, S, T, F)."""
@@ -101,16 +101,9 @@ class StackedHourglass(Model.ShiftAveragedMaskModel):
         self.merge_features = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in range(stacks - 1))
         self.merge_logits = nn.ModuleList(nn.Conv2d(s, c, 1) for _ in range(stacks - 1))
 
-    @property
-    def shift_period(self) -> int:
-        """The pooling grid: 2 ** depth frames."""
-        return self.multiple
-
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        b, t, f = mix_mag.shape
-        x = self.features(mix_mag).transpose(1, 2)[:, None]                   # (B, 1, F, T)
-        m = self.multiple
-        x = F.pad(x, (0, -t % m, 0, -f % m))                                   # zero = mean feature
+        _, t, f = mix_mag.shape
+        x = self._image(mix_mag)                                               # (B, 1, F', T')
         x = self.stem(x)
         masks = []
         for i, (hg, head, out) in enumerate(zip(self.hourglasses, self.heads, self.logits)):

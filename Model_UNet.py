@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import Model
 
 
-class UNet(Model.ShiftAveragedMaskModel):
+class UNet(Model.GridImageMaskModel):
     """Shapes: mix_mag (B, T, F) -> image (B, 1, F', T') padded to multiples of 2^depth
     -> encoder (B, C_i, F'/2^i, T'/2^i) -> decoder with skips -> sigmoid (B, S, F', T')
     -> cropped masks (B, S, T, F)."""
@@ -73,16 +72,9 @@ class UNet(Model.ShiftAveragedMaskModel):
                 layers.append(nn.Dropout(dropout))
             self.decoder.append(nn.Sequential(*layers))
 
-    @property
-    def shift_period(self) -> int:
-        """The stride grid: 2 ** depth frames."""
-        return self.multiple
-
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        b, t, f = mix_mag.shape
-        x = self.features(mix_mag).transpose(1, 2)[:, None]                   # (B, 1, F, T)
-        m = self.multiple
-        x = F.pad(x, (0, -t % m, 0, -f % m))                                   # zero = mean feature
+        _, t, f = mix_mag.shape
+        x = self._image(mix_mag)                                               # (B, 1, F', T')
         skips = []
         for enc in self.encoder:
             x = enc(x)

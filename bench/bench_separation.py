@@ -555,6 +555,18 @@ def bench_memory(args, song: Song, models: dict, tmp: Path, results: list):
 # ----------------------------------------------------------------------------------------------
 # 3. Training throughput
 # ----------------------------------------------------------------------------------------------
+def training_setup(build, b: int, t: int, lr: float):
+    """A seeded model from ``build()`` in train mode, its Adam at ``lr``, and a seeded random
+    batch: mixture magnitudes (b, t, 513) and sources (b, 1, t, 513) below them."""
+    torch.manual_seed(0)
+    model = build().train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(1)
+    mix = torch.rand(b, t, 513, generator=g) * 2
+    src = mix[:, None] * torch.rand(b, 1, t, 513, generator=g)
+    return model, opt, mix, src
+
+
 def bench_training(args, results: list):
     cases = [
         ("feedforward", lambda: Model.FrameMaskNet(513, (1024, 512), 256), (1, 1024)),
@@ -565,12 +577,7 @@ def bench_training(args, results: list):
     ]
     configs, frames = {}, {}
     for name, build, (b, t) in cases:
-        torch.manual_seed(0)
-        model = build().train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        g = torch.Generator().manual_seed(1)
-        mix = torch.rand(b, t, 513, generator=g) * 2
-        src = mix[:, None] * torch.rand(b, 1, t, 513, generator=g)
+        model, opt, mix, src = training_setup(build, b, t, lr=1e-3)
         steps = max(1, (args.train_frames // (b * t)))
 
         def step(model=model, opt=opt, mix=mix, src=src):
@@ -611,12 +618,7 @@ def bench_hourglass(args, results: list):
     ]
     configs, shapes = {}, {}
     for name, build, (b, t) in cases:
-        torch.manual_seed(0)
-        model = build().train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        g = torch.Generator().manual_seed(1)
-        mix = torch.rand(b, t, 513, generator=g) * 2
-        src = mix[:, None] * torch.rand(b, 1, t, 513, generator=g)
+        model, opt, mix, src = training_setup(build, b, t, lr=1e-4)
 
         def step(model=model, opt=opt, mix=mix, src=src):
             loss = Model.l1(src, model(mix) * mix.unsqueeze(1))
