@@ -267,7 +267,6 @@ class ShiftAveragedMaskModel(MaskModel):
         return average_over_shifts(self._masks, mix_mag, shift_offsets(self.shifts, self.shift_period))
 
 
-
 class GridImageMaskModel(ShiftAveragedMaskModel):
     """A shift-averaged mask model that sees the spectrogram as an image padded to a grid of
     ``multiple`` frames and bins (the U-Net's strides, the stacked hourglass's poolings); the
