@@ -186,8 +186,10 @@ class FrameMaskNet(MaskModel):
 
 class MaskEnsemble(nn.Module):
     """Several trained mask models with the same STFT, run as one: each source's mask is the
-    geometric mean of the members' masks for it (exp of the mean log mask, masks floored at
-    1e-6), so a bin is kept only where the members agree. Built by :func:`util.load_model`
+    mean of the members' masks for it. ``mean`` (set after loading, see :func:`set_ensemble_mean`):
+    "geometric" (exp of the mean log mask, masks floored at 1e-6: a bin is kept only where the
+    members agree; the sharper mask, the default) or "arithmetic" (a bin is kept in proportion to
+    how many members keep it: one member's mistake costs less). Built by :func:`util.load_model`
     from ``a.pt+b.pt``; it is never saved (the members' checkpoints are the files).
 
     ``sources``: those every member outputs, in the first member's order. ``context``: "frame"
@@ -196,6 +198,8 @@ class MaskEnsemble(nn.Module):
     """
 
     domain = "spectrogram"
+    MEANS = ("geometric", "arithmetic")
+    mean = "geometric"      # how the members' masks are combined (not saved: ensembles never are)
 
     def __init__(self, members):
         super().__init__()
@@ -211,16 +215,33 @@ class MaskEnsemble(nn.Module):
         self.context = contexts.pop() if len(contexts) == 1 else "window"
 
     def forward(self, mix_mag: torch.Tensor, state=None, return_state: bool = False):
-        log_sum, states = 0.0, []
+        if self.mean not in self.MEANS:
+            raise ValueError(f"unknown ensemble mean {self.mean!r} (one of {', '.join(self.MEANS)})")
+        geometric = self.mean == "geometric"
+        total, states = 0.0, []
         for i, (m, order) in enumerate(zip(self.members, self.order)):
             if self.context == "causal":
                 mask, st = m(mix_mag, None if state is None else state[i], return_state=True)
                 states.append(st)
             else:
                 mask = m(mix_mag)
-            log_sum = log_sum + torch.log(mask[:, order].clamp_min(1e-6))
-        masks = torch.exp(log_sum / len(self.members))
+            mask = mask[:, order]
+            total = total + (torch.log(mask.clamp_min(1e-6)) if geometric else mask)
+        masks = total / len(self.members)
+        masks = torch.exp(masks) if geometric else masks
         return (masks, states) if return_state else masks
+
+
+def set_ensemble_mean(model: nn.Module, mean: str | None) -> bool:
+    """Set how ``model``'s masks are combined if it is a :class:`MaskEnsemble` (``mean`` None:
+    keep its default); returns whether it is one."""
+    if not isinstance(model, MaskEnsemble):
+        return False
+    if mean is not None:
+        if mean not in MaskEnsemble.MEANS:
+            raise ValueError(f"unknown ensemble mean {mean!r} (one of {', '.join(MaskEnsemble.MEANS)})")
+        model.mean = mean
+    return True
 
 
 def shift_offsets(n: int, period: int) -> list[int]:

@@ -88,6 +88,7 @@ def parse_args(argv=None):
                    help="length of each track's excerpt on the listening page, the part with the most vocal "
                         "energy (default 10)")
     separate.add_mask_power_arg(p)
+    separate.add_ensemble_mean_arg(p)
     separate.add_shifts_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sources", nargs="*", choices=Data.FOUR_STEMS[1:], default=[],
@@ -133,6 +134,7 @@ class EvalSettings:
     html_dir: str | None = None   # --html: where the listening page's media go (the --out folder)
     html_seconds: float = 10.0    # length of each track's excerpt on the page
     mask_power: float = 1.0       # --mask-power: masks ** p (spectrogram models)
+    ensemble_mean: str | None = None   # --ensemble-mean: how ensembles combine masks (None: the default)
     shifts: int | None = None     # --shifts: U-Net/CNN/hourglass masks averaged over this many offsets (None:
                                   # each model's default_shifts)
 
@@ -147,6 +149,7 @@ class _Worker:
         for path, name in zip(settings.models, settings.names):
             model, stft, sr, _ = util.load_model(path)
             Model.set_shifts(model, settings.shifts)
+            Model.set_ensemble_mean(model, settings.ensemble_mean)
             self.models.append((name, model, stft, sr))
         self.oracle_stft = util.make_stft(**settings.oracle_stft)
         self.cache = Data.AudioCache(settings.sample_rate, settings.cache_dir)
@@ -323,6 +326,8 @@ def evaluate(args) -> dict:
         Model.set_shifts(model, args.shifts)
         if Model.shifts_of(model) is not None:
             systems[name]["shifts"] = Model.shifts_of(model)
+        if Model.set_ensemble_mean(model, args.ensemble_mean):
+            systems[name]["ensemble_mean"] = model.mean
         first = first or (stft, sr)
     model_names = list(systems)
     sample_rate = args.sample_rate or (first[1] if first else 16000)
@@ -334,7 +339,7 @@ def evaluate(args) -> dict:
                             oracle_stft=oracle_stft.config(), oracles=tuple(args.oracle), backend=args.backend,
                             framewise=args.framewise, extra=tuple(args.sources),
                             html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
-                            mask_power=args.mask_power,
+                            mask_power=args.mask_power, ensemble_mean=args.ensemble_mean,
                             shifts=args.shifts)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
@@ -372,7 +377,7 @@ def evaluate(args) -> dict:
     meta = {"data": str(data), "split": args.split, "track_patterns": args.tracks, "tracks": len(tracks) - len(skipped),
             "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
-            "mask_power": args.mask_power,
+            "mask_power": args.mask_power, "ensemble_mean": args.ensemble_mean or separate.DEFAULT_ENSEMBLE_MEAN,
             "shifts": "each model's default (systems)" if settings.shifts is None else settings.shifts,
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}

@@ -47,6 +47,8 @@ DEFAULT_MASK_POWER = 1.0
 # by 0.05 and 0.04 dB, at 4x their separation time (README "Post-processing"). The stacked hourglass
 # defaults to 1 (StackedHourglass.default_shifts): 4 gave it 0.03 dB.
 DEFAULT_SHIFTS = Model.ShiftAveragedMaskModel.default_shifts
+# How an ensemble (A.pt+B.pt) combines its members' masks (--ensemble-mean; README "Post-processing").
+DEFAULT_ENSEMBLE_MEAN = Model.MaskEnsemble.mean
 
 
 # ----------------------------------------------------------------------------------------------
@@ -708,8 +710,8 @@ def build_parser(description, default_model):
                         "e.g. separated/RNN/, so two models never overwrite each other); songs with the same "
                         "name from different folders keep their sub-folders")
     p.add_argument("--model", type=Path, default=default_model,
-                   help="checkpoint to use; A.pt+B.pt runs an ensemble (geometric mean of the masks of models "
-                        "with the same STFT) "
+                   help="checkpoint to use; A.pt+B.pt runs an ensemble (the mean of the masks of models "
+                        "with the same STFT, --ensemble-mean) "
                         f"(default {default_model.relative_to(ROOT) if default_model else 'none'})")
     p.add_argument("--format", choices=["wav", "flac", "ogg"], default="wav", help="output format (default wav)")
     p.add_argument("--subtype", choices=["16", "24", "float"], default="16",
@@ -732,6 +734,7 @@ def build_parser(description, default_model):
                         "1 iteration by 0.3-0.8 dB; see README)")
     add_mask_power_arg(p)
     add_shifts_arg(p)
+    add_ensemble_mean_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -758,6 +761,28 @@ def add_shifts_arg(parser):
                              "'Post-processing'): 4 raised the U-Net's and the CNN's vocals SDR on MIR-1K's "
                              "validation clips and on produced songs, the hourglass's by 0.03 dB only "
                              f"(default {DEFAULT_SHIFTS} for the U-Net and the CNN, 1 for the hourglass)")
+
+
+def add_ensemble_mean_arg(parser):
+    """``--ensemble-mean``, shared by separate.py, evaluate_sdr.py and the real-songs bench."""
+    parser.add_argument("--ensemble-mean", choices=Model.MaskEnsemble.MEANS, default=None,
+                        help="how an ensemble (--model A.pt+B.pt) combines its members' masks: geometric keeps "
+                             "a bin only where they all keep it (sharper), arithmetic in proportion to how many "
+                             "keep it (one member's mistake costs less). Measured (README 'Post-processing'): "
+                             "geometric scored higher on MIR-1K (U-Net+RNN, validation 12.14 vs 11.64 dB), "
+                             "arithmetic on produced songs (median 5.73 vs 4.79 dB on six excerpts) "
+                             f"(default {DEFAULT_ENSEMBLE_MEAN})")
+
+
+def apply_ensemble_mean(model, mean: str | None) -> str | None:
+    """Set ``--ensemble-mean`` on an ensemble (None = its default); a note on stderr when the user
+    asked for it and the model is not an ensemble. Returns the mean used, None for a single model."""
+    if not Model.set_ensemble_mean(model, mean):
+        if mean is not None:
+            print(f"note: --ensemble-mean has no effect on {util.class_name(model)} (not an ensemble)",
+                  file=sys.stderr)
+        return None
+    return model.mean
 
 
 def apply_shifts(model, shifts: int | None) -> int | list[int] | None:
@@ -799,6 +824,7 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
     if args.mask_power != 1 and getattr(model, "domain", None) == "time":
         print(f"note: --mask-power has no effect on {util.class_name(model)}, a time-domain model", file=sys.stderr)
     apply_shifts(model, args.shifts)
+    apply_ensemble_mean(model, args.ensemble_mean)
     subtype = util.SUBTYPES[args.subtype]
     outdir = args.outdir if args.outdir is not None else Path("separated") / util.checkpoint_name(args.model)
     inputs = list({p.resolve(): p for p in expand_inputs(args.inputs, exclude=outdir)}.values())

@@ -78,6 +78,7 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=None, help="folder for results.json (must not hold one)")
     p.add_argument("--threads", type=util.threads_count, default=1, help="torch threads (default 1)")
     separate.add_shifts_arg(p)
+    separate.add_ensemble_mean_arg(p)
     args = p.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: {args.data} not found")
@@ -95,6 +96,7 @@ def main(argv=None):
     for path in args.model:
         model, stft, model_sr, _ = util.load_model(path)
         shifts = separate.apply_shifts(model, args.shifts)
+        separate.apply_ensemble_mean(model, args.ensemble_mean)
         for d in tracks:
             mixture, sr = util.load_audio(d / "mixture.wav")
             vocals, _ = util.load_audio(d / "vocals.wav")
@@ -121,7 +123,8 @@ def main(argv=None):
         util.write_json(args.out / "results.json", {
             "command": "python bench/bench_real_songs.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "metric": "vocals SDR, BSS Eval v3 (bss_eval.py = mir_eval), whole excerpt, mono, input rate",
-            "data": str(args.data), "shifts": shifts, "median": summary, "rows": rows})
+            "data": str(args.data), "shifts": shifts, "ensemble_mean": args.ensemble_mean,
+            "median": summary, "rows": rows})
     return 0
 
 

@@ -397,7 +397,8 @@ def levers(rep):
     cnn_ab = run_histories(RESULTS / "ab_cnn_size")
     songs = RESULTS / "real_songs_levers" / "results.json"
     sections = [(training_levers_section, training_levers()), (mask_power_section, mask_power_table()),
-                (shifts_section, shifts_table()), (input_rms_section, input_rms_table())]
+                (shifts_section, shifts_table()), (input_rms_section, input_rms_table()),
+                (ensemble_mean_section, ensemble_mean_table())]
     if not ab and not cnn_ab and not songs.exists() and not any(table for _, table in sections):
         return
     rep.h2("5. What each lever gave")
@@ -677,6 +678,55 @@ def input_rms_section(rep, table):
           "excerpts, is shipped.", size=8.5)
     rep.table(["input RMS", "validation GNSDR", "excerpts median", "at -40 dB"],
               [["off" if r is None else f"{r:g}", fmt(v), fmt(e), fmt(q)] for r, v, e, q in table], size=7.5)
+
+
+ENSEMBLE_MEANS = ("geometric", "arithmetic")
+
+
+def ensemble_mean_table() -> dict:
+    """{(set and score, ensemble): {mean: cell}} for --ensemble-mean: validation and 16 kHz excerpts from
+    results/ensemble_mean/{valid,excerpts}_<mean>/summary.json (evaluate_sdr.py), the 44.1 kHz excerpts from
+    real_songs_<mean>/results.json (the bench; matched by position: the commands list the same ensembles in
+    the same order) and a new voice from results/ab_cross_singer_hourglass/ensemble_<mean>/summary.json.
+    Only ensembles (names with '+') are rows."""
+    table = {}
+
+    def ensembles(path):
+        summary = json.loads(path.read_text())["summary"]
+        return {k: v for k, v in summary.items() if "+" in k}
+
+    for mean in ENSEMBLE_MEANS:
+        folder = RESULTS / "ensemble_mean"
+        sets = [("valid, GNSDR", folder / f"valid_{mean}" / "summary.json", False),
+                ("new singer, GNSDR", RESULTS / "ab_cross_singer_hourglass" / f"ensemble_{mean}" / "summary.json",
+                 False),
+                ("excerpts 16 kHz, GNSDR / median SDR", folder / f"excerpts_{mean}" / "summary.json", True)]
+        for label, path, with_median in sets:
+            if path.exists():
+                for system, entry in ensembles(path).items():
+                    cell = fmt(entry["vocals"]["GNSDR"])
+                    if with_median:
+                        cell += f" / {fmt(entry['vocals']['median_SDR'])}"
+                    table.setdefault((label, system), {})[mean] = cell
+        songs, valid = folder / f"real_songs_{mean}" / "results.json", folder / f"valid_{mean}" / "summary.json"
+        if songs.exists() and valid.exists():
+            medians = list(json.loads(songs.read_text())["median"].values())
+            for system, m in zip(ensembles(valid), medians):
+                table.setdefault(("excerpts 44.1 kHz, median SDR", system), {})[mean] = fmt(m["top-mean"])
+    return table
+
+
+def ensemble_mean_section(rep, table):
+    rep.p("How an ensemble combines its members' masks (separate.py / evaluate_sdr.py --ensemble-mean): the "
+          "geometric mean (default; a bin is kept only where every member keeps it) or the arithmetic mean (a bin is "
+          "kept in proportion to how many members keep it). Vocals, dB: validation = the 15 held-out clips; new "
+          "singer = the U-Net and the stacked hourglass of the cross-singer A/B (trained on abjones only) on amy's "
+          "132 clips; excerpts = the six produced excerpts, at 16 kHz (evaluate_sdr.py) and at 44.1 kHz full band "
+          "(bench/bench_real_songs.py, top-mean). The geometric mean wins on MIR-1K and stays the default; the "
+          "arithmetic mean wins on every produced excerpt at 44.1 kHz and is the README's choice for songs.", size=8.5)
+    rep.table(["set, score", "ensemble", *ENSEMBLE_MEANS],
+              [[label, system, *[v.get(m, "-") for m in ENSEMBLE_MEANS]] for (label, system), v in table.items()],
+              size=7.5)
 
 
 def discussion(rep, sets, fig_dir):

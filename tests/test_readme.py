@@ -139,3 +139,12 @@ def test_readme_input_rms_table_equals_the_committed_json():
     for rms, valid, excerpts, quiet in table:
         row = f"| {'off' if rms is None else f'{rms:g}'} | {valid:.2f} | {excerpts:.2f} | {quiet:.2f} |"
         assert row in text, f"README lacks the input-level row {row}"
+
+
+def test_readme_ensemble_mean_table_equals_the_committed_json():
+    """The README's --ensemble-mean table shows results/ensemble_mean's (and the cross-singer A/B's) numbers."""
+    table, text = lever_table_and_readme("ensemble_mean_table", "results/ensemble_mean")
+    text = text.replace("**", "")
+    for (label, system), by_mean in table.items():
+        row = f"| {label} | {system} | {by_mean.get('geometric', '-')} | {by_mean.get('arithmetic', '-')} |"
+        assert row in text, f"README lacks the ensemble-mean row {row}"

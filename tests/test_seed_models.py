@@ -378,6 +378,23 @@ def test_separate_and_evaluate_take_shifts(demo, tmp_path, capsys):
     assert meta["systems"]["u"]["shifts"] == 4 and "default" in meta["shifts"]
 
 
+def test_evaluate_takes_the_ensemble_mean(demo, tmp_path):
+    util.save_checkpoint(tmp_path / "u.pt", tiny_models()["unet"], util.make_stft(128, 32), 8000)
+    util.save_checkpoint(tmp_path / "g.pt", tiny_models()["gru"], util.make_stft(128, 32), 8000)
+    sdr = {}
+    for mean in ("geometric", "arithmetic"):
+        out = tmp_path / mean
+        assert evaluate_sdr.main(["--model", f"{tmp_path / 'u.pt'}+{tmp_path / 'g.pt'}", str(tmp_path / "u.pt"),
+                                  "--name", "ens", "u", "--data", str(demo), "--split", "test", "--out", str(out),
+                                  "--quiet", "--ensemble-mean", mean, "--oracle"]) in (0, None)
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["meta"]["ensemble_mean"] == mean and summary["meta"]["systems"]["ens"]["ensemble_mean"] == mean
+        assert "ensemble_mean" not in summary["meta"]["systems"]["u"]
+        sdr[mean] = summary["summary"]["ens"]["vocals"]["mean_SDR"], summary["summary"]["u"]["vocals"]["mean_SDR"]
+    assert sdr["geometric"][1] == sdr["arithmetic"][1]          # a single model is unchanged
+    assert abs(sdr["geometric"][0] - sdr["arithmetic"][0]) > 1e-3
+
+
 # ----------------------------------------------------------------------------------------------
 # Wave-U-Net
 # ----------------------------------------------------------------------------------------------

@@ -348,6 +348,42 @@ def test_ensemble_is_the_geometric_mean_of_its_members(tmp_path):
     assert np.abs(_stream(ens, x, 777, 5) - separate.separate_whole(ens, STFT, x)).max() < 1e-5   # state carried
 
 
+def test_ensemble_arithmetic_mean(tmp_path, capsys):
+    a, b = _two_checkpoints(tmp_path)
+    ens = util.load_model(f"{a}+{b}")[0]
+    assert ens.mean == "geometric" and separate.apply_ensemble_mean(ens, None) == "geometric"
+    assert separate.apply_ensemble_mean(ens, "arithmetic") == "arithmetic"
+    mag = torch.rand(1, 40, 129)
+    with torch.no_grad():
+        ma, mb = util.load_model(a)[0](mag), util.load_model(b)[0](mag)
+        mixed = ens(mag)
+        assert torch.allclose(mixed, (ma + mb) / 2, atol=1e-6)
+        assert not torch.allclose(mixed, (ma * mb).sqrt(), atol=1e-4)    # the two means differ here
+    x = np.random.default_rng(2).standard_normal((1, 9000)).astype(np.float32)
+    assert np.abs(_stream(ens, x, 777, 5) - separate.separate_whole(ens, STFT, x)).max() < 1e-5   # state carried
+    single = util.load_model(a)[0]
+    assert separate.apply_ensemble_mean(single, "arithmetic") is None
+    assert "--ensemble-mean has no effect" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown ensemble mean"):
+        Model.set_ensemble_mean(ens, "median")
+
+
+def test_ensemble_mean_cli(tmp_path, capsys):
+    a, b = _two_checkpoints(tmp_path)
+    song = tmp_path / "song.wav"
+    sf.write(song, 0.3 * np.random.default_rng(3).standard_normal(8000).astype(np.float32), 8000)
+    out = {}
+    for mean in ("geometric", "arithmetic"):
+        assert separate.main([str(song), "--model", f"{a}+{b}", "-o", str(tmp_path / mean), "--ensemble-mean",
+                              mean, "--quiet"]) == 0
+        out[mean], _ = sf.read(tmp_path / mean / "song" / "vocals.wav")
+    # per bin, the arithmetic mean of two masks is never below their geometric mean
+    assert np.abs(out["arithmetic"]).sum() > np.abs(out["geometric"]).sum()
+    with pytest.raises(SystemExit):
+        separate.main([str(song), "--model", f"{a}+{b}", "--ensemble-mean", "median"])
+    assert "invalid choice: 'median'" in capsys.readouterr().err
+
+
 def test_ensemble_cli_and_bad_ensembles(tmp_path, ckpt, capsys):
     a, b = _two_checkpoints(tmp_path, bidirectional=True)
     song = tmp_path / "song.wav"
