@@ -785,9 +785,10 @@ DISCUSSION = (
     "evidence about whether energy is sung; 175 training clips of two amateur singers cover few "
     "voices; the mixture phase is reused. Improvements: more and more varied training data (DSD100/MUSDB), "
     "context windows or convolutional front-ends, a time-frequency loss on the resynthesised signal, "
-    "phase-aware masks (the phase-sensitive oracle row shows the head-room). Ensembling (the U-Net+RNN row: "
-    "geometric mean of the two models' masks) gave the best MIR-1K score; sharpening the masks (--mask-power) "
-    "paid on the validation songs but not reliably on new singers or produced songs.")
+    "phase-aware masks (the phase-sensitive oracle row shows the head-room). Ensembling (the U-Net+RNN and "
+    "U-Net+RNN+Hourglass rows: geometric mean of the models' masks) gave the best MIR-1K scores, and on produced "
+    "songs the arithmetic mean of the masks does better (--ensemble-mean, section 5); sharpening the masks "
+    "(--mask-power) paid on the validation songs but not reliably on new singers or produced songs.")
 
 
 def main(argv=None):
