@@ -199,7 +199,18 @@ class MaskEnsemble(nn.Module):
 
     domain = "spectrogram"
     MEANS = ("geometric", "arithmetic")
-    mean = "geometric"      # how the members' masks are combined (not saved: ensembles never are)
+    DEFAULT_MEAN = "geometric"
+    _mean = DEFAULT_MEAN    # how the members' masks are combined (not saved: ensembles never are)
+
+    @property
+    def mean(self) -> str:
+        return self._mean
+
+    @mean.setter
+    def mean(self, value: str):
+        if value not in self.MEANS:
+            raise ValueError(f"unknown ensemble mean {value!r} (one of {', '.join(self.MEANS)})")
+        self._mean = value
 
     def __init__(self, members):
         super().__init__()
@@ -215,8 +226,6 @@ class MaskEnsemble(nn.Module):
         self.context = contexts.pop() if len(contexts) == 1 else "window"
 
     def forward(self, mix_mag: torch.Tensor, state=None, return_state: bool = False):
-        if self.mean not in self.MEANS:
-            raise ValueError(f"unknown ensemble mean {self.mean!r} (one of {', '.join(self.MEANS)})")
         geometric = self.mean == "geometric"
         total, states = 0.0, []
         for i, (m, order) in enumerate(zip(self.members, self.order)):
@@ -238,9 +247,7 @@ def set_ensemble_mean(model: nn.Module, mean: str | None) -> bool:
     if not isinstance(model, MaskEnsemble):
         return False
     if mean is not None:
-        if mean not in MaskEnsemble.MEANS:
-            raise ValueError(f"unknown ensemble mean {mean!r} (one of {', '.join(MaskEnsemble.MEANS)})")
-        model.mean = mean
+        model.mean = mean                     # checked by the property
     return True
 
 

@@ -48,7 +48,7 @@ DEFAULT_MASK_POWER = 1.0
 # defaults to 1 (StackedHourglass.default_shifts): 4 gave it 0.03 dB.
 DEFAULT_SHIFTS = Model.ShiftAveragedMaskModel.default_shifts
 # How an ensemble (A.pt+B.pt) combines its members' masks (--ensemble-mean; README "Post-processing").
-DEFAULT_ENSEMBLE_MEAN = Model.MaskEnsemble.mean
+DEFAULT_ENSEMBLE_MEAN = Model.MaskEnsemble.DEFAULT_MEAN
 
 
 # ----------------------------------------------------------------------------------------------

@@ -680,7 +680,7 @@ def input_rms_section(rep, table):
               [["off" if r is None else f"{r:g}", fmt(v), fmt(e), fmt(q)] for r, v, e, q in table], size=7.5)
 
 
-ENSEMBLE_MEANS = ("geometric", "arithmetic")
+ENSEMBLE_MEANS = evaluate_sdr.Model.MaskEnsemble.MEANS
 
 
 def ensemble_mean_table() -> dict:
@@ -689,29 +689,28 @@ def ensemble_mean_table() -> dict:
     real_songs_<mean>/results.json (the bench; matched by position: the commands list the same ensembles in
     the same order) and a new voice from results/ab_cross_singer_hourglass/ensemble_<mean>/summary.json.
     Only ensembles (names with '+') are rows."""
-    table = {}
+    table, folder = {}, RESULTS / "ensemble_mean"
 
     def ensembles(path):
-        summary = json.loads(path.read_text())["summary"]
+        summary = json.loads(path.read_text())["summary"] if path.exists() else {}
         return {k: v for k, v in summary.items() if "+" in k}
 
     for mean in ENSEMBLE_MEANS:
-        folder = RESULTS / "ensemble_mean"
-        sets = [("valid, GNSDR", folder / f"valid_{mean}" / "summary.json", False),
-                ("new singer, GNSDR", RESULTS / "ab_cross_singer_hourglass" / f"ensemble_{mean}" / "summary.json",
-                 False),
-                ("excerpts 16 kHz, GNSDR / median SDR", folder / f"excerpts_{mean}" / "summary.json", True)]
-        for label, path, with_median in sets:
-            if path.exists():
-                for system, entry in ensembles(path).items():
-                    cell = fmt(entry["vocals"]["GNSDR"])
-                    if with_median:
-                        cell += f" / {fmt(entry['vocals']['median_SDR'])}"
-                    table.setdefault((label, system), {})[mean] = cell
-        songs, valid = folder / f"real_songs_{mean}" / "results.json", folder / f"valid_{mean}" / "summary.json"
-        if songs.exists() and valid.exists():
+        valid = ensembles(folder / f"valid_{mean}" / "summary.json")
+        sets = [("valid, GNSDR", valid, False),
+                ("new singer, GNSDR",
+                 ensembles(RESULTS / "ab_cross_singer_hourglass" / f"ensemble_{mean}" / "summary.json"), False),
+                ("excerpts 16 kHz, GNSDR / median SDR", ensembles(folder / f"excerpts_{mean}" / "summary.json"), True)]
+        for label, systems, with_median in sets:
+            for system, entry in systems.items():
+                cell = fmt(entry["vocals"]["GNSDR"])
+                if with_median:
+                    cell += f" / {fmt(entry['vocals']['median_SDR'])}"
+                table.setdefault((label, system), {})[mean] = cell
+        songs = folder / f"real_songs_{mean}" / "results.json"
+        if songs.exists():
             medians = list(json.loads(songs.read_text())["median"].values())
-            for system, m in zip(ensembles(valid), medians):
+            for system, m in zip(valid, medians):
                 table.setdefault(("excerpts 44.1 kHz, median SDR", system), {})[mean] = fmt(m["top-mean"])
     return table
 
