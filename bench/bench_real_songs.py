@@ -93,10 +93,11 @@ def main(argv=None):
     label = {p: util.checkpoint_name(p) if util.ensemble_parts(p) else p.name for p in args.model}
     if len(set(label.values())) < len(label):          # two files of one name: their paths tell them apart
         label = {p: str(p) for p in args.model}
+    systems = {}                                       # the settings each model was run with
     for path in args.model:
         model, stft, model_sr, _ = util.load_model(path)
-        shifts = separate.apply_shifts(model, args.shifts)
-        separate.apply_ensemble_mean(model, args.ensemble_mean)
+        systems[label[path]] = {"shifts": separate.apply_shifts(model, args.shifts),
+                                "ensemble_mean": separate.apply_ensemble_mean(model, args.ensemble_mean)}
         for d in tracks:
             mixture, sr = util.load_audio(d / "mixture.wav")
             vocals, _ = util.load_audio(d / "vocals.wav")
@@ -123,7 +124,9 @@ def main(argv=None):
         util.write_json(args.out / "results.json", {
             "command": "python bench/bench_real_songs.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "metric": "vocals SDR, BSS Eval v3 (bss_eval.py = mir_eval), whole excerpt, mono, input rate",
-            "data": str(args.data), "shifts": shifts, "ensemble_mean": args.ensemble_mean,
+            "data": str(args.data),
+            "shifts": "each model's default (systems)" if args.shifts is None else args.shifts,
+            "ensemble_mean": args.ensemble_mean or separate.DEFAULT_ENSEMBLE_MEAN, "systems": systems,
             "median": summary, "rows": rows})
     return 0
 

@@ -38,6 +38,9 @@ def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
         assert np.isfinite([r["mixture"], r["resampled"], r["top-mean"]]).all()
     ff, wun = result["rows"]
     assert ff["top-mean"] != ff["resampled"]                  # two paths for a mask model
+    assert result["ensemble_mean"] == "geometric" and "default" in result["shifts"]
+    assert result["systems"] == {"ff.pt": {"shifts": None, "ensemble_mean": None},   # neither has such a part
+                                 "wun.pt": {"shifts": None, "ensemble_mean": None}}
     assert wun["top-mean"] == wun["resampled"]                # one for the time-domain model
 
 
@@ -62,3 +65,26 @@ def test_bench_real_songs_keeps_two_checkpoints_of_one_name_apart(tmp_path):
     assert list(result["median"]) == [str(tmp_path / "a" / "m.pt"), str(tmp_path / "b" / "m.pt")]
     a, b = result["rows"]
     assert result["median"][a["model"]]["top-mean"] == a["top-mean"] != b["top-mean"]
+
+
+def test_bench_real_songs_records_each_models_settings(tmp_path):
+    """results.json names the ensemble mean and shifts each model ran with, the default included."""
+    rng = np.random.default_rng(2)
+    track = tmp_path / "data" / "song"
+    track.mkdir(parents=True)
+    vocals = rng.standard_normal((9000, 1)).astype(np.float32) * 0.05
+    sf.write(track / "vocals.wav", vocals, 8000)
+    sf.write(track / "mixture.wav", vocals + rng.standard_normal((9000, 1)).astype(np.float32) * 0.05, 8000)
+    stft = util.make_stft(128, 32)
+    for seed, name in enumerate(("a.pt", "b.pt")):
+        torch.manual_seed(seed)
+        util.save_checkpoint(tmp_path / name, Model.FrameMaskNet(stft.n_bins, (16,), 8, dropout=0.0), stft, 8000)
+    pair = f"{tmp_path / 'a.pt'}+{tmp_path / 'b.pt'}"
+    for mean in (None, "arithmetic"):
+        out = tmp_path / f"out-{mean}"
+        argv = ["--model", pair, "--data", str(tmp_path / "data"), "--settings", "top-mean", "--out", str(out)]
+        assert bench_real_songs.main(argv + ([] if mean is None else ["--ensemble-mean", mean])) == 0
+        result = json.loads((out / "results.json").read_text())
+        (label, used), = result["systems"].items()
+        assert used["ensemble_mean"] == result["ensemble_mean"] == (mean or "geometric")
+        assert label == result["rows"][0]["model"]
