@@ -1,5 +1,6 @@
-"""The README cannot drift from the code: every `python X.py ...` line of its bash blocks names an
-existing script and only options that script's argparse accepts (parsed, never run)."""
+"""The README cannot drift from the code: every `python X.py ...` line of its bash blocks (and of
+report/history.md's, the training notebook it links to) names an existing script and only options that
+script's argparse accepts (parsed, never run)."""
 import argparse
 import importlib.util
 import re
@@ -11,9 +12,12 @@ import pytest
 from conftest import ROOT
 
 
-def readme_commands():
-    """(line number, argv after 'python'/'torchrun ...') of each command in the README's bash blocks."""
-    text = (ROOT / "README.md").read_text()
+DOCS = ("README.md", "report/history.md")          # markdown files whose commands run from the repository root
+
+
+def readme_commands(doc="README.md"):
+    """(line number, argv after 'python'/'torchrun ...') of each command in ``doc``'s bash blocks."""
+    text = (ROOT / doc).read_text()
     commands = []
     for block in re.finditer(r"```bash\n(.*?)```", text, re.S):
         first_line = text[:block.start()].count("\n") + 2
@@ -46,6 +50,7 @@ def readme_commands():
 
 
 COMMANDS = readme_commands()
+DOC_COMMANDS = [(f"{doc}:{line}", words) for doc in DOCS for line, words in readme_commands(doc)]
 
 
 class _Parsed(Exception):
@@ -58,17 +63,22 @@ def test_readme_has_commands():
             "separate.py", "separate_RNN.py", "export_model.py", "report/build_report.py"} <= scripts
 
 
-@pytest.mark.parametrize("line,words", COMMANDS, ids=[f"README:{n}" for n, _ in COMMANDS])
+def test_history_has_commands():
+    """The training notebook's commands are collected (and so checked below)."""
+    assert any(where.startswith("report/history.md:") for where, _ in DOC_COMMANDS)
+
+
+@pytest.mark.parametrize("line,words", DOC_COMMANDS, ids=[where for where, _ in DOC_COMMANDS])
 def test_readme_command_parses(line, words, monkeypatch):
     script, argv = words[0], words[1:]
-    assert "..." not in " ".join(words), f"README line {line}: placeholder '...' left in the command"
+    assert "..." not in " ".join(words), f"{line}: placeholder '...' left in the command"
     path = ROOT / script
-    assert path.is_file(), f"README line {line}: {script} does not exist"
+    assert path.is_file(), f"{line}: {script} does not exist"
     if "--resume" in argv and not (ROOT / argv[argv.index("--resume") + 1] / "last.pt").exists():
         # a resume reads its run folder (absent on a fresh clone): only the changeable options may follow
         import training
         allowed = {"--" + k.replace("_", "-") for k in training.RESUME_MAY_CHANGE}
-        assert {w for w in argv if w.startswith("--")} <= allowed, f"README line {line}: {' '.join(words)}"
+        assert {w for w in argv if w.startswith("--")} <= allowed, f"{line}: {' '.join(words)}"
         return
     real_parse = argparse.ArgumentParser.parse_args
 
@@ -86,7 +96,7 @@ def test_readme_command_parses(line, words, monkeypatch):
         try:
             module.main(argv)
         except SystemExit as e:            # argparse refused an option: name it
-            pytest.fail(f"README line {line}: {' '.join(words)} -> argparse exit {e.code}")
+            pytest.fail(f"{line}: {' '.join(words)} -> argparse exit {e.code}")
 
 
 @pytest.mark.parametrize("name", ["mir1k_test_public", "mir1k_test_public_p1.5", "music_excerpts"])
