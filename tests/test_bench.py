@@ -15,17 +15,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench_real_songs  # noqa: E402
 
 
-def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
-    rng = np.random.default_rng(0)
-    track = tmp_path / "data" / "song"
+def noise_song(folder: Path, seed: int, frames: int = 9000, channels: int = 1, rate: int = 8000):
+    """``folder/song/{vocals,mixture}.wav``: two noise stems and their sum; returns the data folder."""
+    rng = np.random.default_rng(seed)
+    track = folder / "song"
     track.mkdir(parents=True)
-    vocals = rng.standard_normal((12000, 2)).astype(np.float32) * 0.05
-    accompaniment = rng.standard_normal((12000, 2)).astype(np.float32) * 0.05
-    sf.write(track / "vocals.wav", vocals, 11025)
-    sf.write(track / "mixture.wav", vocals + accompaniment, 11025)
-    torch.manual_seed(0)
+    vocals = rng.standard_normal((frames, channels)).astype(np.float32) * 0.05
+    sf.write(track / "vocals.wav", vocals, rate)
+    sf.write(track / "mixture.wav", vocals + rng.standard_normal((frames, channels)).astype(np.float32) * 0.05, rate)
+    return folder
+
+
+def frame_model(path: Path, seed: int, stft):
+    """A tiny untrained frame-model checkpoint at ``path``."""
+    torch.manual_seed(seed)
+    util.save_checkpoint(path, Model.FrameMaskNet(stft.n_bins, (16,), 8, dropout=0.0), stft, 8000)
+
+
+def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
+    noise_song(tmp_path / "data", 0, frames=12000, channels=2, rate=11025)
     stft = util.make_stft(128, 32)
-    util.save_checkpoint(tmp_path / "ff.pt", Model.FrameMaskNet(stft.n_bins, (16,), 8, dropout=0.0), stft, 8000)
+    frame_model(tmp_path / "ff.pt", 0, stft)
     util.save_checkpoint(tmp_path / "wun.pt", Model_WaveUNet.WaveUNet(levels=3, features=4, down_kernel=5,
                                                                       up_kernel=3), stft, 8000)
     out = tmp_path / "out"
@@ -46,18 +56,11 @@ def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
 
 def test_bench_real_songs_keeps_two_checkpoints_of_one_name_apart(tmp_path):
     """Two files both named m.pt (a run's best beside the shipped one) get a row each, not one merged median."""
-    rng = np.random.default_rng(1)
-    track = tmp_path / "data" / "song"
-    track.mkdir(parents=True)
-    vocals = rng.standard_normal((9000, 1)).astype(np.float32) * 0.05
-    sf.write(track / "vocals.wav", vocals, 8000)
-    sf.write(track / "mixture.wav", vocals + rng.standard_normal((9000, 1)).astype(np.float32) * 0.05, 8000)
+    noise_song(tmp_path / "data", 1)
     stft = util.make_stft(128, 32)
     for seed, folder in enumerate(("a", "b")):
-        torch.manual_seed(seed)
         (tmp_path / folder).mkdir()
-        util.save_checkpoint(tmp_path / folder / "m.pt", Model.FrameMaskNet(stft.n_bins, (16,), 8, dropout=0.0),
-                             stft, 8000)
+        frame_model(tmp_path / folder / "m.pt", seed, stft)
     out = tmp_path / "out"
     assert bench_real_songs.main(["--model", str(tmp_path / "a" / "m.pt"), str(tmp_path / "b" / "m.pt"),
                                   "--data", str(tmp_path / "data"), "--settings", "top-mean", "--out", str(out)]) == 0
@@ -69,16 +72,10 @@ def test_bench_real_songs_keeps_two_checkpoints_of_one_name_apart(tmp_path):
 
 def test_bench_real_songs_records_each_models_settings(tmp_path):
     """results.json names the ensemble mean and shifts each model ran with, the default included."""
-    rng = np.random.default_rng(2)
-    track = tmp_path / "data" / "song"
-    track.mkdir(parents=True)
-    vocals = rng.standard_normal((9000, 1)).astype(np.float32) * 0.05
-    sf.write(track / "vocals.wav", vocals, 8000)
-    sf.write(track / "mixture.wav", vocals + rng.standard_normal((9000, 1)).astype(np.float32) * 0.05, 8000)
+    noise_song(tmp_path / "data", 2)
     stft = util.make_stft(128, 32)
     for seed, name in enumerate(("a.pt", "b.pt")):
-        torch.manual_seed(seed)
-        util.save_checkpoint(tmp_path / name, Model.FrameMaskNet(stft.n_bins, (16,), 8, dropout=0.0), stft, 8000)
+        frame_model(tmp_path / name, seed, stft)
     pair = f"{tmp_path / 'a.pt'}+{tmp_path / 'b.pt'}"
     for mean in (None, "arithmetic"):
         out = tmp_path / f"out-{mean}"
