@@ -377,8 +377,7 @@ def evaluate(args) -> dict:
     meta = {"data": str(data), "split": args.split, "track_patterns": args.tracks, "tracks": len(tracks) - len(skipped),
             "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
-            "mask_power": args.mask_power, "ensemble_mean": args.ensemble_mean or separate.DEFAULT_ENSEMBLE_MEAN,
-            "shifts": "each model's default (systems)" if settings.shifts is None else settings.shifts,
+            "mask_power": args.mask_power, **separate.requested_settings(settings.shifts, args.ensemble_mean),
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
     media = {res["track"]: res["media"] for res in results if "media" in res}

@@ -785,6 +785,13 @@ def apply_ensemble_mean(model, mean: str | None) -> str | None:
     return model.mean
 
 
+def requested_settings(shifts: int | None, ensemble_mean: str | None) -> dict:
+    """``--ensemble-mean`` and ``--shifts`` as a run asked for them, the way evaluate_sdr.py's and the
+    real-songs bench's JSON record them (what each model then used is in their ``systems``)."""
+    return {"ensemble_mean": ensemble_mean or DEFAULT_ENSEMBLE_MEAN,
+            "shifts": "each model's default (systems)" if shifts is None else shifts}
+
+
 def apply_shifts(model, shifts: int | None) -> int | list[int] | None:
     """Set ``--shifts`` (None = each part's own default) on the model's shift-averaging parts; a
     note on stderr when the user asked for shifts and the model has none. Returns the shifts used

@@ -124,9 +124,7 @@ def main(argv=None):
         util.write_json(args.out / "results.json", {
             "command": "python bench/bench_real_songs.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "metric": "vocals SDR, BSS Eval v3 (bss_eval.py = mir_eval), whole excerpt, mono, input rate",
-            "data": str(args.data),
-            "shifts": "each model's default (systems)" if args.shifts is None else args.shifts,
-            "ensemble_mean": args.ensemble_mean or separate.DEFAULT_ENSEMBLE_MEAN, "systems": systems,
+            "data": str(args.data), **separate.requested_settings(args.shifts, args.ensemble_mean), "systems": systems,
             "median": summary, "rows": rows})
     return 0
 
