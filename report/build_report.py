@@ -583,7 +583,10 @@ def training_levers_section(rep, runs):
           "validation to 12.49 dB but its excerpts median fell from 4.73 to 3.32; their checkpoints were lost "
           "before shipping; a shorter rerun of hg32x2's recipe was shipped in the twenty-second session "
           "(10.74 dB), and since the twenty-fifth the shipped hourglass is hg32x2's recipe rerun on one thread to "
-          "its epoch 24 and continued at 0.3x the rate, seed 61: 11.20 dB, results/hourglass_long/).",
+          "its epoch 24 and continued at 0.3x the rate, seed 61: 11.20 dB, results/hourglass_long/); in the "
+          "twenty-fifth session drnn-sdr3 continued the shipped DRNN on its last recipe at 1e-4, seed 72 (best "
+          "at its first epoch, validation loss -8.78 against the shipped checkpoint's -8.95; stopped by hand "
+          "at 6; not shipped).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
