@@ -32,6 +32,13 @@ Choices where the paper leaves room (or that a CPU forces):
   the U-Net's, its default is 1: 4 shifts raised a 32-feature, 2-stack model's validation GNSDR
   by 0.03 dB only (11.20 vs 11.17 dB) at 4x the time.
 * Input: the project's normalised log1p magnitude (Park: magnitude).
+* Memory layout: the weights and every activation after the first convolution are channels-last
+  (NHWC), which the CPU's convolution kernels run faster at these full-resolution 3x3 and 1x1
+  layers: a 32-feature, 2-stack training step (batch 8 x 128 frames) 1.27x and separation 1.2x
+  faster on one thread (medians of 5 and 3, interleaved, the machine shared with two trainings;
+  the same masks to 2e-6). The U-Net gained 1.14x at separation but lost 6 % per training step,
+  so it keeps the default layout. The first convolution's 1-channel input is left as it is:
+  NCHW and NHWC are the same for one channel, so it would not switch the layout.
 """
 from __future__ import annotations
 
@@ -100,11 +107,13 @@ class StackedHourglass(Model.GridImageMaskModel):
         self.logits = nn.ModuleList(nn.Conv2d(c, s, 1) for _ in range(stacks))
         self.merge_features = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in range(stacks - 1))
         self.merge_logits = nn.ModuleList(nn.Conv2d(s, c, 1) for _ in range(stacks - 1))
+        self.to(memory_format=torch.channels_last)          # faster on CPU (module docstring)
 
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
         _, t, f = mix_mag.shape
         x = self._image(mix_mag)                                               # (B, 1, F', T')
-        x = self.stem(x)
+        x = self.stem[0](x).contiguous(memory_format=torch.channels_last)      # NHWC from here on
+        x = self.stem[1:](x)
         masks = []
         for i, (hg, head, out) in enumerate(zip(self.hourglasses, self.heads, self.logits)):
             y = head(hg(x))
