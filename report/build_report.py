@@ -582,13 +582,17 @@ def training_levers_section(rep, runs):
           "early-stopped, hg32x2 stopped by hand; as a third ensemble member hg32x2 raised U-Net+RNN's "
           "validation to 12.49 dB but its excerpts median fell from 4.73 to 3.32; their checkpoints were lost "
           "before shipping; a shorter rerun of hg32x2's recipe was shipped in the twenty-second session "
-          "(10.74 dB), and since the twenty-fifth the shipped hourglass is hg32x2's recipe rerun on one thread to "
-          "its epoch 24 and continued at 0.3x the rate, seed 61: 11.20 dB, results/hourglass_long/); in the "
+          "(10.74 dB), and in the twenty-fifth and twenty-sixth the shipped hourglass was hg32x2's recipe "
+          "rerun on one thread to its epoch 24 and continued at 0.3x the rate, seed 61: 11.20 dB, "
+          "results/hourglass_long/); in the "
           "twenty-fifth session drnn-sdr3 continued the shipped DRNN on its last recipe at 1e-4, seed 72 (best "
           "at its first epoch, validation loss -8.78 against the shipped checkpoint's -8.95; stopped by hand "
           "at 6; not shipped); in the twenty-sixth session hg-eq6 trained the hourglass's first-stage recipe "
           "with the random EQ (--eq-db 6, seed 60, 32 features): below the recipe without it (loss -10.44 vs "
-          "-10.92; not kept).",
+          "-10.92; not kept); hg48x2, the same recipe with 48 features (seed 63, best at epoch 23), was continued "
+          "at 3e-4 and 1e-4 (seeds 64 and 65): hg48x2b (validation 11.40 dB, excerpts 3.69 against the 32-feature "
+          "hourglass's 11.20 and 3.24) is the shipped hourglass since the twenty-seventh session, hg48x2c 11.30 "
+          "and 4.13 (results/hourglass_wide/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
