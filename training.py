@@ -335,9 +335,7 @@ def plot_history(history, path):
         ax.plot(steps, [e["loss"] for e in history["valid"]], "o-", label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel(f"loss ({history.get('loss', 'kl')})")
-    values = list(history["smoothed"]) + [e["loss"] for e in history["valid"]]
-    if values and min(values) > 0:      # minus an SDR (--loss sdr) is negative: linear axis
-        ax.set_yscale("log")
+    ax.set_yscale(util.loss_axis_scale(list(history["smoothed"]) + [e["loss"] for e in history["valid"]]))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -291,6 +291,13 @@ def load_audio(path, sample_rate: int | None = None, mono: bool = False,
     return np.ascontiguousarray(audio, dtype=np.float32), int(sr)
 
 
+def loss_axis_scale(losses) -> str:
+    """Y scale for a loss curve: 'log' when every loss is positive, else 'linear' (minus an SDR,
+    --loss sdr, and the DRNN's discriminative loss go negative, where a log axis shows nothing)."""
+    losses = list(losses)
+    return "log" if losses and min(losses) > 0 else "linear"
+
+
 def temp_path(folder, prefix: str, suffix: str) -> Path:
     """A new empty file in ``folder`` with the permissions a plain ``open()`` would give."""
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)

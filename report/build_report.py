@@ -105,8 +105,7 @@ def plot_losses(out: Path) -> Path | None:
         ax.set_title(title, fontsize=9 if s0 else None)
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(f"loss ({h.get('loss', 'kl')})")
-        if min(h["smoothed"][s0:] + [v["loss"] for v in valid]) > 0:
-            ax.set_yscale("log")       # linear where a loss goes negative (minus-SDR, the DRNN's discriminative)
+        ax.set_yscale(util.loss_axis_scale(h["smoothed"][s0:] + [v["loss"] for v in valid]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

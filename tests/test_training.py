@@ -116,16 +116,22 @@ def test_feedforward_trains_on_the_sdr_loss(demo, tmp_path):
     assert all(np.isfinite(v["loss"]) and v["loss"] < 30 for v in hist["valid"])   # minus dB, not magnitudes
 
 
-def test_loss_plot_uses_a_log_axis_only_for_positive_losses(tmp_path):
+def test_loss_plot_uses_a_log_axis_only_for_positive_losses(tmp_path, monkeypatch):
     import warnings
 
     import matplotlib.image
-    for name, losses in [("sdr", [-3.0, -5.0, -6.5]), ("kl", [40.0, 35.0, 33.0])]:
+    import matplotlib.pyplot as plt
+    closed = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: closed.append(fig) or close(fig))
+    for name, losses, scale in [("sdr", [-3.0, -5.0, -6.5], "linear"), ("kl", [40.0, 35.0, 33.0], "log")]:
         hist = {"smoothed": losses, "valid": [{"step": i, "loss": v} for i, v in enumerate(losses)], "loss": name}
         with warnings.catch_warnings():
             warnings.simplefilter("error")        # matplotlib warns when it log-scales negative values
             training.plot_history(hist, tmp_path / f"{name}.png")
+        assert closed[-1].axes[0].get_yscale() == scale
         assert matplotlib.image.imread(tmp_path / f"{name}.png").shape[:2] == (400, 700)
+    assert util.loss_axis_scale([]) == "linear" and util.loss_axis_scale([0.0, 1.0]) == "linear"
 
 
 def test_training_keeps_freed_memory_and_takes_the_formant_augmentation(demo, tmp_path, monkeypatch):
