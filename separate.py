@@ -822,6 +822,7 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
         raise UserError("no --model given")
     if args.threads:
         torch.set_num_threads(args.threads)
+    util.keep_freed_memory()      # each block's large buffers are reused, not faulted in afresh (README, Benchmarks)
     if args.format == "flac" and args.subtype == "float":
         raise UserError("FLAC cannot store float samples: use --subtype 16 or 24")
     if args.format == "ogg" and args.subtype != "16":

@@ -369,12 +369,14 @@ MALLOC_TOP_PAD = 256 << 20          # address space reserved at each heap growth
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep the memory torch frees and reuse it, instead of handing each
     large buffer back to the kernel (``munmap``) and faulting fresh zeroed pages in at the next
-    step: blocks up to :data:`MALLOC_MMAP_THRESHOLD` come from the heap, a heap grows by
-    :data:`MALLOC_TOP_PAD` more than asked and is trimmed only past :data:`MALLOC_TRIM_THRESHOLD`
-    (without the padding the threads' heaps still shrank and regrew at every step). Measured with
-    ``bench/bench_malloc.py`` (README, Benchmarks), at the cost of a peak RSS held for the
-    process's life. Returns whether it was applied: not on other C libraries or systems, nor with
-    ``SVS_KEEP_FREED_MEMORY=0`` in the environment.
+    step: every block comes from the heap (no ``mmap``, not even past glibc's largest mmap
+    threshold of :data:`MALLOC_MMAP_THRESHOLD`: the stacked hourglass's 100 MB activations were
+    mapped and unmapped at every step, and its training spent over 80 % of its CPU time in the
+    kernel), a heap grows by :data:`MALLOC_TOP_PAD` more than asked and is trimmed only past
+    :data:`MALLOC_TRIM_THRESHOLD` (without the padding the threads' heaps still shrank and regrew
+    at every step). Measured with ``bench/bench_malloc.py`` (README, Benchmarks), at the cost of
+    a peak RSS held for the process's life. Returns whether it was applied: not on other C
+    libraries or systems, nor with ``SVS_KEEP_FREED_MEMORY=0`` in the environment.
     Call it once, before the first large allocation."""
     if os.environ.get("SVS_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return False
@@ -385,9 +387,9 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3      # mallopt parameters, glibc's malloc.h
+    m_trim_threshold, m_top_pad, m_mmap_threshold, m_mmap_max = -1, -2, -3, -4   # mallopt parameters, malloc.h
     return all([mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD), mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD),
-                mallopt(m_top_pad, MALLOC_TOP_PAD)])
+                mallopt(m_top_pad, MALLOC_TOP_PAD), mallopt(m_mmap_max, 0)])
 
 
 def seed_everything(seed: int):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark what ``util.keep_freed_memory()`` does to training on the CPU; PRINTS a table (not a test).
+"""Benchmark what ``util.keep_freed_memory()`` does to training and separation on the CPU; PRINTS a table (not a test).
 
 Every training run calls ``util.keep_freed_memory()`` (``training.train``): glibc's malloc then
 keeps the memory torch and numpy free for reuse instead of handing it back to the kernel and
@@ -11,15 +11,20 @@ that load from other jobs hits both alike.
 
 The trainings: the CNN (``train_seed.py --system cnn``, two sources, 11-frame patches) and the
 RNN (``train_rnn.py``), each at the shipped 16 kHz and STFT 1024/256, and the same CNN at 44.1 kHz
-(``cnn44k``: ``train_seed.py``'s own rate for the CNN, as on DSD100), on the SDR loss with the shipped
-augmentation (varispeed 0.12, EQ +-6 dB), ``--samples-per-epoch`` excerpts (default 160 =
-10 steps of 16), one epoch, one thread, validation on 2 s of one track. Data: MIR-1K's training
-clips from ``../shared/data/mir1k`` when that folder exists (validation ``amy_1_01``), else (or
-with ``--demo``) the synthetic demo set written to a temporary folder. Decoding and caching the
+(``cnn44k``: ``train_seed.py``'s own rate for the CNN, as on DSD100), and the shipped stacked
+hourglass's size (48 features, 2 stacks, batches of 8 excerpts of 2 s: its activations are 100 MB
+tensors, past the largest size glibc ever serves from the heap by default), on the SDR loss with
+the shipped augmentation (varispeed 0.12, EQ +-6 dB), ``--samples-per-epoch`` excerpts (default
+160 = 10 steps of 16), one epoch, one thread, validation on 2 s of one track. And one separation
+(``separate-hourglass``): ``separate.py`` with ``models/hourglass.pt`` on the first song of the
+synthetic demo set made 60 s long at 44.1 kHz, one thread. Training data: MIR-1K's training clips
+from ``../shared/data/mir1k`` when that folder exists (validation ``amy_1_01``), else (or with
+``--demo``) the synthetic demo set written to a temporary folder. Decoding and caching the
 audio is done once, before the timed runs.
 
-    python bench/bench_malloc.py                          # cnn, rnn and cnn44k, 3 repeats
+    python bench/bench_malloc.py                          # every configuration, 3 repeats
     python bench/bench_malloc.py --models cnn --repeats 5
+    python bench/bench_malloc.py --models hourglass --samples-per-epoch 40
 """
 from __future__ import annotations
 
@@ -40,8 +45,13 @@ TRAININGS = {
     "cnn": ["train_seed.py", "--system", "cnn", "--sources", "vocals", "accompaniment", "--time-context", "11",
             "--horizontal", "5", "1", "--chunk-seconds", "2"],
     "rnn": ["train_rnn.py", "--chunk-seconds", "4"],
+    # the shipped hourglass's size and batch: its activations are 100 MB tensors, past glibc's mmap threshold
+    "hourglass": ["train_seed.py", "--system", "hourglass", "--features", "48", "--stacks", "2",
+                  "--chunk-seconds", "2.032", "--batch-size", "8"],
 }
 TRAININGS["cnn44k"] = TRAININGS["cnn"] + ["--sample-rate", "44100"]      # after COMMON's 16000: this rate wins
+# not a training: separate.py (which calls keep_freed_memory too) on one demo song with the shipped hourglass
+SEPARATE = "separate-hourglass"
 COMMON = ["--sample-rate", "16000", "--n-fft", "1024", "--hop", "256", "--loss", "sdr", "--vocal-speed", "0.12",
           "--eq-db", "6", "--epochs", "1", "--valid-seconds", "2", "--seed", "47", "--threads", "1", "--quiet"]
 
@@ -55,7 +65,7 @@ def run(cmd: list[str], keep: bool, env: dict) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if status != 0:
-        raise SystemExit(f"training failed ({' '.join(cmd)}):\n{err[-2000:]}")
+        raise SystemExit(f"run failed ({' '.join(cmd)}):\n{err[-2000:]}")
     return {"wall": wall, "user": usage.ru_utime, "sys": usage.ru_stime, "minflt": usage.ru_minflt,
             "rss_mb": usage.ru_maxrss / 1024}
 
@@ -63,7 +73,7 @@ def run(cmd: list[str], keep: bool, env: dict) -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", choices=list(TRAININGS), default=list(TRAININGS))
+    p.add_argument("--models", nargs="+", choices=[*TRAININGS, SEPARATE], default=[*TRAININGS, SEPARATE])
     p.add_argument("--samples-per-epoch", type=int, default=160, help="training excerpts per run (default 160)")
     p.add_argument("--repeats", type=int, default=3, help="runs per configuration (default 3)")
     p.add_argument("--demo", action="store_true", help="train on the synthetic demo set even where MIR-1K is")
@@ -85,6 +95,16 @@ def main(argv=None):
               f"load average {os.getloadavg()[0]:.2f} at start")
         cmds = {}
         for m in args.models:
+            if m == SEPARATE:
+                import demo_data
+                import soundfile as sf
+
+                demo_data.make_demo_dataset(tmp / "song", n_dev=1, n_test=1, seconds=60.0, sample_rate=44100)
+                song = sorted((tmp / "song").rglob("mixture.wav"))[0]
+                cmds[m] = lambda run_dir, song=song: [sys.executable, "separate.py", str(song), "--model",
+                                                      "models/hourglass.pt", "--threads", "1", "--outdir", str(run_dir)]
+                print(f"# {m}: {song.relative_to(tmp)}, {sf.info(str(song)).duration:.1f} s")
+                continue
             script, *opts = TRAININGS[m]
             cmds[m] = lambda run_dir, script=script, opts=opts: [
                 sys.executable, script, *COMMON, *opts, *data, *cache,
