@@ -371,7 +371,7 @@ def keep_freed_memory() -> bool:
     large buffer back to the kernel (``munmap``) and faulting fresh zeroed pages in at the next
     step: every block comes from the heap (no ``mmap``, not even past glibc's largest mmap
     threshold of :data:`MALLOC_MMAP_THRESHOLD`: the stacked hourglass's 100 MB activations were
-    mapped and unmapped at every step, and its training spent over 80 % of its CPU time in the
+    mapped and unmapped at every step, and its training spent 69 % of its CPU time in the
     kernel), a heap grows by :data:`MALLOC_TOP_PAD` more than asked and is trimmed only past
     :data:`MALLOC_TRIM_THRESHOLD` (without the padding the threads' heaps still shrank and regrew
     at every step). Measured with ``bench/bench_malloc.py`` (README, Benchmarks), at the cost of
