@@ -9,18 +9,18 @@ it (``SVS_KEEP_FREED_MEMORY=0`` turns it off) and reports, per configuration, th
 and peak RSS (``os.wait4``). Repeats are interleaved (repeat r runs every configuration once) so
 that load from other jobs hits both alike.
 
-The trainings: the CNN (``train_seed.py --system cnn``, two sources, 11-frame patches) and the
-RNN (``train_rnn.py``), each at the shipped 16 kHz and STFT 1024/256, and the same CNN at 44.1 kHz
-(``cnn44k``: ``train_seed.py``'s own rate for the CNN, as on DSD100), and the shipped stacked
-hourglass's size (48 features, 2 stacks, batches of 8 excerpts of 2 s: its activations are 100 MB
-tensors, past the largest size glibc ever serves from the heap by default), on the SDR loss with
-the shipped augmentation (varispeed 0.12, EQ +-6 dB), ``--samples-per-epoch`` excerpts (default
-160 = 10 steps of 16), one epoch, one thread, validation on 2 s of one track. And one separation
-(``separate-hourglass``): ``separate.py`` with ``models/hourglass.pt`` on the first song of the
-synthetic demo set made 60 s long at 44.1 kHz, one thread. Training data: MIR-1K's training clips
-from ``../shared/data/mir1k`` when that folder exists (validation ``amy_1_01``), else (or with
-``--demo``) the synthetic demo set written to a temporary folder. Decoding and caching the
-audio is done once, before the timed runs.
+The trainings: the CNN (``train_seed.py --system cnn``, two sources, 11-frame patches) and the RNN
+(``train_rnn.py``), each at the shipped 16 kHz and STFT 1024/256, and the same CNN at 44.1 kHz
+(``cnn44k``: ``train_seed.py``'s own rate for the CNN, as on DSD100), and the stacked hourglass at
+48 features, 2 stacks (the size shipped until the twenty-ninth session; batches of 8 excerpts of 2
+s: its activations are 100 MB tensors, past the largest size glibc ever serves from the heap by
+default), on the SDR loss with the shipped augmentation (varispeed 0.12, EQ +-6 dB),
+``--samples-per-epoch`` excerpts (default 160 = 10 steps of 16), one epoch, one thread, validation
+on 2 s of one track. And one separation (``separate-hourglass``): ``separate.py`` with
+``models/hourglass.pt`` on the first song of the synthetic demo set made 60 s long at 44.1 kHz, one
+thread. Training data: MIR-1K's training clips from ``../shared/data/mir1k`` when that folder exists
+(validation ``amy_1_01``), else (or with ``--demo``) the synthetic demo set written to a temporary
+folder. Decoding and caching the audio is done once, before the timed runs.
 
     python bench/bench_malloc.py                          # every configuration, 3 repeats
     python bench/bench_malloc.py --models cnn --repeats 5

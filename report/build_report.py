@@ -590,10 +590,15 @@ def training_levers_section(rep, runs):
           "with the random EQ (--eq-db 6, seed 60, 32 features): below the recipe without it (loss -10.44 vs "
           "-10.92; not kept); hg48x2, the same recipe with 48 features (seed 63, best at epoch 23), was continued "
           "at 3e-4 and 1e-4 (seeds 64 and 65): hg48x2b (validation 11.40 dB, excerpts 3.69 against the 32-feature "
-          "hourglass's 11.20 and 3.24) is the shipped hourglass since the twenty-seventh session, hg48x2c 11.30 "
-          "and 4.13 (results/hourglass_wide/); in the twenty-seventh rnn2-sdr trained an RNN with two LSTM "
+          "hourglass's 11.20 and 3.24) was the shipped hourglass in the twenty-seventh and twenty-eighth "
+          "sessions, hg48x2c 11.30 and 4.13 (results/hourglass_wide/); in the twenty-seventh rnn2-sdr trained "
+          "an RNN with two LSTM "
           "layers (--rnn-layers 2) from the shipped frame model directly on the SDR loss (seed 80): best at "
-          "epoch 7 (9.99 dB), early-stopped at 15, below the shipped RNN's 10.87 (not kept).",
+          "epoch 7 (9.99 dB), early-stopped at 15, below the shipped RNN's 10.87 (not kept); hg64x2, the "
+          "hourglass's recipe with 64 features (seed 66 to its epoch 9, then continued at the same rate with "
+          "seed 67, the rate falling to 3e-4: best at epoch 24 of the two runs), validation 12.14 dB and "
+          "excerpts 3.34 against hg48x2b's 11.40 and 3.69, is the shipped hourglass since the twenty-ninth "
+          "session (results/hourglass_wide/session29/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
