@@ -598,7 +598,12 @@ def training_levers_section(rep, runs):
           "hourglass's recipe with 64 features (seed 66 to its epoch 9, then continued at the same rate with "
           "seed 67, the rate falling to 3e-4: best at epoch 24 of the two runs), validation 12.14 dB and "
           "excerpts 3.34 against hg48x2b's 11.40 and 3.69, is the shipped hourglass since the twenty-ninth "
-          "session (results/hourglass_wide/session29/).",
+          "session (results/hourglass_wide/session29/) to the thirty-first; hg64x2-eq6 continued it at 3e-4 "
+          "with the random EQ (--eq-db 6, seed 74), which had carried best to a new voice (a 48-feature "
+          "hourglass trained on abjones only reached 8.07 dB on amy with it, 7.35 without by its epoch 8): "
+          "best at its epoch 14, validation 12.51 dB and excerpts 3.01 against 12.14 and 3.34 (inside the 0.5 dB "
+          "the ship rule allows), the shipped hourglass since the thirty-first session "
+          "(results/hourglass_eq/session31/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
