@@ -600,7 +600,7 @@ def training_levers_section(rep, runs):
           "excerpts 3.34 against hg48x2b's 11.40 and 3.69, is the shipped hourglass since the twenty-ninth "
           "session (results/hourglass_wide/session29/) to the thirty-first; hg64x2-eq6 continued it at 3e-4 "
           "with the random EQ (--eq-db 6, seed 74), which had carried best to a new voice (a 48-feature "
-          "hourglass trained on abjones only reached 8.07 dB on amy with it, 7.35 without by its epoch 8): "
+          "hourglass trained on abjones only reached 8.07 dB on amy with it, 7.33 without in 18 epochs): "
           "best at its epoch 14, validation 12.51 dB and excerpts 3.01 against 12.14 and 3.34 (inside the 0.5 dB "
           "the ship rule allows), the shipped hourglass since the thirty-first session "
           "(results/hourglass_eq/session31/).",
