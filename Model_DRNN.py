@@ -154,6 +154,28 @@ class DRNN(Model.MaskModel):
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden, len(self.sources) * n_bins)
 
+    def load_widened_context(self, state_dict: dict) -> None:
+        """Load the weights of a DRNN of the same shape except for a narrower context window, so
+        that this model computes exactly the same masks (``train_seed.py --widen-context``): the
+        checkpoint's frames keep their first-layer weights, and the frames added on each side
+        start with zero weights, so they change nothing until training grows them."""
+        first = "layers.0.input.weight" if isinstance(self.layers[0], BoundedReLURNN) else "layers.0.weight"
+        if first not in state_dict:
+            raise ValueError(f"no {first} in the checkpoint: not a DRNN of this layout")
+        old = state_dict[first]
+        old_frames, rest = divmod(old.shape[1], self.n_bins)
+        if rest or old_frames % 2 == 0:
+            raise ValueError(f"{first} has {old.shape[1]} inputs, not an odd number of {self.n_bins}-bin frames")
+        if old_frames > self.context_frames:
+            raise ValueError(f"cannot widen a context window of {old_frames} frames to {self.context_frames}")
+        own = self.state_dict()
+        widened = dict(state_dict)
+        weight = old.new_zeros(own[first].shape)
+        start = (self.context_frames - old_frames) // 2 * self.n_bins      # frames are in time order
+        weight[:, start:start + old.shape[1]] = old
+        widened[first] = weight
+        self.load_state_dict(widened)
+
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape
         h = context_window(self.features(mix_mag), self.context_frames)     # (B, T, C*F)

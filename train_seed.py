@@ -126,6 +126,10 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
                    help="1-based hidden layers with a recurrent connection; none = DNN (default 2: DRNN-2)")
     g.add_argument("--context-frames", type=util.positive_int, default=3,
                    help="frames in the input context window, odd (default 3: t-1, t, t+1)")
+    g.add_argument("--widen-context", type=util.positive_int, default=None, metavar="FRAMES",
+                   help="continue a DRNN --init with a wider context window of FRAMES (odd; sets "
+                        "--context-frames): the added frames' input weights start at zero, so training starts "
+                        "from exactly the checkpoint's masks")
     g.add_argument("--gamma", type=util.nonneg_float, default=0.05,
                    help="weight of the discriminative term D(other source || estimate) (default 0.05; 0: off)")
     g = p.add_argument_group("gru")
@@ -192,6 +196,10 @@ def parse_args(argv=None):
         raise UserError("--gamma weighs a magnitude distance: with --loss sdr give --gamma 0")
     if args.input_rms and args.system != "waveunet":
         raise UserError(f"--input-rms sets the Wave-U-Net's input level; {args.system} is level invariant already")
+    if args.widen_context is not None:
+        if args.system != "drnn" or not args.init:
+            raise UserError("--widen-context needs --system drnn and a DRNN checkpoint as --init")
+        args.context_frames = args.widen_context
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
         raise UserError(f"--curriculum-start {args.curriculum_start} must be in (0, --chunk-seconds]")
     return args
@@ -227,6 +235,11 @@ def build(n_bins, a):
     if getattr(a, "input_rms", None):
         model.set_input_rms(a.input_rms)
     return model
+
+
+def init_from(model, a, widen=None):
+    """--init: the checkpoint's weights; with --widen-context, a DRNN's narrower window widened."""
+    training.init_from_checkpoint(model, a.init, load=model.load_widened_context if widen else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,7 +331,7 @@ def main(argv=None):
     best = f"savedModel_{args.system}_best.pt"
     run = training.train(args, f"seed-{args.system}", best, build, examples=examples,
                          compute_loss=compute_loss,
-                         after_build=(lambda m, a: training.init_from_checkpoint(m, a.init)) if args.init else None,
+                         after_build=functools.partial(init_from, widen=args.widen_context) if args.init else None,
                          on_epoch=curriculum(args) if args.curriculum_start else None)
     print(run / best)
 

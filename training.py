@@ -183,16 +183,18 @@ def parse_resumable(parser: argparse.ArgumentParser, argv=None) -> argparse.Name
     return args
 
 
-def init_from_checkpoint(model, path):
+def init_from_checkpoint(model, path, load=None):
     """Start ``model`` from the weights (and input statistics) of a checkpoint of the same class
     and shape, e.g. a shipped ``models/<name>.pt`` whose run folder is gone. The optimizer starts
-    fresh. One-line UserError when the checkpoint holds another class or other shapes."""
+    fresh. ``load(state_dict)`` replaces ``model.load_state_dict`` where shapes may grow (e.g. a
+    DRNN's ``load_widened_context``). One-line UserError when the checkpoint holds another class
+    or shapes that do not fit."""
     ckpt = util.read_checkpoint(path)
     if ckpt["model_class"] != util.class_name(model):
         raise UserError(f"{path}: --init needs a {util.class_name(model)} checkpoint, got {ckpt['model_class']}")
     try:
-        model.load_state_dict(ckpt["state_dict"])          # float16 shipped weights load into float32
-    except RuntimeError as err:
+        (load or model.load_state_dict)(ckpt["state_dict"])     # float16 shipped weights load into float32
+    except (RuntimeError, ValueError) as err:
         raise UserError(f"{path}: --init checkpoint does not match this model's shapes "
                         f"({str(err).strip().splitlines()[0][:120]}); give the same model options") from None
     if "level_norm" in (ckpt.get("features") or {}):

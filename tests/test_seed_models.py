@@ -20,6 +20,7 @@ import separate
 import train_seed
 import training
 import util
+from util import UserError
 
 F = 65   # bins of a 128-point STFT: tiny but not a multiple of 64
 
@@ -83,6 +84,30 @@ def test_drnn_context_window_and_recurrence_are_configurable():
         Model_DRNN.DRNN(F, layers=2, recurrent_layers=(3,))
     with pytest.raises(ValueError):
         Model_DRNN.DRNN(F, context_frames=2)
+
+
+@pytest.mark.parametrize("recurrent_first", [False, True])
+def test_drnn_widened_context_computes_the_narrow_models_masks(recurrent_first):
+    """load_widened_context: a wider window, same masks (the added frames' weights start at zero),
+    and those frames are live once their weights move; a narrower window is refused."""
+    torch.manual_seed(0)
+    rec = (1,) if recurrent_first else (2,)
+    narrow = Model_DRNN.DRNN(F, hidden=16, layers=2, recurrent_layers=rec, context_frames=3).eval()
+    with torch.no_grad():
+        narrow.input_mean.uniform_(-1, 1)                     # input statistics travel too
+        for p in narrow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    wide = Model_DRNN.DRNN(F, hidden=16, layers=2, recurrent_layers=rec, context_frames=7).eval()
+    wide.load_widened_context(narrow.state_dict())
+    mix, _ = mags(t=20)
+    assert torch.allclose(wide(mix), narrow(mix), atol=1e-5)
+    first = wide.layers[0].input if recurrent_first else wide.layers[0]
+    assert first.weight[:, :2 * F].abs().sum() == 0 and first.weight[:, 5 * F:].abs().sum() == 0
+    with torch.no_grad():
+        first.weight[:, :F] += 0.1                            # the frame t-3 now counts
+    assert not torch.allclose(wide(mix), narrow(mix), atol=1e-3)
+    with pytest.raises(ValueError, match="cannot widen a context window of 7 frames to 3"):
+        narrow.load_widened_context(wide.state_dict())
 
 
 def test_discriminative_loss_matches_huang_eq7():
@@ -634,6 +659,27 @@ def test_train_seed_drnn_with_curriculum(demo, tmp_path, monkeypatch):
     assert isinstance(model, Model_DRNN.DRNN) and ckpt["train_args"]["gamma"] == 0.05
     assert ckpt["model_args"]["hidden"] == 16 and ckpt["model_args"]["recurrent_layers"] == [2]
     assert len(json.loads((run / "history.json").read_text())["valid"]) == 2
+
+
+def test_train_seed_drnn_widen_context_starts_from_the_checkpoints_masks(demo, tmp_path):
+    """--widen-context: a DRNN --init with a wider window; at lr 0 the saved model gives the
+    checkpoint's masks; refused without a DRNN --init, or to a narrower window."""
+    torch.manual_seed(0)
+    narrow = Model_DRNN.DRNN(65, hidden=16, layers=2, recurrent_layers=(2,), context_frames=3)
+    util.save_checkpoint(tmp_path / "drnn.pt", narrow, util.make_stft(128, 32), 8000)
+    common = ("--hidden", "16", "--layers", "2", "--recurrent-layers", "2", "--curriculum-start", "0",
+              "--init", str(tmp_path / "drnn.pt"))
+    train_seed.main(seed_args("drnn", demo, tmp_path / "r", tmp_path / "cache", *common, "--widen-context", "5",
+                              "--lr", "0", "--epochs", "1"))
+    wide, *_ = util.load_model(tmp_path / "r" / "savedModel_drnn_best.pt")
+    assert wide.context_frames == 5
+    mix, _ = mags(t=30, f=65)
+    assert torch.allclose(wide(mix), narrow.eval()(mix), atol=1e-5)
+    with pytest.raises(UserError, match="cannot widen a context window of 3 frames to 1"):
+        train_seed.main(seed_args("drnn", demo, tmp_path / "r2", tmp_path / "cache", *common,
+                                  "--widen-context", "1"))
+    with pytest.raises(UserError, match="--widen-context needs --system drnn and a DRNN checkpoint"):
+        train_seed.main(seed_args("drnn", demo, tmp_path / "r3", tmp_path / "cache", "--widen-context", "5"))
 
 
 def test_train_seed_gru_on_the_sdr_loss_uses_resynthesised_masks(demo, tmp_path, monkeypatch):
