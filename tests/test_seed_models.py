@@ -678,6 +678,8 @@ def test_train_seed_drnn_widen_context_starts_from_the_checkpoints_masks(demo, t
     with pytest.raises(UserError, match="cannot widen a context window of 3 frames to 1"):
         train_seed.main(seed_args("drnn", demo, tmp_path / "r2", tmp_path / "cache", *common,
                                   "--widen-context", "1"))
+    with pytest.raises(UserError, match="the window must be odd"):
+        train_seed.main(seed_args("drnn", demo, tmp_path / "r4", tmp_path / "cache", *common, "--widen-context", "6"))
     with pytest.raises(UserError, match="--widen-context needs --system drnn and a DRNN checkpoint"):
         train_seed.main(seed_args("drnn", demo, tmp_path / "r3", tmp_path / "cache", "--widen-context", "5"))
 
