@@ -168,13 +168,10 @@ class DRNN(Model.MaskModel):
             raise ValueError(f"{first} has {old.shape[1]} inputs, not an odd number of {self.n_bins}-bin frames")
         if old_frames > self.context_frames:
             raise ValueError(f"cannot widen a context window of {old_frames} frames to {self.context_frames}")
-        own = self.state_dict()
-        widened = dict(state_dict)
-        weight = old.new_zeros(own[first].shape)
+        weight = old.new_zeros(old.shape[0], self.context_frames * self.n_bins)
         start = (self.context_frames - old_frames) // 2 * self.n_bins      # frames are in time order
         weight[:, start:start + old.shape[1]] = old
-        widened[first] = weight
-        self.load_state_dict(widened)
+        self.load_state_dict({**state_dict, first: weight})
 
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape

@@ -240,9 +240,9 @@ def build(n_bins, a):
     return model
 
 
-def init_from(model, a, widen=None):
+def init_from(model, a):
     """--init: the checkpoint's weights; with --widen-context, a DRNN's narrower window widened."""
-    training.init_from_checkpoint(model, a.init, load=model.load_widened_context if widen else None)
+    training.init_from_checkpoint(model, a.init, load=model.load_widened_context if a.widen_context else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def main(argv=None):
     best = f"savedModel_{args.system}_best.pt"
     run = training.train(args, f"seed-{args.system}", best, build, examples=examples,
                          compute_loss=compute_loss,
-                         after_build=functools.partial(init_from, widen=args.widen_context) if args.init else None,
+                         after_build=init_from if args.init else None,
                          on_epoch=curriculum(args) if args.curriculum_start else None)
     print(run / best)
 
