@@ -101,6 +101,37 @@ class MaskModel(nn.Module):
         return (self.log_magnitudes(mix_mag) - self.input_mean) / self.input_std
 
 
+def context_window(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, T, F) -> (B, T, frames * F): each frame with its (frames - 1) / 2 neighbours on each
+    side, in time order, edges repeated."""
+    if frames == 1:
+        return x
+    c = frames // 2
+    padded = torch.cat([x[:, :1].expand(-1, c, -1), x, x[:, -1:].expand(-1, c, -1)], 1)  # (B, T+2c, F)
+    last = frames - 1                   # shifted slices with constant ends: exports to ONNX for any T
+    return torch.cat([padded[:, i:i - last] for i in range(last)] + [padded[:, last:]], -1)
+
+
+def check_context_frames(frames: int) -> None:
+    if frames < 1 or frames % 2 == 0:
+        raise ValueError(f"context_frames must be odd and >= 1, got {frames}")
+
+
+def widen_context_weight(old: torch.Tensor, n_bins: int, frames: int, name: str) -> torch.Tensor:
+    """The first-layer weight (out, k * n_bins) of a model fed a centred window of k frames,
+    for a window of ``frames`` >= k: the k frames keep their weights, the frames added on each
+    side get zeros, so the widened layer computes the same outputs until training moves them."""
+    old_frames, rest = divmod(old.shape[1], n_bins)
+    if rest or old_frames % 2 == 0:
+        raise ValueError(f"{name} has {old.shape[1]} inputs, not an odd number of {n_bins}-bin frames")
+    if old_frames > frames:
+        raise ValueError(f"cannot widen a context window of {old_frames} frames to {frames}")
+    weight = old.new_zeros(old.shape[0], frames * n_bins)
+    start = (frames - old_frames) // 2 * n_bins                    # frames are in time order
+    weight[:, start:start + old.shape[1]] = old
+    return weight
+
+
 class FrequencyConv(nn.Module):
     """(..., F) -> (..., channels * positions): a 1-D convolution over the bins of each frame."""
 

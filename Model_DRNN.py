@@ -49,17 +49,6 @@ def joint_masks(y: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tenso
     return a / a.sum(dim, keepdim=True)
 
 
-def context_window(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """(B, T, F) -> (B, T, frames * F): each frame with its (frames - 1) / 2 neighbours on each
-    side, in time order, edges repeated."""
-    if frames == 1:
-        return x
-    c = frames // 2
-    padded = torch.cat([x[:, :1].expand(-1, c, -1), x, x[:, -1:].expand(-1, c, -1)], 1)  # (B, T+2c, F)
-    win = padded.unfold(1, frames, 1)                       # (B, T, F, frames)
-    return win.transpose(2, 3).reshape(x.shape[0], x.shape[1], frames * x.shape[2])
-
-
 def discriminative_loss(target: torch.Tensor, estimate: torch.Tensor, loss_fn, gamma: float = 0.05):
     """Huang eq. 7, summed over sources: sum_i [D(s_i, est_i) - gamma * D(s_j, est_i)].
 
@@ -137,8 +126,7 @@ class DRNN(Model.MaskModel):
         recurrent_layers = sorted({int(k) for k in recurrent_layers})
         if any(k < 1 or k > layers for k in recurrent_layers):
             raise ValueError(f"recurrent_layers {recurrent_layers} must be within 1..{layers}")
-        if context_frames < 1 or context_frames % 2 == 0:
-            raise ValueError(f"context_frames must be odd and >= 1, got {context_frames}")
+        Model.check_context_frames(context_frames)
         if len(sources) < 2:
             raise ValueError("the joint mask needs at least two sources")
         self.context_frames, self.eps = context_frames, eps
@@ -162,20 +150,12 @@ class DRNN(Model.MaskModel):
         first = "layers.0.input.weight" if isinstance(self.layers[0], BoundedReLURNN) else "layers.0.weight"
         if first not in state_dict:
             raise ValueError(f"no {first} in the checkpoint: not a DRNN of this layout")
-        old = state_dict[first]
-        old_frames, rest = divmod(old.shape[1], self.n_bins)
-        if rest or old_frames % 2 == 0:
-            raise ValueError(f"{first} has {old.shape[1]} inputs, not an odd number of {self.n_bins}-bin frames")
-        if old_frames > self.context_frames:
-            raise ValueError(f"cannot widen a context window of {old_frames} frames to {self.context_frames}")
-        weight = old.new_zeros(old.shape[0], self.context_frames * self.n_bins)
-        start = (self.context_frames - old_frames) // 2 * self.n_bins      # frames are in time order
-        weight[:, start:start + old.shape[1]] = old
+        weight = Model.widen_context_weight(state_dict[first], self.n_bins, self.context_frames, first)
         self.load_state_dict({**state_dict, first: weight})
 
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape
-        h = context_window(self.features(mix_mag), self.context_frames)     # (B, T, C*F)
+        h = Model.context_window(self.features(mix_mag), self.context_frames)     # (B, T, C*F)
         for layer in self.layers:
             h = layer(h) if isinstance(layer, BoundedReLURNN) else torch.relu(layer(h))   # (B, T, H)
             h = self.dropout(h)

@@ -4,6 +4,11 @@
 back to the single-frame model and gradients have a short path. Encoder and decoder are those of
 :class:`Model.FrameMaskNet` (same parameter names), so a trained feedforward checkpoint
 initialises them (``train_rnn.py --init``).
+
+``context_frames`` (odd, default 1: the assignment's model) feeds the encoder a centred window of
+that many frames instead of frame t alone (edges repeated, as the DRNN's input), so h_t sees the
+fine spectro-temporal detail around t that the LSTM only receives summarised in the codes. It
+looks ahead, so it needs the bidirectional model.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import Model
 
 class RNNMaskNet(Model.FrameMaskNet):
     """Shapes: mix_mag (B, T, F) -> h (B, T, code) -> LSTM (B, T, H*dirs) -> fuse (B, T, code)
-    -> mask (B, 1, T, F).
+    -> mask (B, 1, T, F); with ``context_frames`` C > 1 the encoder's input is (B, T, C*F).
 
     ``bidirectional=False`` gives a causal model that can stream: ``forward(x, state)`` carries
     the LSTM state, so chunk after chunk equals the whole sequence at once.
@@ -23,13 +28,24 @@ class RNNMaskNet(Model.FrameMaskNet):
 
     @Model.capture_init
     def __init__(self, n_bins: int, hidden=(1024, 512), code: int = 256, dropout: float = 0.1,
-                 rnn_hidden: int = 256, rnn_layers: int = 1, bidirectional: bool = True):
+                 rnn_hidden: int = 256, rnn_layers: int = 1, bidirectional: bool = True,
+                 context_frames: int = 1):
         super().__init__(n_bins, hidden, code, dropout)
+        Model.check_context_frames(context_frames)
+        if context_frames > 1 and not bidirectional:
+            raise ValueError("context_frames > 1 looks ahead: a causal (unidirectional) model cannot")
         self.context = "window" if bidirectional else "causal"
+        self.context_frames = context_frames
+        if context_frames > 1:
+            self.encoder[0] = nn.Linear(context_frames * n_bins, self.encoder[0].out_features)
         self.rnn = nn.LSTM(code, rnn_hidden, num_layers=rnn_layers, batch_first=True,
                            bidirectional=bidirectional)
         rnn_out = rnn_hidden * (2 if bidirectional else 1)
         self.fuse_layers = nn.Sequential(nn.Linear(code + rnn_out, code), nn.ReLU())
+
+    def encode(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> h: (B, T, code), from a window of ``context_frames`` frames around t."""
+        return self.encoder(Model.context_window(self.features(mix_mag), self.context_frames))
 
     def forward(self, mix_mag: torch.Tensor, state=None, return_state: bool = False):
         h = self.encode(mix_mag)                              # (B, T, code)
@@ -40,7 +56,9 @@ class RNNMaskNet(Model.FrameMaskNet):
 
     def load_widened(self, state_dict: dict) -> None:
         """Load the weights of an RNNMaskNet of the same shape except for fewer LSTM units per
-        direction, so that this model computes exactly the same masks (``train_rnn.py --widen-rnn``).
+        direction and/or a narrower input window (``context_frames``), so that this model computes
+        exactly the same masks (``train_rnn.py --widen-rnn``, ``--widen-context``). Frames added to
+        the window get zero weights in the encoder's first layer (:func:`Model.widen_context_weight`).
 
         Each old unit keeps its weights and sees only old units; each new unit keeps its fresh
         random weights, sees the code and every unit, and feeds the fuse layer (and the next LSTM
@@ -76,6 +94,8 @@ class RNNMaskNet(Model.FrameMaskNet):
                     padded[:, cols] = old
                     old = padded
                 new[gate_rows] = old
+            elif key == "encoder.0.weight":
+                new.copy_(Model.widen_context_weight(old, self.n_bins, self.context_frames, key))
             else:
                 if old.shape != new.shape:
                     raise ValueError(f"{key}: shape {tuple(old.shape)} does not match {tuple(new.shape)}")

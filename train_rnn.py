@@ -6,18 +6,21 @@ Examples:
   python train_rnn.py --data MIR-1K --sample-rate 16000 --n-fft 1024 --hop 256 --unidirectional
   python train_rnn.py --init models/savedModel_RNN_best.pt --lr 3e-4 --seed 43   # continue the shipped RNN
   python train_rnn.py --init models/savedModel_RNN_best.pt --widen-rnn 512       # ... with a wider LSTM
+  python train_rnn.py --init models/savedModel_RNN_best.pt --widen-context 5     # ... seeing t-2 .. t+2
 
 With --init, the encoder, decoder and input statistics start from a trained feedforward
 checkpoint (whose layer sizes, STFT and sample rate are then used), or every weight from an RNN
 checkpoint (its shape too), with a fresh optimizer; --widen-rnn then adds LSTM units that start
-with zero outgoing weights, so training starts from exactly the checkpoint's masks. Frames of a song are never
-shuffled: the model trains on excerpts of consecutive frames (--chunk-seconds).
+with zero outgoing weights, and --widen-context input frames that start with zero weights, so
+training starts from exactly the checkpoint's masks. Frames of a song are never shuffled: the
+model trains on excerpts of consecutive frames (--chunk-seconds).
 The best-validation model is <run>/savedModel_RNN_best.pt, beside last.pt, history.json, loss.png.
 """
 import argparse
 
 import torch
 
+import Model
 import Model_RNN
 import training
 import util
@@ -48,6 +51,12 @@ def parse_args(argv=None):
                    help="with an RNN --init: grow its LSTM to this many units per direction; the new "
                         "units start with zero weights into the rest of the model, so the first "
                         "masks are the checkpoint's")
+    g.add_argument("--context-frames", type=util.positive_int, default=1, metavar="FRAMES",
+                   help="frames the encoder sees per step, a centred window, odd (default 1: frame t "
+                        "alone, as the assignment; bidirectional only; taken from an RNN --init)")
+    g.add_argument("--widen-context", type=util.positive_int, default=None, metavar="FRAMES",
+                   help="with an RNN --init: grow its input window to FRAMES (odd); the added frames "
+                        "start with zero weights, so the first masks are the checkpoint's")
     return training.parse_resumable(p, argv)
 
 
@@ -68,8 +77,16 @@ def load_init(path):
 def init_from_feedforward(model, ckpt):
     """Copy every feedforward tensor (encoder, decoder, input stats) into ``model``, and start
     ``fuse_layers`` as the identity on h_t (weights [I, 0], bias 0; h_t >= 0 after its ReLU), so
-    the untrained recurrent model computes exactly the feedforward model's masks."""
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    the untrained recurrent model computes exactly the feedforward model's masks (with
+    ``--context-frames``, the frames around t start with zero weights)."""
+    state = dict(ckpt["state_dict"])
+    if model.context_frames > 1 and "encoder.0.weight" in state:     # frame t's weights, zeros around
+        try:
+            state["encoder.0.weight"] = Model.widen_context_weight(
+                state["encoder.0.weight"], model.n_bins, model.context_frames, "encoder.0.weight")
+        except ValueError as err:
+            raise UserError(f"--init checkpoint does not match the model's encoder ({err})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith(("rnn.", "fuse_layers.")) for k in missing):
         raise UserError("--init checkpoint does not match the model's encoder/decoder")
     fuse = model.fuse_layers[0]
@@ -90,6 +107,12 @@ def main(argv=None):
         if init["model_class"] == RNN_CLASS:                    # continue an RNN: all of its shape
             args.dropout, args.rnn_hidden, args.rnn_layers = a["dropout"], a["rnn_hidden"], a["rnn_layers"]
             args.unidirectional = not a["bidirectional"]
+            args.context_frames = a.get("context_frames", 1)
+            if args.widen_context is not None:
+                if args.widen_context < args.context_frames:
+                    raise UserError(f"--widen-context {args.widen_context}: the --init model already sees "
+                                    f"{args.context_frames} frames")
+                args.context_frames = args.widen_context
             if args.widen_rnn is not None:
                 if args.widen_rnn < args.rnn_hidden:
                     raise UserError(f"--widen-rnn {args.widen_rnn}: the --init LSTM already has "
@@ -99,15 +122,22 @@ def main(argv=None):
         args.window = init["stft"].get("window", "hann")
         args.sample_rate = init["sample_rate"]
         args.level_norm = (init.get("features") or {}).get("level_norm", "none")
-    if args.widen_rnn is not None and (init is None or init["model_class"] != RNN_CLASS):
-        raise UserError("--widen-rnn needs an RNN checkpoint as --init")
+    for flag, value in (("--widen-rnn", args.widen_rnn), ("--widen-context", args.widen_context)):
+        if value is not None and (init is None or init["model_class"] != RNN_CLASS):
+            raise UserError(f"{flag} needs an RNN checkpoint as --init")
+    if args.context_frames % 2 == 0:
+        raise UserError(f"--context-frames / --widen-context {args.context_frames}: the window must be odd "
+                        "(centred on the frame)")
+    if args.context_frames > 1 and args.unidirectional:
+        raise UserError(f"--context-frames {args.context_frames} looks ahead: not with a unidirectional "
+                        "(causal) model")
 
     def build(n_bins, a):
         return Model_RNN.RNNMaskNet(n_bins, a.hidden, a.code, a.dropout, a.rnn_hidden, a.rnn_layers,
-                                    bidirectional=not a.unidirectional)
+                                    bidirectional=not a.unidirectional, context_frames=a.context_frames)
 
     def after_build(model, a):
-        if init["model_class"] == RNN_CLASS and a.widen_rnn is not None:
+        if init["model_class"] == RNN_CLASS and (a.widen_rnn is not None or a.widen_context is not None):
             try:
                 model.load_widened(init["state_dict"])
             except (ValueError, RuntimeError) as err:

@@ -86,6 +86,41 @@ def test_rnn_widened_computes_the_narrow_models_masks(bidirectional, layers):
         narrow.load_widened(wide.state_dict())
 
 
+def test_rnn_widened_context_computes_the_narrow_models_masks():
+    """load_widened with a wider input window (and more LSTM units at once): same masks, since
+    the added frames' first-layer weights start at zero; once they move, the neighbours count."""
+    torch.manual_seed(0)
+    narrow = Model_RNN.RNNMaskNet(65, (32, 16), 8, 0.1, 6, context_frames=3).eval()
+    with torch.no_grad():
+        for p in narrow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    wide = Model_RNN.RNNMaskNet(65, (32, 16), 8, 0.1, 9, context_frames=7).eval()
+    wide.load_widened(narrow.state_dict())
+    x = torch.rand(2, 20, 65) * 3
+    assert torch.allclose(wide(x), narrow(x), atol=1e-5)
+    first = wide.encoder[0].weight
+    assert first.shape == (32, 7 * 65)
+    assert torch.equal(first[:, 2 * 65:5 * 65], narrow.encoder[0].weight)        # centred, in time order
+    assert first[:, :2 * 65].abs().sum() == 0 and first[:, 5 * 65:].abs().sum() == 0
+    y = x.clone()
+    y[:, 10] *= 2                                                                # changes frame 10 only
+    moved = (wide.encode(y) - wide.encode(x)).abs().amax((0, 2)) > 1e-6          # per frame of the code
+    assert moved.nonzero().flatten().tolist() == [9, 10, 11]                    # 3 live frames, not 7
+    with torch.no_grad():
+        first[:, :65] += 0.5                                                     # frame t-3 now counts
+    moved = (wide.encode(y) - wide.encode(x)).abs().amax((0, 2)) > 1e-6
+    assert moved.nonzero().flatten().tolist() == [9, 10, 11, 13]
+    with pytest.raises(ValueError, match="cannot widen a context window of 7 frames to 3"):
+        Model_RNN.RNNMaskNet(65, (32, 16), 8, 0.1, 9, context_frames=3).load_widened(wide.state_dict())
+
+
+def test_rnn_context_window_needs_an_odd_window_and_a_bidirectional_model():
+    with pytest.raises(ValueError, match="must be odd"):
+        Model_RNN.RNNMaskNet(65, (32, 16), 8, context_frames=4)
+    with pytest.raises(ValueError, match="causal"):
+        Model_RNN.RNNMaskNet(65, (32, 16), 8, bidirectional=False, context_frames=3)
+
+
 NON_DEFAULT = {
     "Model.FrameMaskNet": dict(n_bins=65, hidden=[24, 12], code=6, dropout=0.3, conv=[3, 9, 4]),
     "Model_RNN.RNNMaskNet": dict(n_bins=65, hidden=[24], code=6, dropout=0.2, rnn_hidden=5, rnn_layers=2,

@@ -63,7 +63,7 @@ def test_drnn_joint_masks_sum_to_one_and_estimates_to_mixture():
 
 def test_drnn_context_window_and_recurrence_are_configurable():
     x = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)
-    w = Model_DRNN.context_window(x, 3)
+    w = Model.context_window(x, 3)
     assert w.shape == (2, 4, 9)
     assert torch.equal(w[:, 1], torch.cat([x[:, 0], x[:, 1], x[:, 2]], -1))   # t-1, t, t+1
     assert torch.equal(w[:, 0, :3], x[:, 0]) and torch.equal(w[:, -1, 6:], x[:, -1])   # edges repeated

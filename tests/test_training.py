@@ -268,6 +268,49 @@ def test_rnn_widen_starts_from_the_checkpoints_masks(demo, tmp_path):
         train_rnn.main(tiny_args(demo, tmp_path / "r3", tmp_path / "cache", "--widen-rnn", "8"))
 
 
+def test_rnn_widen_context_starts_from_the_checkpoints_masks(demo, tmp_path):
+    """--widen-context: an RNN --init with a wider input window; at lr 0 the saved model gives
+    the checkpoint's masks and keeps the window; refused when narrower, even, without an RNN
+    --init, or (as --context-frames) for a causal model."""
+    torch.manual_seed(0)
+    rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=6, bidirectional=True)
+    util.save_checkpoint(tmp_path / "rnn.pt", rnn, util.make_stft(256, 64), 8000)
+    init = ("--init", str(tmp_path / "rnn.pt"))
+    args = tiny_args(demo, tmp_path / "r", tmp_path / "cache", *init, "--widen-context", "5", "--lr", "0")
+    args[args.index("--epochs") + 1] = "1"
+    train_rnn.main(args)
+    wide, *_ = util.load_model(tmp_path / "r" / "savedModel_RNN_best.pt")
+    assert wide.context_frames == 5 and wide.encoder[0].in_features == 5 * 129
+    x = torch.rand(1, 40, 129) * 5
+    assert torch.allclose(wide(x), rnn.eval()(x), atol=1e-5)
+    wide_ckpt = tmp_path / "r" / "savedModel_RNN_best.pt"
+    with pytest.raises(UserError, match="already sees 5 frames"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r2", tmp_path / "cache", "--init", str(wide_ckpt),
+                                 "--widen-context", "3"))
+    with pytest.raises(UserError, match="the window must be odd"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r3", tmp_path / "cache", *init, "--widen-context", "4"))
+    with pytest.raises(UserError, match="--widen-context needs an RNN checkpoint"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r4", tmp_path / "cache", "--widen-context", "3"))
+    with pytest.raises(UserError, match="looks ahead"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r5", tmp_path / "cache", "--context-frames", "3",
+                                 "--unidirectional"))
+
+
+def test_rnn_with_context_from_feedforward_starts_from_its_masks(demo, ff_run, tmp_path):
+    """--context-frames 3 with a feedforward --init: frame t keeps the frame model's weights, the
+    neighbours start at zero, so the first masks are the feedforward model's."""
+    ff = ff_run / "savedModel_feedforward_best.pt"
+    args = tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(ff), "--rnn-hidden", "8",
+                     "--context-frames", "3", "--lr", "0")
+    args[args.index("--epochs") + 1] = "1"
+    train_rnn.main(args)
+    ffm, *_ = util.load_model(ff)
+    rnn, *_ = util.load_model(tmp_path / "r" / "savedModel_RNN_best.pt")
+    assert rnn.context_frames == 3
+    x = torch.rand(1, 40, 129) * 5
+    assert torch.allclose(rnn(x), ffm(x), atol=1e-6)
+
+
 def test_nan_loss_stops_and_keeps_best(demo, tmp_path, monkeypatch):
     import Model
     calls = {"n": 0}
