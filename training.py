@@ -112,6 +112,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help="validate and save an exponential moving average of the weights (Polyak averaging; "
                         "decay per step, e.g. 0.998, warmed up as min(DECAY, (1+n)/(10+n)) after n steps; "
                         "default 0: off, the raw weights)")
+    g.add_argument("--warmup-steps", type=util.nonneg_int, default=0, metavar="STEPS",
+                   help="raise the learning rate linearly from lr/STEPS to lr over the first STEPS optimizer "
+                        "steps (a fresh Adam's first steps move every weight by about lr, which knocks a "
+                        "trained --init off its optimum; default 0: off)")
     g.add_argument("--lr-decay-factor", type=util.float_range(0, 1, True, True), default=0.3,
                    help="learning-rate decay factor (default 0.3)")
     g.add_argument("--valid-sdr", action=argparse.BooleanOptionalAction, default=True,
@@ -460,7 +464,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                scaler.step(optimizer)
+                with warmed_up(optimizer, len(history["smoothed"]), getattr(args, "warmup_steps", 0)):
+                    scaler.step(optimizer)
                 scaler.update()
                 if ema is not None:
                     ema.update()
@@ -505,6 +510,24 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         dist.barrier()
         dist.destroy_process_group()
     return run
+
+
+@contextlib.contextmanager
+def warmed_up(optimizer, step: int, warmup_steps: int):
+    """Around one optimizer step (``step`` = steps taken before it): learning rates scaled by
+    (step + 1) / warmup_steps while step < warmup_steps, restored afterwards, so the plateau
+    scheduler and checkpoints only ever see the full rates."""
+    if step >= warmup_steps:
+        yield
+        return
+    peaks = [g["lr"] for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
+        g["lr"] *= (step + 1) / warmup_steps
+    try:
+        yield
+    finally:
+        for g, lr in zip(optimizer.param_groups, peaks):
+            g["lr"] = lr
 
 
 class WeightAverage:

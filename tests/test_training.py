@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import Model
 import Model_RNN
 import demo_data
 import evaluate_sdr
@@ -141,6 +142,40 @@ def test_training_keeps_freed_memory_and_takes_the_formant_augmentation(demo, tm
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist["train_args"]["vocal_formant"] == 0.2 and len(hist["valid"]) == 2
     assert calls == [True]                                  # once, before the model and the data
+
+
+def test_warmup_scales_each_steps_rate_and_restores_it():
+    """--warmup-steps N: step k (0-based) runs at lr * (k+1)/N, then the full lr; between steps the
+    optimizer holds the full rate (what the plateau scheduler decays and last.pt saves)."""
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.8)
+    moves = []
+    for step in range(6):
+        before = w.item()
+        w.grad = torch.ones(1)
+        with training.warmed_up(opt, step, 4):
+            opt.step()
+        assert opt.param_groups[0]["lr"] == 0.8
+        moves.append(round(before - w.item(), 6))
+    assert moves == [0.2, 0.4, 0.6, 0.8, 0.8, 0.8]
+
+
+def test_warmup_steps_through_the_cli_moves_the_init_less(demo, tmp_path):
+    """With --warmup-steps the first epoch's weights move less from an --init than without."""
+    ff = Model.FrameMaskNet(129, (32, 16), 8)
+    util.save_checkpoint(tmp_path / "ff.pt", ff, util.make_stft(256, 64), 8000)
+    start = {k: v.clone() for k, v in ff.state_dict().items()}
+    drift = {}
+    for warm in ("0", "1000"):
+        run = tmp_path / f"w{warm}"
+        args = tiny_args(demo, run, tmp_path / "cache", "--init", str(tmp_path / "ff.pt"), "--warmup-steps", warm,
+                         "--lr", "1e-3", "--no-valid-sdr")
+        args[args.index("--epochs") + 1] = "1"
+        train_feedforward.main(args)
+        state = torch.load(run / "last.pt", weights_only=True)["state_dict"]
+        drift[warm] = sum((state[k].float() - start[k]).abs().sum().item() for k in start if "weight" in k)
+        assert torch.load(run / "last.pt", weights_only=True)["history"]["lr"] == [1e-3]
+    assert 0 < drift["1000"] < 0.1 * drift["0"]
 
 
 def test_weight_average_is_the_warmed_up_ema_and_swaps_back():
