@@ -137,14 +137,9 @@ def main(argv=None):
                                     bidirectional=not a.unidirectional, context_frames=a.context_frames)
 
     def after_build(model, a):
-        if init["model_class"] == RNN_CLASS and (a.widen_rnn is not None or a.widen_context is not None):
-            try:
-                model.load_widened(init["state_dict"])
-            except (ValueError, RuntimeError) as err:
-                raise UserError(f"{a.init}: cannot widen this checkpoint ({err})") from None
-            model.set_level_norm(a.level_norm)
-        elif init["model_class"] == RNN_CLASS:
-            training.init_from_checkpoint(model, a.init)
+        if init["model_class"] == RNN_CLASS:        # wider LSTM or window: the new weights start at zero
+            widened = a.widen_rnn is not None or a.widen_context is not None
+            training.init_from_checkpoint(model, a.init, load=model.load_widened if widened else None)
         else:
             init_from_feedforward(model, init)
 
