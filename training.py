@@ -464,7 +464,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                with warmed_up(optimizer, len(history["smoothed"]), getattr(args, "warmup_steps", 0)):
+                with warmed_up(optimizer, len(history["smoothed"]), args.warmup_steps):
                     scaler.step(optimizer)
                 scaler.update()
                 if ema is not None:
