@@ -125,9 +125,7 @@ def main(argv=None):
     for flag, value in (("--widen-rnn", args.widen_rnn), ("--widen-context", args.widen_context)):
         if value is not None and (init is None or init["model_class"] != RNN_CLASS):
             raise UserError(f"{flag} needs an RNN checkpoint as --init")
-    if args.context_frames % 2 == 0:
-        raise UserError(f"--context-frames / --widen-context {args.context_frames}: the window must be odd "
-                        "(centred on the frame)")
+    training.check_odd_window(args.context_frames)
     if args.context_frames > 1 and args.unidirectional:
         raise UserError(f"--context-frames {args.context_frames} looks ahead: not with a unidirectional "
                         "(causal) model")

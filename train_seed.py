@@ -200,9 +200,8 @@ def parse_args(argv=None):
         if args.system != "drnn" or not args.init:
             raise UserError("--widen-context needs --system drnn and a DRNN checkpoint as --init")
         args.context_frames = args.widen_context
-    if args.system == "drnn" and args.context_frames % 2 == 0:
-        raise UserError(f"--context-frames / --widen-context {args.context_frames}: the window must be odd "
-                        "(t and the same number of frames on each side)")
+    if args.system == "drnn":
+        training.check_odd_window(args.context_frames)
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
         raise UserError(f"--curriculum-start {args.curriculum_start} must be in (0, --chunk-seconds]")
     return args

@@ -187,6 +187,13 @@ def parse_resumable(parser: argparse.ArgumentParser, argv=None) -> argparse.Name
     return args
 
 
+def check_odd_window(frames: int) -> None:
+    """One-line UserError unless ``frames`` (--context-frames / --widen-context) is an odd window."""
+    if frames < 1 or frames % 2 == 0:
+        raise UserError(f"--context-frames / --widen-context {frames}: the window must be odd "
+                        "(frame t and the same number of frames on each side)")
+
+
 def init_from_checkpoint(model, path, load=None):
     """Start ``model`` from the weights (and input statistics) of a checkpoint of the same class
     and shape, e.g. a shipped ``models/<name>.pt`` whose run folder is gone. The optimizer starts
