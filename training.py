@@ -190,7 +190,7 @@ def parse_resumable(parser: argparse.ArgumentParser, argv=None) -> argparse.Name
 def check_odd_window(frames: int) -> None:
     """One-line UserError unless ``frames`` (--context-frames / --widen-context) is an odd window."""
     if frames < 1 or frames % 2 == 0:
-        raise UserError(f"--context-frames / --widen-context {frames}: the window must be odd "
+        raise UserError(f"--context-frames / --widen-context {frames}: the window must be odd and at least 1 "
                         "(frame t and the same number of frames on each side)")
 
 

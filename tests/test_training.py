@@ -522,3 +522,11 @@ def test_feedforward_init_continues_and_export_merges_history(demo, ff_run, tmp_
     with pytest.raises(UserError, match="not a training history"):
         export_model.main([str(run / "savedModel_feedforward_best.pt"), str(tmp_path / "x.pt"), "--continues",
                            str(run / "savedModel_feedforward_best.pt")])
+
+
+@pytest.mark.parametrize("frames", [0, -1, 2, 4])
+def test_check_odd_window_refuses_even_and_non_positive_windows_in_one_line(frames):
+    with pytest.raises(UserError, match=f"{frames}: the window must be odd and at least 1"):
+        training.check_odd_window(frames)
+    for ok in (1, 3, 5, 11):
+        training.check_odd_window(ok)
