@@ -188,10 +188,13 @@ def parse_resumable(parser: argparse.ArgumentParser, argv=None) -> argparse.Name
 
 
 def check_odd_window(frames: int) -> None:
-    """One-line UserError unless ``frames`` (--context-frames / --widen-context) is an odd window."""
-    if frames < 1 or frames % 2 == 0:
+    """One-line UserError unless ``frames`` (--context-frames / --widen-context) is a window the models
+    take (:func:`Model.check_context_frames`, whose ValueError this turns into the CLI's message)."""
+    try:
+        Model.check_context_frames(frames)
+    except ValueError:
         raise UserError(f"--context-frames / --widen-context {frames}: the window must be odd and at least 1 "
-                        "(frame t and the same number of frames on each side)")
+                        "(frame t and the same number of frames on each side)") from None
 
 
 def init_from_checkpoint(model, path, load=None):
