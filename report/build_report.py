@@ -618,7 +618,12 @@ def training_levers_section(rep, runs):
           "the thirty-fifth and thirty-sixth sessions the RNN's encoder was given a 5-frame window, continuing "
           "the shipped RNN (10.79 and 10.80 dB) or from the frame model on the SDR loss (10.13), all below "
           "the shipped RNN's 10.87, and from the frame model on the shipped RNN's first, KL stage (9.27 "
-          "against that stage's 9.66; not continued) (results/rnn_context/).",
+          "against that stage's 9.66; not continued) (results/rnn_context/); in the thirty-seventh session the "
+          "hourglass's one-stage recipe (from scratch on the SDR loss with the random EQ and --ema 0.998) was "
+          "given to the CNN (cnn-scratch-sdr, seed 90: 8.52 dB at its epoch 50 against the shipped CNN's 8.55, "
+          "both with 4 shifts; stopped by hand at 55) and to the DRNN with its 7-frame window (drnn-scratch-sdr, "
+          "seed 91: 8.59 dB at its epoch 25 against 8.89; stopped by hand at 32), neither shipped "
+          "(results/cnn_scratch/, results/drnn_scratch/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
