@@ -622,7 +622,8 @@ def training_levers_section(rep, runs):
           "hourglass's one-stage recipe (from scratch on the SDR loss with the random EQ and --ema 0.998) was "
           "given to the CNN (cnn-scratch-sdr, seed 90: 8.52 dB at its epoch 50 against the shipped CNN's 8.55, "
           "both with 4 shifts; stopped by hand at 55) and to the DRNN with its 7-frame window (drnn-scratch-sdr, "
-          "seed 91: 8.59 dB at its epoch 25 against 8.89; stopped by hand at 32), neither shipped "
+          "seed 91, its excerpts growing only from 1 to 2.3 s: 8.59 dB at its epoch 25 against 8.89; stopped by hand "
+          "at 32), neither shipped "
           "(results/cnn_scratch/, results/drnn_scratch/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
