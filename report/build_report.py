@@ -332,8 +332,8 @@ def build(out_pdf: Path):
           "MIR-1K); Jansson et al.'s U-Net (six strided 5x5 convolutions and six transposed ones, skip "
           "connections, L1 loss on 128-frame patches); Stoller et al.'s Wave-U-Net (time domain, 8 levels, "
           "valid convolutions, 8 kHz; trained from scratch on minus the SDR of each excerpt, with averaged "
-          "weights, and each song scaled to RMS 0.05 before it). Section 4 lists the training of every shipped system; the README "
-          "gives the exact commands.")
+          "weights, and each song scaled to RMS 0.05 before it). Section 4 lists the training of every shipped "
+          "system; the README gives the exact commands.")
 
     rep.h2("2. Data, split and metric")
     main_meta = (sets.get("mir1k_test_public") or [{"meta": {}}])[0]["meta"]
