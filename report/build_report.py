@@ -630,8 +630,9 @@ def training_levers_section(rep, runs):
           "epoch until its training diverged at 1e-3 in its epoch 52; wun-scratch3, seed 93, from wun-scratch2's "
           "epoch 51 at 3e-4 with a 240-step warmup, best at its epoch 16), was shipped in the thirty-eighth "
           "session: validation 10.61 dB against 9.96 for the one it replaced, both at input RMS 0.1, excerpts "
-          "4.08 against 3.75, then 10.84 at the input RMS 0.05 chosen on validation (the input-level table below) "
-          "(results/waveunet_scratch/).",
+          "4.08 against 3.75, then 10.84 at the input RMS 0.05 chosen on validation (the input-level table below); "
+          "wun-scratch3 went on (9e-5 from its epoch 29) and its epoch 31 replaced it in the thirty-ninth session: "
+          "11.26 against 10.84 at RMS 0.05, excerpts 4.20 against 4.01 (results/waveunet_scratch/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
@@ -719,13 +720,14 @@ def input_rms_table() -> list:
 def input_rms_section(rep, table):
     rep.p("Input level of the Wave-U-Net (export_model.py --input-rms R, seventeenth session): the time-domain "
           "network sees the waveform itself, so its separation depended on the song's level; with R set, every song "
-          "is scaled to RMS R before the network and the estimates back. The shipped checkpoint (the thirty-eighth "
+          "is scaled to RMS R before the network and the estimates back. The shipped checkpoint (the thirty-ninth "
           "session's, trained from scratch) with each R: validation GNSDR (15 held-out clips, 16 kHz) / median "
           "vocals SDR on the six produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean) / the same "
-          "with the songs 40 dB quieter, in dB. Validation peaks at 0.04-0.05; 0.04 loses 0.7-0.9 dB on the "
-          "excerpts, 0.05 keeps them (4.01 against 4.08 at 0.1), so 0.05 is shipped (10.84 against 10.61 at "
-          "0.1). For the Wave-U-Net shipped before (seventeenth session), 0.04-0.05 lost 0.7-1.6 dB on the "
-          "excerpts and 0.1 was shipped.", size=8.5)
+          "with the songs 40 dB quieter, in dB. Validation peaks at 0.04-0.05; 0.04 loses 1.35 dB on the "
+          "excerpts against the best level, 0.05 stays within 0.22 dB (4.20 against 4.42 at 0.06), so 0.05 is "
+          "shipped (11.26 against 10.96 at 0.1), as for the same run's epoch 16 in the thirty-eighth session. For "
+          "the Wave-U-Net shipped before (seventeenth session), 0.04-0.05 lost 0.7-1.6 dB on the excerpts and 0.1 "
+          "was shipped.", size=8.5)
     rep.table(["input RMS", "validation GNSDR", "excerpts median", "at -40 dB"],
               [["off" if r is None else f"{r:g}", fmt(v), fmt(e), fmt(q)] for r, v, e, q in table], size=7.5)
 
