@@ -372,7 +372,7 @@ def build(out_pdf: Path):
         rep.p("Every shipped system: optimiser steps, CPU minutes on one thread of the 2-core machine (to the "
               "best-validation epoch / in all, while another training shared the machine), best epoch, and its "
               "MIR-1K test_public scores (vocals, dB; '-' where the system was not evaluated there). The "
-              "hourglass's epochs 36-57 and 32 of the Wave-U-Net's 77 ran on two threads: their minutes are wall "
+              "hourglass's epochs 36-57 and 32 of the Wave-U-Net's 92 ran on two threads: their minutes are wall "
               "minutes (about 4.5 an epoch there against 9 on one thread for the hourglass, 2.1 against 4.2 for "
               "the Wave-U-Net).", size=8.5)
         rep.table(["system", "steps", "CPU min to best", "CPU min", "best epoch", "GNSDR", "GSIR", "GSAR"],
