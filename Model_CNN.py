@@ -35,6 +35,8 @@ Choices where the seed and paper leave room:
 * ``shifts`` (inference only, set by ``separate.py --shifts``): each frame's mask comes from the
   two patches it falls in, so in eval mode the masks can be averaged over ``shifts`` offsets of
   the patch grid (:func:`Model.shift_offsets` of the patch hop, as the U-Net's shifts).
+* ``dropout`` (``train_seed.py --dropout``): dropout on the bottleneck's units during training, a
+  regulariser the paper does not use (default 0).
 * The discriminative alpha/beta terms of DeepConvSep's code are not used (the paper's loss is the
   plain squared error).
 """
@@ -58,7 +60,7 @@ class ChandnaCNN(Model.ShiftAveragedMaskModel):
     @Model.capture_init
     def __init__(self, n_bins: int, sources=("vocals", "drums", "bass", "other"), time_context: int = 30,
                  vertical=(1, 0), horizontal=(12, 1), n_vertical: int = 50, n_horizontal: int = 30,
-                 bottleneck: int = 128, eps: float = 1e-8):
+                 bottleneck: int = 128, eps: float = 1e-8, dropout: float = 0.0):
         super().__init__(n_bins)
         t1, f1 = int(vertical[0]), int(vertical[1]) or n_bins
         t2, f2 = int(horizontal[0]), int(horizontal[1])
@@ -72,7 +74,8 @@ class ChandnaCNN(Model.ShiftAveragedMaskModel):
         self.horizontal = nn.Conv2d(n_vertical, n_horizontal, (t2, f2))
         self.code_shape = (n_horizontal, time_context - t1 - t2 + 2, n_bins - f1 - f2 + 2)
         code = self.code_shape[0] * self.code_shape[1] * self.code_shape[2]
-        self.bottleneck = nn.Sequential(nn.Flatten(), nn.Linear(code, bottleneck), nn.ReLU())
+        # dropout on the bottleneck's units (training only; 0 = the paper's model, no dropout)
+        self.bottleneck = nn.Sequential(nn.Flatten(), nn.Linear(code, bottleneck), nn.ReLU(), nn.Dropout(dropout))
         self.decoders = nn.ModuleList(nn.Sequential(
             nn.Linear(bottleneck, code), nn.ReLU(), nn.Unflatten(1, self.code_shape),
             nn.ConvTranspose2d(n_horizontal, n_vertical, (t2, f2)),

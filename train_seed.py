@@ -112,7 +112,8 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
                    help="epoch at which the excerpt reaches --chunk-seconds (default: half of --epochs)")
     g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=d["dropout"],
                    help="dropout probability (drnn: after each hidden layer; gru: between GRU layers; "
-                        "unet: in the first three decoder layers) (default %(default)s)")
+                        "cnn: on the bottleneck's units; unet: in the first three decoder layers) "
+                        "(default %(default)s)")
     g.add_argument("--init", default=None, metavar="CKPT",
                    help="start from the weights of a checkpoint of this system with the same options (e.g. the "
                         "shipped models/<system>.pt), with a fresh optimizer (default: random weights)")
@@ -218,7 +219,7 @@ SYSTEM_MODELS = {
     "cnn": ("Model_CNN.ChandnaCNN", lambda a: dict(sources=a.sources, time_context=a.time_context,
                                                    vertical=a.vertical, horizontal=a.horizontal,
                                                    n_vertical=a.filters[0], n_horizontal=a.filters[1],
-                                                   bottleneck=a.bottleneck)),
+                                                   bottleneck=a.bottleneck, dropout=a.dropout)),
     "unet": ("Model_UNet.UNet", lambda a: dict(channels=a.channels, kernel=a.kernel, dropout=a.dropout,
                                                sources=a.sources)),
     "hourglass": ("Model_Hourglass.StackedHourglass", lambda a: dict(features=a.features, stacks=a.stacks,

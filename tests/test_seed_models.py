@@ -187,6 +187,21 @@ def test_cnn_filter_shapes_follow_chandna():
     assert m.sources == Data.FOUR_STEMS and len(m.decoders) == 4
 
 
+def test_cnn_dropout_acts_in_training_only_and_keeps_old_checkpoints_loadable():
+    torch.manual_seed(0)
+    kw = dict(time_context=10, horizontal=(4, 1), n_vertical=6, n_horizontal=5, bottleneck=32)
+    m = Model_CNN.ChandnaCNN(F, Data.SOURCES, dropout=0.5, **kw)
+    mix, _ = mags()
+    m.train()
+    assert not torch.allclose(m(mix), m(mix))                 # random units dropped per call
+    m.eval()
+    assert torch.equal(m(mix), m(mix))
+    # dropout adds no weights: a checkpoint without it (the shipped CNN's) loads into a model with it
+    plain = Model_CNN.ChandnaCNN(F, Data.SOURCES, **kw).eval()
+    m.load_state_dict(plain.state_dict())
+    assert torch.equal(m(mix), plain(mix))
+
+
 def test_cnn_one_training_step():
     m = tiny_models()["cnn4"]
     mix, src = mags(s=4)
