@@ -37,6 +37,9 @@ Choices where the seed and paper leave room:
   the patch grid (:func:`Model.shift_offsets` of the patch hop, as the U-Net's shifts).
 * ``dropout`` (``train_seed.py --dropout``): dropout on the bottleneck's units during training, a
   regulariser the paper does not use (default 0).
+* ``activation`` (``train_seed.py --conv-activation``): ``"none"`` keeps the convolutions linear, as
+  the paper; ``"relu"`` or ``"elu"`` puts that non-linearity after the vertical and the horizontal
+  convolution and after each decoder's transposed horizontal one (no new weights).
 * The discriminative alpha/beta terms of DeepConvSep's code are not used (the paper's loss is the
   plain squared error).
 """
@@ -47,6 +50,10 @@ import torch.nn as nn
 
 import Model
 from Model_DRNN import joint_masks
+
+
+# --conv-activation: what follows the convolutions ("none": linear, as the paper)
+ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "elu": nn.ELU}
 
 
 class ChandnaCNN(Model.ShiftAveragedMaskModel):
@@ -60,7 +67,7 @@ class ChandnaCNN(Model.ShiftAveragedMaskModel):
     @Model.capture_init
     def __init__(self, n_bins: int, sources=("vocals", "drums", "bass", "other"), time_context: int = 30,
                  vertical=(1, 0), horizontal=(12, 1), n_vertical: int = 50, n_horizontal: int = 30,
-                 bottleneck: int = 128, eps: float = 1e-8, dropout: float = 0.0):
+                 bottleneck: int = 128, eps: float = 1e-8, dropout: float = 0.0, activation: str = "none"):
         super().__init__(n_bins)
         t1, f1 = int(vertical[0]), int(vertical[1]) or n_bins
         t2, f2 = int(horizontal[0]), int(horizontal[1])
@@ -69,7 +76,9 @@ class ChandnaCNN(Model.ShiftAveragedMaskModel):
         if f1 > n_bins or t1 + t2 - 1 > time_context or f2 > n_bins - f1 + 1:
             raise ValueError(f"filters (t1, f1) = ({t1}, {f1}), (t2, f2) = ({t2}, {f2}) do not fit a "
                              f"{time_context} x {n_bins} patch")
-        self.time_context, self.eps = time_context, eps
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.time_context, self.eps, self.activation = time_context, eps, ACTIVATIONS[activation]()
         self.vertical = nn.Conv2d(1, n_vertical, (t1, f1))
         self.horizontal = nn.Conv2d(n_vertical, n_horizontal, (t2, f2))
         self.code_shape = (n_horizontal, time_context - t1 - t2 + 2, n_bins - f1 - f2 + 2)
@@ -83,8 +92,10 @@ class ChandnaCNN(Model.ShiftAveragedMaskModel):
 
     def forward_patches(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, Tc, F) features -> (N, S, Tc, F) masks."""
-        code = self.bottleneck(self.horizontal(self.vertical(feats[:, None])))   # (N, NN)
-        y = torch.cat([dec(code) for dec in self.decoders], 1)                   # (N, S, Tc, F)
+        act = self.activation
+        code = self.bottleneck(act(self.horizontal(act(self.vertical(feats[:, None])))))   # (N, NN)
+        # each decoder: FC, ReLU, unflatten, transposed horizontal conv | activation | transposed vertical
+        y = torch.cat([dec[4](act(dec[:4](code))) for dec in self.decoders], 1)          # (N, S, Tc, F)
         return joint_masks(y, 1, self.eps)
 
     @property

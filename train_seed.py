@@ -150,6 +150,9 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--filters", type=util.positive_int, nargs=2, default=[50, 30], metavar=("N1", "N2"),
                    help="filters of the vertical and horizontal convolutions (default 50 30)")
     g.add_argument("--bottleneck", type=util.positive_int, default=128, help="bottleneck units NN (default 128)")
+    g.add_argument("--conv-activation", choices=("none", "relu", "elu"), default="none",
+                   help="non-linearity after the vertical and horizontal convolutions and the decoders' transposed "
+                        "horizontal one (default %(default)s: linear, as the paper)")
     g.add_argument("--interference", type=util.nonneg_float, default=0.0, metavar="ALPHA",
                    help="Chandna et al.'s interference terms: subtract ALPHA x D(other source, estimate) "
                         "from the loss, as the DRNN's --gamma does (default 0: off)")
@@ -219,7 +222,8 @@ SYSTEM_MODELS = {
     "cnn": ("Model_CNN.ChandnaCNN", lambda a: dict(sources=a.sources, time_context=a.time_context,
                                                    vertical=a.vertical, horizontal=a.horizontal,
                                                    n_vertical=a.filters[0], n_horizontal=a.filters[1],
-                                                   bottleneck=a.bottleneck, dropout=a.dropout)),
+                                                   bottleneck=a.bottleneck, dropout=a.dropout,
+                                                   activation=a.conv_activation)),
     "unet": ("Model_UNet.UNet", lambda a: dict(channels=a.channels, kernel=a.kernel, dropout=a.dropout,
                                                sources=a.sources)),
     "hourglass": ("Model_Hourglass.StackedHourglass", lambda a: dict(features=a.features, stacks=a.stacks,

@@ -202,6 +202,25 @@ def test_cnn_dropout_acts_in_training_only_and_keeps_old_checkpoints_loadable():
     assert torch.equal(m(mix), plain(mix))
 
 
+def test_cnn_conv_activation_makes_the_convolutions_non_linear():
+    torch.manual_seed(0)
+    kw = dict(time_context=10, horizontal=(4, 1), n_vertical=6, n_horizontal=5, bottleneck=32)
+    linear = Model_CNN.ChandnaCNN(F, Data.SOURCES, **kw).eval()
+    x = torch.randn(3, 10, F)
+    # linear convolutions: the bottleneck's input is an affine function of the patch
+    code = lambda m, x: m.horizontal(m.activation(m.vertical(x[:, None])))  # noqa: E731
+    zero = code(linear, torch.zeros_like(x))
+    assert torch.allclose(code(linear, 2 * x) - zero, 2 * (code(linear, x) - zero), atol=1e-4)
+    for name in ("relu", "elu"):
+        m = Model_CNN.ChandnaCNN(F, Data.SOURCES, activation=name, **kw).eval()
+        m.load_state_dict(linear.state_dict())                # same weights, no new ones
+        assert not torch.allclose(m(x.abs()), linear(x.abs()), atol=1e-4)
+        masks = m(x.abs())
+        assert torch.allclose(masks.sum(1), torch.ones_like(masks[:, 0]), atol=1e-5)
+    with pytest.raises(ValueError, match="activation"):
+        Model_CNN.ChandnaCNN(F, Data.SOURCES, activation="tanh", **kw)
+
+
 def test_cnn_one_training_step():
     m = tiny_models()["cnn4"]
     mix, src = mags(s=4)
