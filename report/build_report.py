@@ -647,7 +647,9 @@ def training_levers_section(rep, runs):
           "(results/cnn_scratch/); with ReLU instead (seed 101) it was ahead of the linear CNN from epoch 6 and "
           "behind the ELU (stopped at 11), and dropout 0.2 on the linear CNN's bottleneck (cnn-drop-scratch, seed "
           "99) gave -0.27 to +0.14 dB against the linear run at the same epochs (stopped at 33); the 2.8M-weight "
-          "linear CNN (cnn-huge-scratch) kept 0.10-0.18 dB behind the 1.0M one (best 8.60 at epoch 47).",
+          "linear CNN (cnn-huge-scratch) kept 0.10-0.18 dB behind the 1.0M one (best 8.60 at epoch 47), and so "
+          "did the ELU one (cnn-elu-huge, seed 103: 8.94 at its epoch 29 against 9.02; stopped at 35); the ELU "
+          "CNN with 15-frame patches (cnn-elu-t15, seed 104) had 8.05 against 8.53 at epoch 10 (stopped there).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
