@@ -46,6 +46,7 @@ import torch
 
 import Data
 import Model
+import Model_CNN
 import Model_DRNN
 import Model_GRU
 import Model_WaveUNet
@@ -150,7 +151,7 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--filters", type=util.positive_int, nargs=2, default=[50, 30], metavar=("N1", "N2"),
                    help="filters of the vertical and horizontal convolutions (default 50 30)")
     g.add_argument("--bottleneck", type=util.positive_int, default=128, help="bottleneck units NN (default 128)")
-    g.add_argument("--conv-activation", choices=("none", "relu", "elu"), default="none",
+    g.add_argument("--conv-activation", choices=tuple(Model_CNN.ACTIVATIONS), default="none",
                    help="non-linearity after the vertical and horizontal convolutions and the decoders' transposed "
                         "horizontal one (default %(default)s: linear, as the paper)")
     g.add_argument("--interference", type=util.nonneg_float, default=0.0, metavar="ALPHA",
