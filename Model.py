@@ -133,29 +133,35 @@ def widen_context_weight(old: torch.Tensor, n_bins: int, frames: int, name: str)
 
 
 class FrequencyConv(nn.Module):
-    """(..., F) -> (..., channels * positions): a 1-D convolution over the bins of each frame."""
+    """(B, T, F) -> (B, T, channels * positions): a 1-D convolution over the bins of each frame.
+
+    Run as a 2-D convolution with a kernel one frame tall, so that no shape is computed from the
+    input: an ONNX export then takes any number of frames (a reshape traced with the export's
+    frame count did not). The weight keeps Conv1d's shape (channels, 1, kernel)."""
 
     def __init__(self, channels: int, kernel: int, stride: int):
         super().__init__()
         self.conv = nn.Conv1d(1, channels, kernel, stride)
 
     def forward(self, x):
-        lead = x.shape[:-1]
-        y = self.conv(x.reshape(-1, 1, x.shape[-1]))                      # (N, C, P)
-        return y.reshape(*lead, -1)
+        y = nn.functional.conv2d(x.unsqueeze(1), self.conv.weight.unsqueeze(2), self.conv.bias,
+                                 stride=(1, self.conv.stride[0]))                 # (B, C, T, P)
+        return y.transpose(1, 2).flatten(2)                                       # (B, T, C * P)
 
 
 class FrequencyConvTranspose(nn.Module):
-    """(..., channels, positions) -> (..., F): the mirrored transposed convolution."""
+    """(B, T, channels, positions) -> (B, T, F): the mirrored transposed convolution (a 2-D one
+    with a kernel one frame tall, as :class:`FrequencyConv`)."""
 
     def __init__(self, channels: int, kernel: int, stride: int, pad: int):
         super().__init__()
         self.conv = nn.ConvTranspose1d(channels, 1, kernel, stride, output_padding=pad)
 
     def forward(self, x):
-        lead = x.shape[:-2]
-        y = self.conv(x.reshape(-1, *x.shape[-2:]))                       # (N, 1, F)
-        return y.reshape(*lead, -1)
+        c = self.conv
+        y = nn.functional.conv_transpose2d(x.transpose(1, 2), c.weight.unsqueeze(2), c.bias, stride=(1, c.stride[0]),
+                                           output_padding=(0, c.output_padding[0]))  # (B, 1, T, F)
+        return y.squeeze(1)
 
 
 class FrameMaskNet(MaskModel):

@@ -18,7 +18,8 @@ metadata. Classes that cannot be exported, and why:
 * ``Model_CNN.ChandnaCNN``: its patching (``unfold`` over a variable number of frames and a
   Python loop over patches) has no variable-length form in the exporter.
 
-The feedforward, RNN (bi- and unidirectional), GRU and U-Net export; :func:`export` checks every
+The feedforward, RNN (bi- and unidirectional; either with the convolutional variant's layers),
+GRU and U-Net export; :func:`export` checks every
 export against torch on three frame counts (not only the traced one) and refuses a mismatch.
 """
 from __future__ import annotations

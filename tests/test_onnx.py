@@ -27,9 +27,11 @@ def _models():
     torch.manual_seed(0)
     return {
         "ff": Model.FrameMaskNet(129, (32, 16), 8, dropout=0.0),
+        "ff_conv": Model.FrameMaskNet(129, (32, 16), 8, dropout=0.0, conv=[4, 16, 8]),
         "rnn_bi": Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=True),
         "rnn_ctx": Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, context_frames=3),
         "rnn_uni": Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=False),
+        "rnn_conv": Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, conv=[4, 16, 8]),
         "gru": Model_GRU.GRUMaskNet(129, 8, 2, 12),
         "unet": Model_UNet.UNet(129, [4, 8, 16], 5, 0.0),
     }
