@@ -29,6 +29,10 @@ Choices where the seed and paper leave room (recorded here on purpose):
   and overflowed to NaN on the 12 s validation clips. Because the context window looks one
   frame ahead, the model is declared ``context = "window"`` (separation runs it on overlapping,
   cross-faded windows) rather than streamed with state.
+* ``backward_units`` (default 0: Huang's causal recurrence) gives each recurrent layer a twin
+  that runs backwards in time, g_t = relu(W' x_t + U' g_{t+1} + b'), whose units are
+  concatenated with h_t: a bidirectional DRNN, which sees the rest of the excerpt as the
+  assignment's bidirectional LSTM does. ``load_widened`` continues a causal DRNN with it.
 * The joint mask adds ``eps`` to each |y_i| so that an all-zero output gives equal masks instead
   of 0/0; the masks still sum to one.
 * Curriculum learning (seed 001, after Isik et al. 2016: 100- then 400-frame segments) lives in
@@ -121,7 +125,7 @@ class DRNN(Model.MaskModel):
     @Model.capture_init
     def __init__(self, n_bins: int, hidden: int = 1000, layers: int = 3, recurrent_layers=(2,),
                  context_frames: int = 3, dropout: float = 0.0, sources=("vocals", "accompaniment"),
-                 eps: float = 1e-8, max_gain: float = 0.95):
+                 eps: float = 1e-8, max_gain: float = 0.95, backward_units: int = 0):
         super().__init__(n_bins)
         recurrent_layers = sorted({int(k) for k in recurrent_layers})
         if any(k < 1 or k > layers for k in recurrent_layers):
@@ -129,35 +133,67 @@ class DRNN(Model.MaskModel):
         Model.check_context_frames(context_frames)
         if len(sources) < 2:
             raise ValueError("the joint mask needs at least two sources")
+        if backward_units < 0:
+            raise ValueError(f"backward_units must be >= 0, got {backward_units}")
         self.context_frames, self.eps = context_frames, eps
         self.recurrent_layers = recurrent_layers
         self.layers = nn.ModuleList()
+        self.backward = nn.ModuleDict()    # index of a recurrent layer -> its time-reversed twin
         size = context_frames * n_bins
         for k in range(1, layers + 1):
             if k in recurrent_layers:      # h_t = relu(W h^{l-1}_t + U h_{t-1} + b)
                 self.layers.append(BoundedReLURNN(size, hidden, max_gain))
+                if backward_units:         # g_t = relu(W' h^{l-1}_t + U' g_{t+1} + b'), beside h_t
+                    self.backward[str(k - 1)] = BoundedReLURNN(size, backward_units, max_gain)
             else:                          # h_t = relu(W h^{l-1}_t + b)
                 self.layers.append(nn.Linear(size, hidden))
-            size = hidden
+            size = hidden + (backward_units if k in recurrent_layers else 0)
         self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(hidden, len(self.sources) * n_bins)
+        self.output = nn.Linear(size, len(self.sources) * n_bins)
 
-    def load_widened_context(self, state_dict: dict) -> None:
-        """Load the weights of a DRNN of the same shape except for a narrower context window, so
-        that this model computes exactly the same masks (``train_seed.py --widen-context``): the
-        checkpoint's frames keep their first-layer weights, and the frames added on each side
-        start with zero weights, so they change nothing until training grows them."""
+    def load_widened(self, state_dict: dict) -> None:
+        """Load the weights of a DRNN of the same shape except for a narrower context window and/or
+        fewer (or no) backward units, so that this model computes exactly the same masks
+        (``train_seed.py --widen-context``, ``--backward-units``): the checkpoint's frames keep
+        their first-layer weights and the frames added on each side start at zero; new backward
+        units keep their fresh random weights, but the layer above sees them through weights that
+        start at zero. Either way nothing changes until training grows those weights."""
         first = "layers.0.input.weight" if isinstance(self.layers[0], BoundedReLURNN) else "layers.0.weight"
         if first not in state_dict:
             raise ValueError(f"no {first} in the checkpoint: not a DRNN of this layout")
-        weight = Model.widen_context_weight(state_dict[first], self.n_bins, self.context_frames, first)
-        self.load_state_dict({**state_dict, first: weight})
+        state = dict(state_dict)
+        for key in (first, "backward.0.input.weight"):     # a window on the first layer: frames added
+            if key in state:
+                state[key] = Model.widen_context_weight(state[key], self.n_bins, self.context_frames, key)
+        own = {k: v.clone() for k, v in self.state_dict().items()}
+        for key, old in state.items():
+            if key not in own:
+                raise ValueError(f"unexpected weight {key}")
+            new = own[key]
+            if old.shape == new.shape:
+                new.copy_(old)
+            elif old.dim() == 2 and key.endswith("weight") and old.shape[0] == new.shape[0] \
+                    and old.shape[1] < new.shape[1]:       # the layer above a recurrent one: new inputs
+                new.zero_()                                # are backward units, which start unseen
+                new[:, :old.shape[1]] = old
+            else:
+                raise ValueError(f"{key}: shape {tuple(old.shape)} does not match {tuple(new.shape)}")
+        missing = {k for k in set(own) - set(state) if not k.startswith("backward.")}
+        if missing:
+            raise ValueError(f"missing weights {sorted(missing)[:3]}")
+        self.load_state_dict(own)
 
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         b, t, f = mix_mag.shape
         h = Model.context_window(self.features(mix_mag), self.context_frames)     # (B, T, C*F)
-        for layer in self.layers:
-            h = layer(h) if isinstance(layer, BoundedReLURNN) else torch.relu(layer(h))   # (B, T, H)
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, BoundedReLURNN):
+                forward = layer(h)                                             # (B, T, H)
+                if str(i) in self.backward:                                    # (B, T, H + H')
+                    forward = torch.cat([forward, self.backward[str(i)](h.flip(1)).flip(1)], -1)
+                h = forward
+            else:
+                h = torch.relu(layer(h))                                       # (B, T, H)
             h = self.dropout(h)
         y = self.output(h).view(b, t, len(self.sources), f).transpose(1, 2)  # (B, S, T, F)
         return joint_masks(y, 1, self.eps)

@@ -9,6 +9,10 @@ initialises them (``train_rnn.py --init``).
 that many frames instead of frame t alone (edges repeated, as the DRNN's input), so h_t sees the
 fine spectro-temporal detail around t that the LSTM only receives summarised in the codes. It
 looks ahead, so it needs the bidirectional model.
+
+``conv=(channels, kernel, stride)`` gives the encoder and decoder of the assignment's optional
+variant (:class:`Model.FrameMaskNet`): the biggest layers become a 1-D convolution over frequency
+and its transpose, so a trained convolutional frame model initialises them.
 """
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ class RNNMaskNet(Model.FrameMaskNet):
     @Model.capture_init
     def __init__(self, n_bins: int, hidden=(1024, 512), code: int = 256, dropout: float = 0.1,
                  rnn_hidden: int = 256, rnn_layers: int = 1, bidirectional: bool = True,
-                 context_frames: int = 1):
-        super().__init__(n_bins, hidden, code, dropout)
+                 context_frames: int = 1, conv=None):
+        super().__init__(n_bins, hidden, code, dropout, conv)
         Model.check_context_frames(context_frames)
+        if context_frames > 1 and conv:
+            raise ValueError("context_frames > 1 needs the fully connected first layer, not conv")
         if context_frames > 1 and not bidirectional:
             raise ValueError("context_frames > 1 looks ahead: a causal (unidirectional) model cannot")
         self.context = "window" if bidirectional else "causal"

@@ -7,6 +7,7 @@ Examples:
   python train_rnn.py --init models/savedModel_RNN_best.pt --lr 3e-4 --seed 43   # continue the shipped RNN
   python train_rnn.py --init models/savedModel_RNN_best.pt --widen-rnn 512       # ... with a wider LSTM
   python train_rnn.py --init models/savedModel_RNN_best.pt --widen-context 5     # ... seeing t-2 .. t+2
+  python train_rnn.py --init models/feedforward_conv.pt   # the convolutional variant's encoder/decoder
 
 With --init, the encoder, decoder and input statistics start from a trained feedforward
 checkpoint (whose layer sizes, STFT and sample rate are then used), or every weight from an RNN
@@ -40,6 +41,10 @@ def parse_args(argv=None):
                    help="width of the code h_t (default 256; taken from --init)")
     g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1,
                    help="dropout after the first layer (default 0.1; taken from an RNN --init)")
+    g.add_argument("--conv", type=util.positive_int, nargs=3, default=None, metavar=("CHANNELS", "KERNEL", "STRIDE"),
+                   help="the assignment's optional variant: the biggest layers (bins <-> first hidden layer) as a "
+                        "1-D convolution over frequency and its transpose, e.g. --conv 16 32 8 (default: off; "
+                        "taken from --init, e.g. models/feedforward_conv.pt)")
     g.add_argument("--rnn-hidden", type=util.positive_int, default=256,
                    help="LSTM units per direction (default 256; taken from an RNN --init)")
     g.add_argument("--rnn-layers", type=util.int_range(1, 16), default=1,
@@ -103,7 +108,7 @@ def main(argv=None):
     if args.init:
         init = load_init(args.init)
         a = init["model_args"]
-        args.hidden, args.code = a["hidden"], a["code"]
+        args.hidden, args.code, args.conv = a["hidden"], a["code"], a.get("conv")
         if init["model_class"] == RNN_CLASS:                    # continue an RNN: all of its shape
             args.dropout, args.rnn_hidden, args.rnn_layers = a["dropout"], a["rnn_hidden"], a["rnn_layers"]
             args.unidirectional = not a["bidirectional"]
@@ -126,13 +131,16 @@ def main(argv=None):
         if value is not None and (init is None or init["model_class"] != RNN_CLASS):
             raise UserError(f"{flag} needs an RNN checkpoint as --init")
     training.check_odd_window(args.context_frames)
+    if args.context_frames > 1 and args.conv:
+        raise UserError(f"--context-frames {args.context_frames} needs the fully connected first layer, not --conv")
     if args.context_frames > 1 and args.unidirectional:
         raise UserError(f"--context-frames {args.context_frames} looks ahead: not with a unidirectional "
                         "(causal) model")
 
     def build(n_bins, a):
         return Model_RNN.RNNMaskNet(n_bins, a.hidden, a.code, a.dropout, a.rnn_hidden, a.rnn_layers,
-                                    bidirectional=not a.unidirectional, context_frames=a.context_frames)
+                                    bidirectional=not a.unidirectional, context_frames=a.context_frames,
+                                    conv=a.conv)
 
     def after_build(model, a):
         if init["model_class"] == RNN_CLASS:        # wider LSTM or window: the new weights start at zero

@@ -132,6 +132,10 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
                    help="continue a DRNN --init with a wider context window of FRAMES (odd; sets "
                         "--context-frames): the added frames' input weights start at zero, so training starts "
                         "from exactly the checkpoint's masks")
+    g.add_argument("--backward-units", type=util.nonneg_int, default=0, metavar="UNITS",
+                   help="units of a twin of each recurrent layer that runs backwards in time, beside it "
+                        "(a bidirectional DRNN; default 0: Huang's causal one). With a causal DRNN as --init "
+                        "they are added to it, seen through weights that start at zero")
     g.add_argument("--gamma", type=util.nonneg_float, default=0.05,
                    help="weight of the discriminative term D(other source || estimate) (default 0.05; 0: off)")
     g = p.add_argument_group("gru")
@@ -205,6 +209,8 @@ def parse_args(argv=None):
         if args.system != "drnn" or not args.init:
             raise UserError("--widen-context needs --system drnn and a DRNN checkpoint as --init")
         args.context_frames = args.widen_context
+    if args.backward_units and args.system != "drnn":
+        raise UserError("--backward-units is an option of --system drnn")
     if args.system == "drnn":
         training.check_odd_window(args.context_frames)
     if args.curriculum_start and not 0 < args.curriculum_start <= args.chunk_seconds:
@@ -217,7 +223,7 @@ def parse_args(argv=None):
 SYSTEM_MODELS = {
     "drnn": ("Model_DRNN.DRNN", lambda a: dict(hidden=a.hidden, layers=a.layers, recurrent_layers=a.recurrent_layers,
                                                context_frames=a.context_frames, dropout=a.dropout,
-                                               sources=a.sources)),
+                                               sources=a.sources, backward_units=a.backward_units)),
     "gru": ("Model_GRU.GRUMaskNet", lambda a: dict(hidden=a.hidden, layers=a.layers, dense=a.dense,
                                                    dropout=a.dropout, sources=a.sources)),
     "cnn": ("Model_CNN.ChandnaCNN", lambda a: dict(sources=a.sources, time_context=a.time_context,
@@ -246,8 +252,10 @@ def build(n_bins, a):
 
 
 def init_from(model, a):
-    """--init: the checkpoint's weights; with --widen-context, a DRNN's narrower window widened."""
-    training.init_from_checkpoint(model, a.init, load=model.load_widened_context if a.widen_context else None)
+    """--init: the checkpoint's weights; with --widen-context or --backward-units, a DRNN's narrower
+    window widened or backward units added (their weights into the layer above start at zero)."""
+    widened = a.system == "drnn" and (a.widen_context or a.backward_units)
+    training.init_from_checkpoint(model, a.init, load=model.load_widened if widened else None)
 
 
 # ----------------------------------------------------------------------------------------------

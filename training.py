@@ -201,7 +201,7 @@ def init_from_checkpoint(model, path, load=None):
     """Start ``model`` from the weights (and input statistics) of a checkpoint of the same class
     and shape, e.g. a shipped ``models/<name>.pt`` whose run folder is gone. The optimizer starts
     fresh. ``load(state_dict)`` replaces ``model.load_state_dict`` where shapes may grow (e.g. a
-    DRNN's ``load_widened_context``). One-line UserError when the checkpoint holds another class
+    DRNN's ``load_widened``). One-line UserError when the checkpoint holds another class
     or shapes that do not fit."""
     ckpt = util.read_checkpoint(path)
     if ckpt["model_class"] != util.class_name(model):

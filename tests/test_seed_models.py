@@ -88,7 +88,7 @@ def test_drnn_context_window_and_recurrence_are_configurable():
 
 @pytest.mark.parametrize("recurrent_first", [False, True])
 def test_drnn_widened_context_computes_the_narrow_models_masks(recurrent_first):
-    """load_widened_context: a wider window, same masks (the added frames' weights start at zero),
+    """load_widened: a wider window, same masks (the added frames' weights start at zero),
     and those frames are live once their weights move; a narrower window is refused."""
     torch.manual_seed(0)
     rec = (1,) if recurrent_first else (2,)
@@ -98,7 +98,7 @@ def test_drnn_widened_context_computes_the_narrow_models_masks(recurrent_first):
         for p in narrow.parameters():
             p.add_(0.3 * torch.randn_like(p))
     wide = Model_DRNN.DRNN(F, hidden=16, layers=2, recurrent_layers=rec, context_frames=7).eval()
-    wide.load_widened_context(narrow.state_dict())
+    wide.load_widened(narrow.state_dict())
     mix, _ = mags(t=20)
     assert torch.allclose(wide(mix), narrow(mix), atol=1e-5)
     first = wide.layers[0].input if recurrent_first else wide.layers[0]
@@ -107,7 +107,35 @@ def test_drnn_widened_context_computes_the_narrow_models_masks(recurrent_first):
         first.weight[:, :F] += 0.1                            # the frame t-3 now counts
     assert not torch.allclose(wide(mix), narrow(mix), atol=1e-3)
     with pytest.raises(ValueError, match="cannot widen a context window of 7 frames to 3"):
-        narrow.load_widened_context(wide.state_dict())
+        narrow.load_widened(wide.state_dict())
+
+
+@pytest.mark.parametrize("recurrent_last", [False, True])
+def test_drnn_backward_units_see_the_future_and_continue_a_causal_drnn(recurrent_last):
+    """backward_units: a time-reversed twin of the recurrent layer makes frame t depend on frames
+    far ahead (beyond the window), which the causal DRNN never sees; load_widened adds the twin
+    to a causal checkpoint with the same masks until the layer above learns to read it."""
+    torch.manual_seed(0)
+    rec = (2,) if recurrent_last else (1,)
+    causal = Model_DRNN.DRNN(F, hidden=16, layers=2, recurrent_layers=rec).eval()
+    with torch.no_grad():
+        for p in causal.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    both = Model_DRNN.DRNN(F, hidden=16, layers=2, recurrent_layers=rec, backward_units=8).eval()
+    assert list(both.backward) == [str(rec[0] - 1)]
+    both.load_widened(causal.state_dict())
+    mix, _ = mags(t=20)
+    later = mix.clone()
+    later[:, 10:] *= 3.0                                      # only frames from 10 on change
+    assert torch.allclose(both(mix), causal(mix), atol=1e-6)
+    assert torch.allclose(causal(later)[:, :, :9], causal(mix)[:, :, :9], atol=1e-6)  # window: t+1
+    above = both.output if recurrent_last else both.layers[1]
+    with torch.no_grad():
+        assert above.weight[:, 16:].abs().sum() == 0
+        above.weight[:, 16:] += 0.1                           # the layer above now reads the twin
+    assert not torch.allclose(both(later)[:, :, :9], both(mix)[:, :, :9], atol=1e-4)
+    with pytest.raises(ValueError, match="unexpected weight backward|does not match"):
+        causal.load_widened(both.state_dict())
 
 
 def test_discriminative_loss_matches_huang_eq7():
@@ -716,6 +744,29 @@ def test_train_seed_drnn_widen_context_starts_from_the_checkpoints_masks(demo, t
         train_seed.main(seed_args("drnn", demo, tmp_path / "r4", tmp_path / "cache", *common, "--widen-context", "6"))
     with pytest.raises(UserError, match="--widen-context needs --system drnn and a DRNN checkpoint"):
         train_seed.main(seed_args("drnn", demo, tmp_path / "r3", tmp_path / "cache", "--widen-context", "5"))
+
+
+def test_train_seed_drnn_backward_units_continue_a_causal_drnn(demo, tmp_path):
+    """--backward-units with a causal DRNN --init: at lr 0 the saved bidirectional model gives the
+    checkpoint's masks; the bidirectional checkpoint continues as it is; other systems refuse it."""
+    torch.manual_seed(0)
+    causal = Model_DRNN.DRNN(65, hidden=16, layers=2, recurrent_layers=(2,), context_frames=3)
+    util.save_checkpoint(tmp_path / "drnn.pt", causal, util.make_stft(128, 32), 8000)
+    common = ("--hidden", "16", "--layers", "2", "--recurrent-layers", "2", "--curriculum-start", "0",
+              "--backward-units", "6", "--lr", "0", "--epochs", "1")
+    train_seed.main(seed_args("drnn", demo, tmp_path / "r", tmp_path / "cache", *common,
+                              "--init", str(tmp_path / "drnn.pt")))
+    both, *_ = util.load_model(tmp_path / "r" / "savedModel_drnn_best.pt")
+    assert both.model_args["backward_units"] == 6 and both.output.in_features == 22
+    mix, _ = mags(t=30, f=65)
+    assert torch.allclose(both(mix), causal.eval()(mix), atol=1e-5)
+    train_seed.main(seed_args("drnn", demo, tmp_path / "r2", tmp_path / "cache", *common,
+                              "--init", str(tmp_path / "r" / "savedModel_drnn_best.pt")))
+    again, *_ = util.load_model(tmp_path / "r2" / "savedModel_drnn_best.pt")
+    for name, p in both.named_parameters():            # lr 0: the same weights (only the power
+        assert torch.equal(dict(again.named_parameters())[name], p), name    # iteration's u, v move)
+    with pytest.raises(UserError, match="--backward-units is an option of --system drnn"):
+        train_seed.main(seed_args("gru", demo, tmp_path / "r3", tmp_path / "cache", "--backward-units", "6"))
 
 
 def test_train_seed_gru_on_the_sdr_loss_uses_resynthesised_masks(demo, tmp_path, monkeypatch):

@@ -346,6 +346,26 @@ def test_rnn_with_context_from_feedforward_starts_from_its_masks(demo, ff_run, t
     assert torch.allclose(rnn(x), ffm(x), atol=1e-6)
 
 
+def test_rnn_from_the_convolutional_frame_model_starts_from_its_masks(demo, tmp_path):
+    """A convolutional feedforward --init (the assignment's optional variant): the RNN takes its
+    --conv, starts from its masks, and reloads as a convolutional RNN; --conv refuses a window."""
+    torch.manual_seed(0)
+    ff = Model.FrameMaskNet(129, (32, 16), 8, conv=[4, 16, 8])
+    ff.set_level_norm("frame")
+    util.save_checkpoint(tmp_path / "ff.pt", ff, util.make_stft(256, 64), 8000)
+    args = tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(tmp_path / "ff.pt"),
+                     "--rnn-hidden", "8", "--lr", "0")
+    args[args.index("--epochs") + 1] = "1"
+    train_rnn.main(args)
+    rnn, *_ = util.load_model(tmp_path / "r" / "savedModel_RNN_best.pt")
+    assert rnn.model_args["conv"] == [4, 16, 8]
+    x = torch.rand(1, 40, 129) * 5
+    assert torch.allclose(rnn(x), ff.eval()(x), atol=1e-6)
+    with pytest.raises(UserError, match="needs the fully connected first layer, not --conv"):
+        train_rnn.main(tiny_args(demo, tmp_path / "r2", tmp_path / "cache", "--conv", "4", "16", "8",
+                                 "--context-frames", "3"))
+
+
 def test_nan_loss_stops_and_keeps_best(demo, tmp_path, monkeypatch):
     import Model
     calls = {"n": 0}
