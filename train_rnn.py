@@ -39,8 +39,9 @@ def parse_args(argv=None):
                    help="encoder layer widths, decoder mirrors them (default 1024 512; taken from --init)")
     g.add_argument("--code", type=util.positive_int, default=256,
                    help="width of the code h_t (default 256; taken from --init)")
-    g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=0.1,
-                   help="dropout after the first layer (default 0.1; taken from an RNN --init)")
+    g.add_argument("--dropout", type=util.float_range(0, 1, high_open=True), default=None,
+                   help="dropout after the first layer (default 0.1, or an RNN --init's; given with an RNN "
+                        "--init, it replaces the checkpoint's: dropout adds no weights)")
     g.add_argument("--conv", type=util.positive_int, nargs=3, default=None, metavar=("CHANNELS", "KERNEL", "STRIDE"),
                    help="the assignment's optional variant: the biggest layers (bins <-> first hidden layer) as a "
                         "1-D convolution over frequency and its transpose, e.g. --conv 16 32 8 (default: off; "
@@ -110,7 +111,9 @@ def main(argv=None):
         a = init["model_args"]
         args.hidden, args.code, args.conv = a["hidden"], a["code"], a.get("conv")
         if init["model_class"] == RNN_CLASS:                    # continue an RNN: all of its shape
-            args.dropout, args.rnn_hidden, args.rnn_layers = a["dropout"], a["rnn_hidden"], a["rnn_layers"]
+            args.rnn_hidden, args.rnn_layers = a["rnn_hidden"], a["rnn_layers"]
+            if args.dropout is None:
+                args.dropout = a["dropout"]
             args.unidirectional = not a["bidirectional"]
             args.context_frames = a.get("context_frames", 1)
             if args.widen_context is not None:
@@ -127,6 +130,8 @@ def main(argv=None):
         args.window = init["stft"].get("window", "hann")
         args.sample_rate = init["sample_rate"]
         args.level_norm = (init.get("features") or {}).get("level_norm", "none")
+    if args.dropout is None:
+        args.dropout = 0.1
     for flag, value in (("--widen-rnn", args.widen_rnn), ("--widen-context", args.widen_context)):
         if value is not None and (init is None or init["model_class"] != RNN_CLASS):
             raise UserError(f"{flag} needs an RNN checkpoint as --init")

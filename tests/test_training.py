@@ -277,9 +277,12 @@ def test_rnn_init_continues_an_rnn_checkpoint_with_its_shape(demo, tmp_path):
     train_rnn.main(args)
     out = torch.load(tmp_path / "r" / "savedModel_RNN_best.pt", weights_only=True)
     assert out["model_args"]["rnn_hidden"] == 6 and out["model_args"]["rnn_layers"] == 2
-    assert out["model_args"]["bidirectional"] is False
+    assert out["model_args"]["bidirectional"] is False and out["model_args"]["dropout"] == 0.1
     for k, v in rnn.state_dict().items():               # lr 0: the weights are the loaded ones
         assert torch.equal(out["state_dict"][k], v), k
+    train_rnn.main([*args[:args.index("--run-dir") + 1], str(tmp_path / "r2"),
+                    *args[args.index("--run-dir") + 2:], "--dropout", "0.3"])      # dropout: given, it wins
+    assert torch.load(tmp_path / "r2" / "savedModel_RNN_best.pt", weights_only=True)["model_args"]["dropout"] == 0.3
 
 
 def test_rnn_widen_starts_from_the_checkpoints_masks(demo, tmp_path):
