@@ -103,6 +103,14 @@ class BoundedReLURNN(nn.Module):
         sigma = self.u @ w @ self.v
         return w * torch.clamp(self.max_gain / sigma.abs().clamp_min(1e-12), max=1.0)
 
+    @torch.no_grad()
+    def settle(self, iterations: int = 200) -> None:
+        """Run the power iteration until u, v belong to the current weights (after they were
+        replaced, e.g. by an average of several models' weights: ``export_model.py --average``)."""
+        for _ in range(iterations):
+            self.v.copy_(nn.functional.normalize(self.weight_hh.t() @ self.u, dim=0))
+            self.u.copy_(nn.functional.normalize(self.weight_hh @ self.v, dim=0))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, in) -> (B, T, hidden)."""
         a = self.input(x)

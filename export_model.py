@@ -4,6 +4,7 @@ or export its mask network to ONNX (by the output's extension).
 
   python export_model.py runs/mir1k-rnn-bi-b/savedModel_RNN_best.pt models/savedModel_RNN_best.pt
   python export_model.py models/savedModel_RNN_best.pt rnn.onnx     # needs requirements-onnx.txt
+  python export_model.py runs/a/savedModel_RNN_best.pt soup.pt --average runs/b/savedModel_RNN_best.pt
 
 The ONNX file is written only after onnxruntime's masks equal torch's within 1e-4 on a song
 (--check-audio); onnx_export.py says which model classes cannot be exported and why.
@@ -36,12 +37,18 @@ def main(argv=None):
     p.add_argument("--continues", type=Path, default=None, metavar="OLD_HISTORY_JSON",
                    help="the history of the model this run continued with --init (e.g. the shipped "
                         "<name>_history.json of the earlier release): prepended to the exported history")
+    p.add_argument("--average", type=Path, nargs="+", default=(), metavar="CKPT",
+                   help="write the mean of the weights of the checkpoint and these (a model soup: fine-tunes of "
+                        "one model with other seeds; same class and shapes); the history is the checkpoint's run's, "
+                        "and their training time is added")
     p.add_argument("--input-rms", type=float, default=None, metavar="RMS",
                    help="time-domain models (Wave-U-Net): scale every song to this RMS before separating "
                         "and the estimates back (saved in the checkpoint; 0: off; default: keep the input's "
                         "setting)")
     args = p.parse_args(argv)
     if args.output.suffix.lower() == ".onnx":
+        if args.average:
+            raise UserError("--average writes a .pt checkpoint: export the average first, then that to ONNX")
         if args.output.exists() and not args.force:
             raise UserError(f"{args.output}: exists (use --force to overwrite)")
         import onnx_export
@@ -59,8 +66,8 @@ def main(argv=None):
     for target in (args.output, hist_out if hist.exists() else None):
         if target is not None and target.exists() and not args.force:
             raise UserError(f"{target}: exists (use --force to overwrite)")
-    if args.output.resolve() == args.checkpoint.resolve():
-        raise UserError(f"{args.output}: would overwrite the input checkpoint")
+    if args.output.resolve() in {Path(c).resolve() for c in (args.checkpoint, *args.average)}:
+        raise UserError(f"{args.output}: would overwrite an input checkpoint")
     model = util.load_model(args.checkpoint)[0]                   # refuse a broken input before writing
     if args.input_rms is not None:
         if getattr(model, "domain", None) != "time":
@@ -72,7 +79,7 @@ def main(argv=None):
     tmp = util.temp_path(args.output.parent, ".export.", ".pt")
     try:
         util.export_checkpoint(args.checkpoint, tmp, half=not args.float32,
-                               extra_seconds=old_seconds(old) if old is not None else 0.0,
+                               extra_seconds=old_seconds(old) if old is not None else 0.0, average=args.average,
                                features=None if args.input_rms is None else {"input_rms": args.input_rms or None})
         util.load_model(tmp)                                      # it must rebuild from the file alone
         os.replace(tmp, args.output)

@@ -624,13 +624,49 @@ def _load_ensemble(path, parts, device, expect, expected):
     return model.eval(), stft0, sr0, info
 
 
-def export_checkpoint(src, dst, half: bool = True, extra_seconds: float = 0.0, features: dict | None = None) -> dict:
+def average_weights(src, others) -> dict:
+    """The state dict of checkpoint ``src`` with every floating-point tensor replaced by its mean
+    over ``src`` and the checkpoints ``others`` (a "model soup": fine-tunes of one model with
+    different seeds, Wortsman et al. 2022). Each must hold the same model class, constructor
+    arguments, STFT, sample rate and tensor shapes, else a one-line UserError. Modules that keep
+    estimates derived from their weights (the DRNN's spectral-norm power iteration) recompute
+    them for the mean weights (their ``settle()``)."""
+    ckpt = read_checkpoint(src)
+    total = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    for other in others:
+        o = read_checkpoint(other)
+        for key in ("model_class", "model_args", "stft", "sample_rate"):
+            if o.get(key) != ckpt.get(key):
+                raise UserError(f"{other}: its {key} differs from {src}'s; only fine-tunes of one model average")
+        sd = o["state_dict"]
+        if set(sd) != set(total) or any(sd[k].shape != total[k].shape for k in total):
+            raise UserError(f"{other}: its weights do not have {src}'s names and shapes")
+        for k, v in sd.items():
+            if v.is_floating_point():
+                total[k] = total[k] + v.float()
+    n = 1 + len(others)
+    mean = {k: v / n if v.is_floating_point() else v for k, v in total.items()}
+    model = build_model({**ckpt, "state_dict": mean}, src)
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "settle"):
+                module.settle()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def export_checkpoint(src, dst, half: bool = True, extra_seconds: float = 0.0, features: dict | None = None,
+                      average=()) -> dict:
     """Write a slim copy of checkpoint ``src`` for shipping: weights (float16 when ``half``; they
     load back into float32 models), model and STFT configuration, training arguments, epoch,
     validation loss and training time (plus ``extra_seconds``, the training of the run it
     continued); no optimizer or RNG state. ``features`` updates the input settings (e.g.
-    ``{"input_rms": 0.1}``; a value None removes that setting). Returns the slim dict."""
+    ``{"input_rms": 0.1}``; a value None removes that setting). ``average``: more checkpoints
+    whose weights are averaged with ``src``'s (:func:`average_weights`); their training time
+    counts too, and the file names them. Returns the slim dict."""
     ckpt = read_checkpoint(src)
+    if average:
+        ckpt["state_dict"] = average_weights(src, average)
+        extra_seconds = float(extra_seconds) + sum(train_seconds(read_checkpoint(p)) or 0.0 for p in average)
     keep = ("format", "model_class", "model_args", "features", "stft", "sample_rate", "train_args", "epoch",
             "valid_loss", "train_seconds", "history_summary")
     slim = {k: ckpt[k] for k in keep if k in ckpt}
@@ -643,6 +679,8 @@ def export_checkpoint(src, dst, half: bool = True, extra_seconds: float = 0.0, f
         slim["train_seconds"] = float(slim.get("train_seconds") or 0.0) + float(extra_seconds)
     slim["weights_dtype"] = "float16" if half else "float32"
     slim["exported_from"] = str(src)
+    if average:
+        slim["averaged_with"] = [str(p) for p in average]
     atomic_write(dst, lambda tmp: torch.save(slim, tmp))
     return slim
 

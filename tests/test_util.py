@@ -135,6 +135,61 @@ def test_export_checkpoint_half_weights(tmp_path, tiny_ff):
     assert e.value.code == 2
 
 
+def test_export_average_writes_the_mean_of_the_weights(tmp_path, capsys):
+    """--average: a model soup. The written weights are the mean of the checkpoints', the training
+    times add up, the file names its ingredients; another shape or class is refused in one line,
+    and so is an output that is one of the inputs."""
+    import export_model
+    import Model_DRNN
+    import Model_RNN
+    stft = util.make_stft(256, 64)
+    paths, models = [], []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        m = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=6).eval()
+        paths.append(tmp_path / f"r{seed}.pt")
+        util.save_checkpoint(paths[-1], m, stft, 8000, train_seconds=10.0 * (seed + 1))
+        models.append(m)
+    out = tmp_path / "soup.pt"
+    args = [str(paths[0]), str(out), "--float32", "--average", str(paths[1]), str(paths[2])]
+    assert _run(export_model, args) == 0
+    soup = torch.load(out, weights_only=True)
+    for k, v in models[0].state_dict().items():
+        want = sum(m.state_dict()[k] for m in models) / 3
+        assert torch.allclose(soup["state_dict"][k], want, atol=1e-6), k
+    assert soup["train_seconds"] == 60.0 and soup["averaged_with"] == [str(paths[1]), str(paths[2])]
+    other = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=7)
+    util.save_checkpoint(tmp_path / "wide.pt", other, stft, 8000)
+    assert _run(export_model, [str(paths[0]), str(tmp_path / "x.pt"), "--average", str(tmp_path / "wide.pt")]) == 2
+    assert "its model_args differs" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    assert _run(export_model, [str(paths[0]), str(paths[1]), "--average", str(paths[1]), "--force"]) == 2
+    assert "would overwrite an input checkpoint" in capsys.readouterr().err
+    # a DRNN's power-iteration vectors are recomputed for the mean weights: its gain stays bounded
+    drnns = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        d = Model_DRNN.DRNN(129, hidden=16, layers=2, recurrent_layers=(2,), context_frames=1, max_gain=0.5)
+        with torch.no_grad():
+            d.layers[1].weight_hh.mul_(20)
+        d.train()
+        for _ in range(5):
+            d(torch.rand(1, 4, 129))
+        util.save_checkpoint(tmp_path / f"d{seed}.pt", d.eval(), stft, 8000)
+        drnns.append(d)
+    assert _run(export_model, [str(tmp_path / "d0.pt"), str(tmp_path / "dsoup.pt"), "--float32", "--average",
+                               str(tmp_path / "d1.pt")]) == 0
+    dsoup, *_ = util.load_model(tmp_path / "dsoup.pt")
+    rnn = dsoup.layers[1]
+    assert torch.allclose(rnn.weight_hh, (drnns[0].layers[1].weight_hh + drnns[1].layers[1].weight_hh) / 2)
+    assert torch.linalg.matrix_norm(rnn.recurrent_weight(), 2) <= 0.5 * 1.001
+
+
+def _run(module, argv):
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(module.main, argv)
+    return e.value.code
+
+
 def test_keep_freed_memory_applies_on_glibc_and_can_be_turned_off(monkeypatch):
     import ctypes
     import os
