@@ -632,12 +632,15 @@ def average_weights(src, others) -> dict:
     estimates derived from their weights (the DRNN's spectral-norm power iteration) recompute
     them for the mean weights (their ``settle()``)."""
     ckpt = read_checkpoint(src)
+    model = build_model(ckpt, src)
     total = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     for other in others:
         o = read_checkpoint(other)
-        for key in ("model_class", "model_args", "stft", "sample_rate"):
+        for key in ("model_class", "stft", "sample_rate"):
             if o.get(key) != ckpt.get(key):
                 raise UserError(f"{other}: its {key} differs from {src}'s; only fine-tunes of one model average")
+        if build_model(o, other).model_args != model.model_args:      # defaults filled in (older files)
+            raise UserError(f"{other}: its model_args differs from {src}'s; only fine-tunes of one model average")
         sd = o["state_dict"]
         if set(sd) != set(total) or any(sd[k].shape != total[k].shape for k in total):
             raise UserError(f"{other}: its weights do not have {src}'s names and shapes")
@@ -646,7 +649,7 @@ def average_weights(src, others) -> dict:
                 total[k] = total[k] + v.float()
     n = 1 + len(others)
     mean = {k: v / n if v.is_floating_point() else v for k, v in total.items()}
-    model = build_model({**ckpt, "state_dict": mean}, src)
+    model.load_state_dict(mean)
     with torch.no_grad():
         for module in model.modules():
             if hasattr(module, "settle"):

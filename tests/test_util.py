@@ -176,6 +176,9 @@ def test_export_average_writes_the_mean_of_the_weights(tmp_path, capsys):
             d(torch.rand(1, 4, 129))
         util.save_checkpoint(tmp_path / f"d{seed}.pt", d.eval(), stft, 8000)
         drnns.append(d)
+    old = torch.load(tmp_path / "d1.pt", weights_only=True)     # a file from before backward_units existed
+    del old["model_args"]["backward_units"]
+    torch.save(old, tmp_path / "d1.pt")
     assert _run(export_model, [str(tmp_path / "d0.pt"), str(tmp_path / "dsoup.pt"), "--float32", "--average",
                                str(tmp_path / "d1.pt")]) == 0
     dsoup, *_ = util.load_model(tmp_path / "dsoup.pt")
