@@ -649,7 +649,16 @@ def training_levers_section(rep, runs):
           "99) gave -0.27 to +0.14 dB against the linear run at the same epochs (stopped at 33); the 2.8M-weight "
           "linear CNN (cnn-huge-scratch) kept 0.10-0.18 dB behind the 1.0M one (best 8.60 at epoch 47), and so "
           "did the ELU one (cnn-elu-huge, seed 103: 8.94 at its epoch 29 against 9.02; stopped at 35); the ELU "
-          "CNN with 15-frame patches (cnn-elu-t15, seed 104) had 8.05 against 8.53 at epoch 10 (stopped there).",
+          "CNN with 15-frame patches (cnn-elu-t15, seed 104) had 8.05 against 8.53 at epoch 10 (stopped there). "
+          "In the forty-first session a model soup replaced the shipped RNN: the mean of the weights of two "
+          "continuations of it at 3e-4 with other seeds, each at its best epoch (export_model.py --average; seeds "
+          "94 and 93, alone 11.11 and 11.07 dB), 11.19 dB against 10.87, excerpts 5.36 against 5.18, public test "
+          "9.11 against 8.92; a third run made it worse (11.03 and 11.12 with seed 95's or 96's), and the mean of "
+          "the runs' last epochs scored 10.75. Not kept: the RNN with the convolutional frame model's layers "
+          "(train_rnn.py --conv, 0.1-0.5 dB behind the shipped recipe's stages at the same epochs; "
+          "results/rnn_conv/), a bidirectional DRNN (train_seed.py --backward-units 1000: 8.89 and 8.82 at best "
+          "against 8.89), dropout 0.3 on the RNN (10.84) and a soup of two DRNN continuations (8.83; "
+          "results/drnn_bidirectional/, results/rnn_continuations/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
