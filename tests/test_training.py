@@ -285,17 +285,21 @@ def test_rnn_init_continues_an_rnn_checkpoint_with_its_shape(demo, tmp_path):
     assert torch.load(tmp_path / "r2" / "savedModel_RNN_best.pt", weights_only=True)["model_args"]["dropout"] == 0.3
 
 
+def rnn_one_epoch_at_lr0(demo, tmp_path, init, *extra):
+    """train_rnn.py --init INIT for one epoch at learning rate 0 into tmp_path/r; the saved model."""
+    args = tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(init), *extra, "--lr", "0")
+    args[args.index("--epochs") + 1] = "1"
+    train_rnn.main(args)
+    return util.load_model(tmp_path / "r" / "savedModel_RNN_best.pt")[0]
+
+
 def test_rnn_widen_starts_from_the_checkpoints_masks(demo, tmp_path):
     """--widen-rnn: an RNN --init with more LSTM units; at lr 0 the saved model gives the
     checkpoint's masks; refused without an RNN --init or to fewer units."""
     torch.manual_seed(0)
     rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=6, bidirectional=True)
     util.save_checkpoint(tmp_path / "rnn.pt", rnn, util.make_stft(256, 64), 8000)
-    args = tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(tmp_path / "rnn.pt"),
-                     "--widen-rnn", "10", "--lr", "0")
-    args[args.index("--epochs") + 1] = "1"
-    train_rnn.main(args)
-    wide, *_ = util.load_model(tmp_path / "r" / "savedModel_RNN_best.pt")
+    wide = rnn_one_epoch_at_lr0(demo, tmp_path, tmp_path / "rnn.pt", "--widen-rnn", "10")
     assert wide.rnn.hidden_size == 10
     x = torch.rand(1, 40, 129) * 5
     assert torch.allclose(wide(x), rnn.eval()(x), atol=1e-5)
@@ -356,11 +360,7 @@ def test_rnn_from_the_convolutional_frame_model_starts_from_its_masks(demo, tmp_
     ff = Model.FrameMaskNet(129, (32, 16), 8, conv=[4, 16, 8])
     ff.set_level_norm("frame")
     util.save_checkpoint(tmp_path / "ff.pt", ff, util.make_stft(256, 64), 8000)
-    args = tiny_args(demo, tmp_path / "r", tmp_path / "cache", "--init", str(tmp_path / "ff.pt"),
-                     "--rnn-hidden", "8", "--lr", "0")
-    args[args.index("--epochs") + 1] = "1"
-    train_rnn.main(args)
-    rnn, *_ = util.load_model(tmp_path / "r" / "savedModel_RNN_best.pt")
+    rnn = rnn_one_epoch_at_lr0(demo, tmp_path, tmp_path / "ff.pt", "--rnn-hidden", "8")
     assert rnn.model_args["conv"] == [4, 16, 8]
     x = torch.rand(1, 40, 129) * 5
     assert torch.allclose(rnn(x), ff.eval()(x), atol=1e-6)
