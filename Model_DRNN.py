@@ -94,22 +94,24 @@ class BoundedReLURNN(nn.Module):
         self.register_buffer("u", nn.functional.normalize(torch.randn(hidden, generator=g), dim=0))
         self.register_buffer("v", nn.functional.normalize(torch.randn(hidden, generator=g), dim=0))
 
+    @torch.no_grad()
+    def _power_step(self) -> None:
+        """One power iteration of u, v towards the top singular vectors of the recurrent weight."""
+        self.v.copy_(nn.functional.normalize(self.weight_hh.t() @ self.u, dim=0))
+        self.u.copy_(nn.functional.normalize(self.weight_hh @ self.v, dim=0))
+
     def recurrent_weight(self) -> torch.Tensor:
         w = self.weight_hh
         if self.training:
-            with torch.no_grad():
-                self.v.copy_(nn.functional.normalize(w.t() @ self.u, dim=0))
-                self.u.copy_(nn.functional.normalize(w @ self.v, dim=0))
+            self._power_step()
         sigma = self.u @ w @ self.v
         return w * torch.clamp(self.max_gain / sigma.abs().clamp_min(1e-12), max=1.0)
 
-    @torch.no_grad()
     def settle(self, iterations: int = 200) -> None:
         """Run the power iteration until u, v belong to the current weights (after they were
         replaced, e.g. by an average of several models' weights: ``export_model.py --average``)."""
         for _ in range(iterations):
-            self.v.copy_(nn.functional.normalize(self.weight_hh.t() @ self.u, dim=0))
-            self.u.copy_(nn.functional.normalize(self.weight_hh @ self.v, dim=0))
+            self._power_step()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, in) -> (B, T, hidden)."""

@@ -624,18 +624,16 @@ def _load_ensemble(path, parts, device, expect, expected):
     return model.eval(), stft0, sr0, info
 
 
-def average_weights(src, others) -> dict:
-    """The state dict of checkpoint ``src`` with every floating-point tensor replaced by its mean
-    over ``src`` and the checkpoints ``others`` (a "model soup": fine-tunes of one model with
-    different seeds, Wortsman et al. 2022). Each must hold the same model class, constructor
-    arguments, STFT, sample rate and tensor shapes, else a one-line UserError. Modules that keep
-    estimates derived from their weights (the DRNN's spectral-norm power iteration) recompute
-    them for the mean weights (their ``settle()``)."""
-    ckpt = read_checkpoint(src)
+def average_weights(ckpt: dict, src, others: dict) -> dict:
+    """The state dict of checkpoint ``ckpt`` (read from ``src``) with every floating-point tensor
+    replaced by its mean over it and the checkpoints ``others`` ({path: read checkpoint}; a "model
+    soup": fine-tunes of one model with different seeds, Wortsman et al. 2022). Each must hold the
+    same model class, constructor arguments, STFT, sample rate and tensor shapes, else a one-line
+    UserError. Modules that keep estimates derived from their weights (the DRNN's spectral-norm
+    power iteration) recompute them for the mean weights (their ``settle()``)."""
     model = build_model(ckpt, src)
     total = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    for other in others:
-        o = read_checkpoint(other)
+    for other, o in others.items():
         for key in ("model_class", "stft", "sample_rate"):
             if o.get(key) != ckpt.get(key):
                 raise UserError(f"{other}: its {key} differs from {src}'s; only fine-tunes of one model average")
@@ -668,8 +666,9 @@ def export_checkpoint(src, dst, half: bool = True, extra_seconds: float = 0.0, f
     counts too, and the file names them. Returns the slim dict."""
     ckpt = read_checkpoint(src)
     if average:
-        ckpt["state_dict"] = average_weights(src, average)
-        extra_seconds = float(extra_seconds) + sum(train_seconds(read_checkpoint(p)) or 0.0 for p in average)
+        others = {p: read_checkpoint(p) for p in average}
+        ckpt["state_dict"] = average_weights(ckpt, src, others)
+        extra_seconds = float(extra_seconds) + sum(train_seconds(o) or 0.0 for o in others.values())
     keep = ("format", "model_class", "model_args", "features", "stft", "sample_rate", "train_args", "epoch",
             "valid_loss", "train_seconds", "history_summary")
     slim = {k: ckpt[k] for k in keep if k in ckpt}
