@@ -121,6 +121,14 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--valid-sdr", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure the validation tracks' vocals GNSDR (BSS Eval v3) every epoch, saved in "
                         "history.json beside the loss (default on; the best checkpoint is still chosen by loss)")
+    g.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="distillation: a trained mask model at the same sample rate (a checkpoint, or A.pt+B.pt "
+                        "for an ensemble) that estimates every stem but the last from each training mixture; "
+                        "each of those stems becomes (1 - --teacher-weight) x the true stem + --teacher-weight "
+                        "x the teacher's estimate, the last stem the mixture minus them (the mixture stays the "
+                        "same). Validation stays against the true stems (default: no teacher)")
+    g.add_argument("--teacher-weight", type=util.probability, default=0.5, metavar="W",
+                   help="share of the teacher's estimate in the training targets, 0..1 (default 0.5)")
     g.add_argument("--patience", type=util.nonneg_int, default=0,
                    help="stop after this many epochs without validation improvement (0: never; default 0)")
     g.add_argument("--seed", type=util.nonneg_int, default=42, help="seed for torch, numpy and random (default 42)")
@@ -359,6 +367,41 @@ def plot_history(history, path):
     plt.close(fig)
 
 
+class Teacher:
+    """``--teacher``: a trained mask model whose estimates, blended with the true stems, become the
+    training targets (knowledge distillation). Called on a batch of stems (B, S, samples) of the
+    dataset's order, it returns stems that still sum to the same mixture: each stem but the last is
+    ``(1 - weight) x`` the true one ``+ weight x`` the teacher's estimate (its masks on the mixture's
+    magnitude, with the mixture's phase, resynthesised by its own STFT), the last the mixture minus
+    them. Only this project's checkpoints load (:func:`util.load_model`)."""
+
+    def __init__(self, path: str, weight: float, stems: tuple, sample_rate: int, device):
+        model, self.stft, rate, _ = util.load_model(path, device)
+        if getattr(model, "domain", "spectrogram") != "spectrogram":
+            raise UserError(f"{path}: --teacher takes a mask model (this one predicts waveforms)")
+        if rate != sample_rate:
+            raise UserError(f"{path}: the teacher works at {rate} Hz, the training at {sample_rate} Hz "
+                            "(--sample-rate): they must be the same")
+        missing = [s for s in stems[:-1] if s not in model.sources]
+        if missing:
+            raise UserError(f"{path}: the teacher does not estimate {', '.join(missing)} (it estimates "
+                            f"{', '.join(model.sources)}; it must estimate every stem but {stems[-1]})")
+        self.model = model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.weight = weight
+        self.order = [list(model.sources).index(s) for s in stems[:-1]]
+
+    @torch.no_grad()
+    def __call__(self, stems: torch.Tensor) -> torch.Tensor:
+        mix = stems.sum(1)
+        spec = self.stft.stft(mix)                                               # (B, F, T)
+        masks = self.model(spec.abs().transpose(-1, -2).float())[:, self.order]  # (B, S-1, T, F)
+        estimate = self.stft.istft(masks.transpose(-1, -2) * spec.unsqueeze(1), mix.shape[-1])
+        head = (1 - self.weight) * stems[:, :-1] + self.weight * estimate.to(stems.dtype)
+        return torch.cat([head, (mix - head.sum(1)).unsqueeze(1)], 1)
+
+
 def train(args, name: str, best_name: str, build_model, *, examples=None, compute_loss=None,
           after_build=None, on_epoch=None):
     """Run a whole training. ``build_model(n_bins, args)`` -> model; ``examples(stems, model)``
@@ -396,6 +439,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     # (a script that passes compute_loss may define losses of its own, e.g. the Wave-U-Net's sdr)
 
     data_root, train_set, valid_set = prepare_data(args, all_sources)
+    teacher = Teacher(args.teacher, args.teacher_weight, all_sources, args.sample_rate, device) \
+        if args.teacher else None
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=args.lr_decay_factor, patience=max(args.lr_decay_patience - 1, 0)) \
@@ -463,7 +508,10 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet or rank != 0, leave=False)
         for stems in bar:
-            for example in examples(stems.to(device), model):
+            stems = stems.to(device)
+            if teacher is not None:
+                stems = teacher(stems)
+            for example in examples(stems, model):
                 with torch.autocast(device.type, enabled=scaler.is_enabled()):
                     loss = compute_loss(train_model, example, source_index)
                 if not torch.isfinite(loss):

@@ -553,3 +553,54 @@ def test_check_odd_window_refuses_even_and_non_positive_windows_in_one_line(fram
         training.check_odd_window(frames)
     for ok in (1, 3, 5, 11):
         training.check_odd_window(ok)
+
+
+def test_teacher_blends_the_targets_and_keeps_the_mixture(tmp_path):
+    """--teacher: each stem but the last becomes (1-w) x the true one + w x the teacher's estimate
+    (the same as separation's reference path gives), the last the mixture minus them."""
+    torch.manual_seed(0)
+    stft = util.make_stft(256, 64)
+    net = Model.FrameMaskNet(129, (32, 16), 8, dropout=0.0)
+    util.save_checkpoint(tmp_path / "t.pt", net, stft, 8000)
+    stems = torch.randn(2, 2, 4000)
+    teacher = training.Teacher(str(tmp_path / "t.pt"), 0.25, ("vocals", "accompaniment"), 8000, "cpu")
+    out = teacher(stems)
+    mix = stems.sum(1)
+    assert torch.allclose(out.sum(1), mix, atol=1e-5)
+    for b in range(2):
+        est = separate.separate_whole(net.eval(), stft, mix[b:b + 1].numpy())[0, 0]     # the vocals estimate
+        want = 0.75 * stems[b, 0] + 0.25 * torch.from_numpy(est)
+        assert torch.allclose(out[b, 0], want, atol=1e-5)
+        assert not torch.allclose(out[b, 0], stems[b, 0], atol=1e-2)
+    same = training.Teacher(str(tmp_path / "t.pt"), 0.0, ("vocals", "accompaniment"), 8000, "cpu")(stems)
+    assert torch.allclose(same, stems, atol=1e-5)
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+
+
+def test_teacher_refusals_name_the_problem(tmp_path):
+    import Model_WaveUNet
+    stft = util.make_stft(256, 64)
+    util.save_checkpoint(tmp_path / "t.pt", Model.FrameMaskNet(129, (32, 16), 8), stft, 8000)
+    with pytest.raises(UserError, match="teacher works at 8000 Hz, the training at 16000 Hz"):
+        training.Teacher(str(tmp_path / "t.pt"), 0.5, ("vocals", "accompaniment"), 16000, "cpu")
+    with pytest.raises(UserError, match="does not estimate drums, bass"):
+        training.Teacher(str(tmp_path / "t.pt"), 0.5, ("vocals", "drums", "bass", "other"), 8000, "cpu")
+    util.save_checkpoint(tmp_path / "w.pt", Model_WaveUNet.WaveUNet(levels=2, features=4), stft, 8000)
+    with pytest.raises(UserError, match="takes a mask model"):
+        training.Teacher(str(tmp_path / "w.pt"), 0.5, ("vocals", "accompaniment"), 8000, "cpu")
+
+
+def test_teacher_changes_the_training_targets_but_not_validation(demo, ff_run, tmp_path):
+    """At lr 0 a run with --teacher validates exactly as one without (validation keeps the true
+    stems) while its training loss, against the blended targets, differs; the option is recorded."""
+    ff = ff_run / "savedModel_feedforward_best.pt"
+    runs = {}
+    for name, extra in (("plain", ()), ("kd", ("--teacher", str(ff), "--teacher-weight", "1"))):
+        args = tiny_args(demo, tmp_path / name, tmp_path / "cache", "--init", str(ff), "--lr", "0", *extra)
+        args[args.index("--epochs") + 1] = "1"
+        train_feedforward.main(args)
+        runs[name] = json.loads((tmp_path / name / "history.json").read_text())
+    assert runs["kd"]["valid"][0]["loss"] == pytest.approx(runs["plain"]["valid"][0]["loss"], abs=1e-6)
+    assert runs["kd"]["train"][0] != pytest.approx(runs["plain"]["train"][0], rel=1e-3)
+    ckpt = util.read_checkpoint(tmp_path / "kd" / "savedModel_feedforward_best.pt")
+    assert ckpt["train_args"]["teacher"] == str(ff) and ckpt["train_args"]["teacher_weight"] == 1.0
