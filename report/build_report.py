@@ -610,7 +610,7 @@ def training_levers_section(rep, runs):
           "(results/hourglass_eq/session31/); in the thirty-fourth session drnn-ctx7 continued the shipped "
           "DRNN with its input window widened from 3 to 7 frames (train_seed.py --widen-context 7: the added "
           "frames' weights start at zero, so training starts from its masks; 3e-4, seed 81): best at its epoch "
-          "8, validation 8.89 dB and excerpts 4.19 against 8.74 and 4.08, the shipped DRNN since; drnn-ctx11 "
+          "8, validation 8.89 dB and excerpts 4.19 against 8.74 and 4.08, shipped to session 41; drnn-ctx11 "
           "widened it further to 11 frames (seed 82): 8.88 dB at its epoch 12, stopped by hand at 13, not "
           "shipped (results/drnn_context/); hg80x2-eq6-ema trained an 80-feature hourglass from scratch with "
           "the random EQ and averaged weights (--features 80 --eq-db 6 --ema 0.998, seed 79; 645,682 weights): "
@@ -658,7 +658,13 @@ def training_levers_section(rep, runs):
           "(train_rnn.py --conv, 0.1-0.5 dB behind the shipped recipe's stages at the same epochs; "
           "results/rnn_conv/), a bidirectional DRNN (train_seed.py --backward-units 1000: 8.89 and 8.82 at best "
           "against 8.89), dropout 0.3 on the RNN (10.84) and a soup of two DRNN continuations (8.83; "
-          "results/drnn_bidirectional/, results/rnn_continuations/).",
+          "results/drnn_bidirectional/, results/rnn_continuations/). In the forty-second session distillation "
+          "(--teacher: the training targets (1-W) x the true stems + W x the U-Net+RNN ensemble's estimates) "
+          "replaced both: the RNN soup continued 6 epochs with it (seeds 100 and 98, W 1 and 0.5, their best "
+          "epochs averaged) 11.55 dB against 11.19, excerpts 5.41 against 5.36, public test 9.25 against 9.11; "
+          "the DRNN (seed 98, W 1) 9.48 against 8.89, excerpts 4.13 against 4.19, public test 7.73 against 7.75. "
+          "The same seeds' continuations without a teacher had reached 10.79 and 11.08 (RNN), 8.82 and 8.80 "
+          "(DRNN) against 11.26 and 11.48, 9.04 and 9.04 with one at W 0.5 (results/distillation/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
