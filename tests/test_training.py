@@ -590,6 +590,16 @@ def test_teacher_refusals_name_the_problem(tmp_path):
         training.Teacher(str(tmp_path / "w.pt"), 0.5, ("vocals", "accompaniment"), 8000, "cpu")
 
 
+def test_teacher_refuses_an_onnx_export(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import onnx_export
+    util.save_checkpoint(tmp_path / "t.pt", Model.FrameMaskNet(129, (32, 16), 8), util.make_stft(256, 64), 8000)
+    onnx_export.export(tmp_path / "t.pt", tmp_path / "t.onnx")
+    with pytest.raises(UserError, match="takes a .pt checkpoint"):
+        training.Teacher(str(tmp_path / "t.onnx"), 0.5, ("vocals", "accompaniment"), 8000, "cpu")
+
+
 def test_teacher_changes_the_training_targets_but_not_validation(demo, ff_run, tmp_path):
     """At lr 0 a run with --teacher validates exactly as one without (validation keeps the true
     stems) while its training loss, against the blended targets, differs; the option is recorded."""
