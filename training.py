@@ -440,9 +440,9 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     compute_loss = compute_loss or functools.partial(mask_loss, loss_fn=Model.LOSSES[args.loss])
     # (a script that passes compute_loss may define losses of its own, e.g. the Wave-U-Net's sdr)
 
-    data_root, train_set, valid_set = prepare_data(args, all_sources)
     teacher = Teacher(args.teacher, args.teacher_weight, all_sources, args.sample_rate, device) \
-        if args.teacher else None
+        if args.teacher else None                          # before the data: a bad teacher fails at once
+    data_root, train_set, valid_set = prepare_data(args, all_sources)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=args.lr_decay_factor, patience=max(args.lr_decay_patience - 1, 0)) \
