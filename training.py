@@ -267,13 +267,18 @@ def mask_sdr_examples(stft: util.STFT):
     return examples
 
 
-def mask_sdr_loss(model, example, source_index, stft: util.STFT):
-    """:func:`sdr_loss` of each named source against mask x mixture STFT resynthesised (the
-    mixture's phase, inverse STFT and overlap-add, as separation does)."""
-    mix_mag, mix_spec, stems = example
+def masked_sources(model, mix_mag, mix_spec, stft: util.STFT, length: int) -> torch.Tensor:
+    """(B, S', length): each of ``model``'s masks on ``mix_mag`` (B, T, F) times the mixture's
+    STFT ``mix_spec`` (B, F, T), resynthesised (the mixture's phase, inverse STFT and overlap-add,
+    as separation does)."""
     masks = model(mix_mag).transpose(-1, -2)                 # (B, S', F, T)
-    estimate = stft.istft(masks * mix_spec.unsqueeze(1), stems.shape[-1])
-    return sdr_loss(estimate, stems[:, source_index])
+    return stft.istft(masks * mix_spec.unsqueeze(1), length)
+
+
+def mask_sdr_loss(model, example, source_index, stft: util.STFT):
+    """:func:`sdr_loss` of each named source against :func:`masked_sources`."""
+    mix_mag, mix_spec, stems = example
+    return sdr_loss(masked_sources(model, mix_mag, mix_spec, stft, stems.shape[-1]), stems[:, source_index])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,9 +403,8 @@ class Teacher:
     def __call__(self, stems: torch.Tensor) -> torch.Tensor:
         mix = stems.sum(1)
         spec = self.stft.stft(mix)                                               # (B, F, T)
-        masks = self.model(spec.abs().transpose(-1, -2).float())[:, self.order]  # (B, S-1, T, F)
-        estimate = self.stft.istft(masks.transpose(-1, -2) * spec.unsqueeze(1), mix.shape[-1])
-        head = (1 - self.weight) * stems[:, :-1] + self.weight * estimate.to(stems.dtype)
+        estimate = masked_sources(self.model, spec.abs().transpose(-1, -2), spec, self.stft, mix.shape[-1])
+        head = (1 - self.weight) * stems[:, :-1] + self.weight * estimate[:, self.order]
         return torch.cat([head, (mix - head.sum(1)).unsqueeze(1)], 1)
 
 

@@ -648,10 +648,9 @@ def average_weights(ckpt: dict, src, others: dict) -> dict:
     n = 1 + len(others)
     mean = {k: v / n if v.is_floating_point() else v for k, v in total.items()}
     model.load_state_dict(mean)
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, "settle"):
-                module.settle()
+    for module in model.modules():
+        if hasattr(module, "settle"):
+            module.settle()                                   # (no_grad: its power step is)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
