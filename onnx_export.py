@@ -19,7 +19,8 @@ metadata. Classes that cannot be exported, and why:
   Python loop over patches) has no variable-length form in the exporter.
 
 The feedforward, RNN (bi- and unidirectional; either with the convolutional variant's layers),
-GRU and U-Net export; :func:`export` checks every
+GRU, U-Net and stacked hourglass export (onnxruntime runs the hourglass about 4x faster than torch
+on one CPU thread: a ``--teacher`` can be an export, and so can an ensemble's member); :func:`export` checks every
 export against torch on three frame counts (not only the traced one) and refuses a mismatch.
 """
 from __future__ import annotations
@@ -142,12 +143,17 @@ def _check_inputs(check_audio, stft, sample_rate):
     return [mags, mags[:, :37], mags[:, 5:5 + 211]]
 
 
-class OnnxMaskModel:
+class OnnxMaskModel(torch.nn.Module):
     """An exported mask network run by onnxruntime, with the torch models' interface that the
     streaming engine uses: ``sources``, ``context``, ``n_bins``, ``model(mag, state,
-    return_state)`` on torch tensors."""
+    return_state)`` on torch tensors. A module without weights, so it can be an ensemble's member
+    (``a.pt+b.onnx``) or a ``--teacher``. The graph takes one excerpt: a batch (B > 1, no state)
+    runs item by item."""
+
+    domain = "spectrogram"
 
     def __init__(self, session):
+        super().__init__()
         self.session = session
         meta = session.get_modelmeta().custom_metadata_map
         self.meta = meta
@@ -158,20 +164,18 @@ class OnnxMaskModel:
         self._inputs = [i.name for i in session.get_inputs()]
         self._state_shapes = {i.name: i.shape for i in session.get_inputs() if i.name != "mag"}
 
-    def eval(self):
-        return self
-
-    def to(self, device):
-        return self
-
-    def __call__(self, mag: torch.Tensor, state=None, return_state: bool = False):
+    def forward(self, mag: torch.Tensor, state=None, return_state: bool = False):
+        if mag.shape[0] != 1:
+            if state is not None or return_state:
+                raise ValueError("an ONNX model carries the state of one excerpt at a time")
+            return torch.cat([self(m.unsqueeze(0)) for m in mag])
         feeds = {"mag": mag.detach().cpu().numpy().astype(np.float32)}
         if self.context == "causal":
             if state is None:
                 state = tuple(np.zeros(self._state_shapes[k], np.float32) for k in self._inputs[1:])
             feeds.update({k: np.asarray(v, np.float32) for k, v in zip(self._inputs[1:], state)})
         out = self.session.run(None, feeds)
-        mask = torch.from_numpy(out[0])
+        mask = torch.from_numpy(out[0]).to(mag.device)
         return (mask, tuple(out[1:])) if return_state else mask
 
 
@@ -184,11 +188,15 @@ def load(path, device="cpu"):
     if not path.is_file():
         raise UserError(f"{path}: no such ONNX model")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()       # as torch's (--threads)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:
         raise UserError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
     model = OnnxMaskModel(session)
     if "stft" not in model.meta or "sample_rate" not in model.meta:
         raise UserError(f"{path}: not an ONNX export of this project (no STFT/sample-rate metadata)")
     stft = util.make_stft(**json.loads(model.meta["stft"]))
-    return model, stft, int(model.meta["sample_rate"]), {"model_class": model.model_class, "onnx": str(path)}
+    rate = int(model.meta["sample_rate"])
+    return model, stft, rate, {"model_class": model.model_class, "onnx": str(path), "stft": stft.config(),
+                               "sample_rate": rate}

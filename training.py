@@ -382,8 +382,6 @@ class Teacher:
 
     def __init__(self, path: str, weight: float, stems: tuple, sample_rate: int, device):
         model, self.stft, rate, _ = util.load_model(path, device)
-        if not isinstance(model, torch.nn.Module):
-            raise UserError(f"{path}: --teacher takes a .pt checkpoint (or A.pt+B.pt), not an export")
         if getattr(model, "domain", "spectrogram") != "spectrogram":
             raise UserError(f"{path}: --teacher takes a mask model (this one predicts waveforms)")
         if rate != sample_rate:

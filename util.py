@@ -571,8 +571,8 @@ def load_model(path, device="cpu", expect: type | tuple | None = None):
 
     ``expect`` (a class or tuple of classes) rejects checkpoints of any other model class.
     A ``.onnx`` file is loaded as an onnxruntime model with the same interface (onnx_export.py).
-    ``a.pt+b.pt`` loads an ensemble (:class:`Model.MaskEnsemble`) of checkpoints with the same
-    STFT and sample rate; its info dict names the members.
+    ``a.pt+b.pt`` loads an ensemble (:class:`Model.MaskEnsemble`) of checkpoints (or ``.onnx``
+    exports) with the same STFT and sample rate; its info dict names the members.
     """
     expect = (expect,) if isinstance(expect, type) else expect
     expected = "/".join(c.__name__ for c in expect or ())       # for the refusals below
@@ -600,11 +600,7 @@ def train_seconds(ckpt: dict) -> float | None:
 
 def _load_ensemble(path, parts, device, expect, expected):
     import Model
-    loaded = []
-    for p in parts:
-        if Path(p).suffix.lower() == ".onnx":
-            raise UserError(f"{path}: an ensemble takes .pt checkpoints, not ONNX exports ({p})")
-        loaded.append(load_model(p, device))
+    loaded = [load_model(p, device) for p in parts]              # .pt checkpoints or .onnx exports
     _, stft0, sr0, _ = loaded[0]
     for p, (_, stft, sr, _) in zip(parts[1:], loaded[1:]):
         if sr != sr0 or stft.config() != stft0.config():

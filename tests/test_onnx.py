@@ -15,6 +15,7 @@ import Model  # noqa: E402
 import Model_CNN  # noqa: E402
 import Model_DRNN  # noqa: E402
 import Model_GRU  # noqa: E402
+import Model_Hourglass  # noqa: E402
 import Model_RNN  # noqa: E402
 import Model_UNet  # noqa: E402
 import separate  # noqa: E402
@@ -34,6 +35,7 @@ def _models():
         "rnn_conv": Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, conv=[4, 16, 8]),
         "gru": Model_GRU.GRUMaskNet(129, 8, 2, 12),
         "unet": Model_UNet.UNet(129, [4, 8, 16], 5, 0.0),
+        "hourglass": Model_Hourglass.StackedHourglass(129, features=8, stacks=2, depth=3),
     }
 
 
@@ -84,3 +86,22 @@ def test_separate_cli_runs_an_onnx_file(tmp_path):
     assert e.value.code == 0
     vocals, _ = sf.read(tmp_path / "o" / "song" / "vocals.wav")
     assert vocals.shape == (16000, 2) and np.abs(vocals).max() > 0
+
+
+def test_an_ensemble_takes_onnx_members_and_a_batch(tmp_path):
+    """``a.pt+b.onnx``: the same masks as the two torch models' ensemble; an ONNX model (whose graph
+    takes one excerpt) runs a batch item by item and refuses a state for more than one."""
+    models = _models()
+    for name in ("unet", "rnn_bi"):
+        util.save_checkpoint(tmp_path / f"{name}.pt", models[name].eval(), STFT, 8000)
+    assert _run([str(tmp_path / "rnn_bi.pt"), str(tmp_path / "rnn_bi.onnx")]) == 0
+    mixed, *_ = util.load_model(f"{tmp_path / 'unet.pt'}+{tmp_path / 'rnn_bi.onnx'}")
+    torch_only, *_ = util.load_model(f"{tmp_path / 'unet.pt'}+{tmp_path / 'rnn_bi.pt'}")
+    mag = torch.rand(3, 40, 129)
+    with torch.no_grad():
+        want, got = torch_only(mag), mixed(mag)
+    assert got.shape == want.shape == (3, 1, 40, 129) and (got - want).abs().max() < 1e-4
+    onnx_model, *_ = util.load_model(tmp_path / "rnn_bi.onnx")
+    assert list(onnx_model.parameters()) == [] and onnx_model.eval() is onnx_model
+    with pytest.raises(ValueError, match="one excerpt at a time"):
+        onnx_model(mag, return_state=True)
