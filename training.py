@@ -122,8 +122,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help="also measure the validation tracks' vocals GNSDR (BSS Eval v3) every epoch, saved in "
                         "history.json beside the loss (default on; the best checkpoint is still chosen by loss)")
     g.add_argument("--teacher", default=None, metavar="MODEL",
-                   help="distillation: a trained mask model at the same sample rate (a checkpoint, or A.pt+B.pt "
-                        "for an ensemble) that estimates every stem but the last from each training mixture; "
+                   help="distillation: a trained mask model at the same sample rate (a checkpoint, its .onnx "
+                        "export, or A.pt+B.pt for an ensemble) that estimates every stem but the last from each training mixture; "
                         "each of those stems becomes (1 - --teacher-weight) x the true stem + --teacher-weight "
                         "x the teacher's estimate, the last stem the mixture minus them (the mixture stays the "
                         "same). Validation stays against the true stems (default: no teacher)")
