@@ -123,10 +123,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                         "history.json beside the loss (default on; the best checkpoint is still chosen by loss)")
     g.add_argument("--teacher", default=None, metavar="MODEL",
                    help="distillation: a trained mask model at the same sample rate (a checkpoint, its .onnx "
-                        "export, or A.pt+B.pt for an ensemble) that estimates every stem but the last from each training mixture; "
-                        "each of those stems becomes (1 - --teacher-weight) x the true stem + --teacher-weight "
-                        "x the teacher's estimate, the last stem the mixture minus them (the mixture stays the "
-                        "same). Validation stays against the true stems (default: no teacher)")
+                        "export, or A.pt+B.pt for an ensemble) that estimates every stem but the last from each "
+                        "training mixture; each of those stems becomes (1 - --teacher-weight) x the true stem + "
+                        "--teacher-weight x the teacher's estimate, the last stem the mixture minus them (the "
+                        "mixture stays the same). Validation stays against the true stems (default: no teacher)")
     g.add_argument("--teacher-weight", type=util.probability, default=0.5, metavar="W",
                    help="share of the teacher's estimate in the training targets, 0..1 (default 0.5)")
     g.add_argument("--patience", type=util.nonneg_int, default=0,
