@@ -355,8 +355,7 @@ class GridImageMaskModel(ShiftAveragedMaskModel):
 def shift_parts(model) -> list:
     """The parts of ``model`` that average over shifts (an ensemble's members too; an ONNX graph
     has none): Model_UNet, Model_CNN, Model_Hourglass."""
-    return [m for m in (model.modules() if isinstance(model, nn.Module) else [model])
-            if isinstance(m, ShiftAveragedMaskModel)]
+    return [m for m in model.modules() if isinstance(m, ShiftAveragedMaskModel)]
 
 
 def set_shifts(model: nn.Module, n: int | None) -> int:

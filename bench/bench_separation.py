@@ -98,6 +98,7 @@ import Model  # noqa: E402
 import Model_Hourglass  # noqa: E402
 import Model_RNN  # noqa: E402
 import Model_UNet  # noqa: E402
+import onnx_export  # noqa: E402
 import separate  # noqa: E402
 import util  # noqa: E402
 
@@ -219,7 +220,6 @@ def build_models(tmp: Path):
             fresh(name, lambda bi=bi: Model_RNN.RNNMaskNet(513, (1024, 512), 256, rnn_hidden=256,
                                                           bidirectional=bi), cfg)
     try:                                         # the same networks under onnxruntime (requirements-onnx.txt)
-        import onnx_export
         for name in list(out):
             path = tmp / f"{name}.onnx"
             onnx_export.export(out[name]["ckpt"], path, check_audio=None)
@@ -749,7 +749,7 @@ def main(argv=None):
         tmp = Path(tmp)
         models = build_models(tmp)
         for name, e in models.items():
-            if not isinstance(e["model"], torch.nn.Module):            # an onnxruntime session
+            if isinstance(e["model"], onnx_export.OnnxMaskModel):      # run by onnxruntime: no weights here
                 log(f"model {name}: {e['origin']}")
                 continue
             log(f"model {name}: {type(e['model']).__name__}({e['model'].model_args}), "
