@@ -615,7 +615,9 @@ def test_teacher_changes_the_training_targets_but_not_validation(demo, ff_run, t
         args[args.index("--epochs") + 1] = "1"
         train_feedforward.main(args)
         runs[name] = json.loads((tmp_path / name / "history.json").read_text())
-    assert runs["kd"]["valid"][0]["loss"] == pytest.approx(runs["plain"]["valid"][0]["loss"], abs=1e-6)
+    # equal to float32 rounding (one ulp of the summed loss can differ between two runs of the same
+    # weights on a CPU); a teacher in validation would move it by far more than the 1e-3 asserted below
+    assert runs["kd"]["valid"][0]["loss"] == pytest.approx(runs["plain"]["valid"][0]["loss"], rel=1e-6)
     assert runs["kd"]["train"][0] != pytest.approx(runs["plain"]["train"][0], rel=1e-3)
     ckpt = util.read_checkpoint(tmp_path / "kd" / "savedModel_feedforward_best.pt")
     assert ckpt["train_args"]["teacher"] == str(ff) and ckpt["train_args"]["teacher_weight"] == 1.0
