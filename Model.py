@@ -71,6 +71,7 @@ class MaskModel(nn.Module):
     sources = ("vocals",)
     context = "frame"
     level_norm = "none"
+    feature_masks = (0, 0)   # training only: (bands, max width in bins) hidden per example (--freq-mask); not saved
 
     def __init__(self, n_bins: int):
         super().__init__()
@@ -97,8 +98,28 @@ class MaskModel(nn.Module):
         self.input_std.copy_(log_mags.std(0).clamp_min(1e-3))
 
     def features(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) magnitudes -> (B, T, F) normalised log-magnitudes."""
-        return (self.log_magnitudes(mix_mag) - self.input_mean) / self.input_std
+        """(B, T, F) magnitudes -> (B, T, F) normalised log-magnitudes; in training mode with
+        ``feature_masks`` set, some bands of them hidden (:func:`mask_frequency_bands`)."""
+        x = (self.log_magnitudes(mix_mag) - self.input_mean) / self.input_std
+        bands, width = self.feature_masks
+        if self.training and bands and width:
+            x = mask_frequency_bands(x, bands, width)
+        return x
+
+
+def mask_frequency_bands(x: torch.Tensor, bands: int, width: int) -> torch.Tensor:
+    """Frequency masking (SpecAugment, Park et al. 2019) of normalised features (B, T, F): in each
+    example, ``bands`` bands of 0..``width`` bins (uniform), each at a uniform position, set to
+    0, the training mean, in every frame. Draws from torch's global generator."""
+    b, _, f = x.shape
+    width = min(int(width), f)
+    bins = torch.arange(f, device=x.device)
+    hidden = torch.zeros(b, 1, f, dtype=torch.bool, device=x.device)
+    for _ in range(int(bands)):
+        w = torch.randint(0, width + 1, (b, 1, 1), device=x.device)
+        start = (torch.rand(b, 1, 1, device=x.device) * (f - w + 1)).floor().long()
+        hidden |= (bins >= start) & (bins < start + w)
+    return x.masked_fill(hidden, 0.0)
 
 
 def context_window(x: torch.Tensor, frames: int) -> torch.Tensor:

@@ -88,6 +88,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--vocal-atten-db", type=util.float_range(0, 30), default=0.0,
                    help="augmentation: lower each training vocal by a random 0..A dB, so the model hears "
                         "voices below the accompaniment as in produced songs (MIR-1K mixes at 0 dB; default 0: off)")
+    g.add_argument("--freq-mask", type=util.nonneg_int, nargs=2, default=(0, 0), metavar=("BANDS", "WIDTH"),
+                   help="augmentation of a mask model's input (SpecAugment's frequency masking): in each training "
+                        "excerpt BANDS bands of up to WIDTH bins of the normalised log-magnitudes are set to the "
+                        "training mean in every frame; the masks and targets keep every bin (default 0 0: off)")
     g.add_argument("--level-norm", choices=Model.LEVEL_NORMS, default="frame",
                    help="input features: 'frame' divides each frame's magnitudes by their mean, so any "
                         "input level gives the same masks; 'none' is the first release's raw log1p "
@@ -432,6 +436,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     model = build_model(stft.n_bins, args)
     if isinstance(model, Model.MaskModel):
         model.set_level_norm(args.level_norm)
+        model.feature_masks = tuple(getattr(args, "freq_mask", (0, 0)))
     all_sources = Data.dataset_sources(model.sources)
     source_index = [all_sources.index(s) for s in model.sources]
     if compute_loss is None and args.loss == "sdr":
