@@ -843,3 +843,11 @@ def test_drnn_recurrence_stays_bounded_on_long_sequences():
     assert torch.linalg.matrix_norm(layer.recurrent_weight(), 2).item() == pytest.approx(0.9, rel=1e-4)
     h = layer(torch.zeros(1, 2000, 4))
     assert torch.isfinite(h).all() and h.max() <= 1.0 / (1 - 0.9) + 1e-3
+
+
+def test_freq_mask_is_refused_for_the_waveform_model(demo, tmp_path):
+    args = seed_args("waveunet", demo, tmp_path / "run", tmp_path / "cache", "--levels", "3", "--features", "4",
+                     "--freq-mask", "2", "10")
+    with pytest.raises(UserError, match="--freq-mask"):
+        train_seed.main(args)
+    assert not (tmp_path / "run").exists()
