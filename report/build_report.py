@@ -675,7 +675,10 @@ def training_levers_section(rep, runs):
           "heard, by a rule written down first: an RNN trained on abjones alone, continued 5 epochs with the "
           "abjones-only hourglass as teacher, scored 6.53 dB on all of amy's clips against 6.70 for the same seed "
           "without a teacher (6.68 with another seed), with the same softer masks (GSIR 8.84 against 10.70), so "
-          "the lead was closed (results/distillation/third/, results/ab_cross_singer_kd/).",
+          "the lead was closed (results/distillation/third/, results/ab_cross_singer_kd/). The forty-fifth "
+          "session measured one more regulariser on that bench: SpecAugment's frequency masks on the RNN's input "
+          "(train_rnn.py --freq-mask 2 40) gave 6.57 and 6.72 dB with two seeds against 6.69 and 6.58 without "
+          "(results/ab_cross_singer_freq_mask/); not kept.",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
