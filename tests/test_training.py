@@ -605,16 +605,23 @@ def test_teacher_takes_an_onnx_export(tmp_path):
     assert (got - want).abs().max() < 1e-4 and not torch.allclose(got, stems, atol=1e-2)
 
 
+def one_epoch_at_lr0_with_and_without(demo, init, tmp_path, name, *extra):
+    """The histories of two one-epoch frame-model runs from ``init`` at lr 0: "plain", and ``name``
+    with the options ``extra``."""
+    runs = {}
+    for run, options in (("plain", ()), (name, extra)):
+        args = tiny_args(demo, tmp_path / run, tmp_path / "cache", "--init", str(init), "--lr", "0", *options)
+        args[args.index("--epochs") + 1] = "1"
+        train_feedforward.main(args)
+        runs[run] = json.loads((tmp_path / run / "history.json").read_text())
+    return runs
+
+
 def test_teacher_changes_the_training_targets_but_not_validation(demo, ff_run, tmp_path):
     """At lr 0 a run with --teacher validates exactly as one without (validation keeps the true
     stems) while its training loss, against the blended targets, differs; the option is recorded."""
     ff = ff_run / "savedModel_feedforward_best.pt"
-    runs = {}
-    for name, extra in (("plain", ()), ("kd", ("--teacher", str(ff), "--teacher-weight", "1"))):
-        args = tiny_args(demo, tmp_path / name, tmp_path / "cache", "--init", str(ff), "--lr", "0", *extra)
-        args[args.index("--epochs") + 1] = "1"
-        train_feedforward.main(args)
-        runs[name] = json.loads((tmp_path / name / "history.json").read_text())
+    runs = one_epoch_at_lr0_with_and_without(demo, ff, tmp_path, "kd", "--teacher", str(ff), "--teacher-weight", "1")
     # equal to float32 rounding (one ulp of the summed loss can differ between two runs of the same
     # weights on a CPU); a teacher in validation would move it by far more than the 1e-3 asserted below
     assert runs["kd"]["valid"][0]["loss"] == pytest.approx(runs["plain"]["valid"][0]["loss"], rel=1e-6)
@@ -657,13 +664,8 @@ def test_frequency_masks_apply_in_training_mode_only():
 def test_freq_mask_changes_training_but_not_validation(demo, ff_run, tmp_path):
     """At lr 0 a run with --freq-mask validates exactly as one without (the masks hide input bins
     in training mode only) while its training loss differs; the option is recorded."""
-    ff = ff_run / "savedModel_feedforward_best.pt"
-    runs = {}
-    for name, extra in (("plain", ()), ("fm", ("--freq-mask", "4", "60"))):
-        args = tiny_args(demo, tmp_path / name, tmp_path / "cache", "--init", str(ff), "--lr", "0", *extra)
-        args[args.index("--epochs") + 1] = "1"
-        train_feedforward.main(args)
-        runs[name] = json.loads((tmp_path / name / "history.json").read_text())
+    runs = one_epoch_at_lr0_with_and_without(demo, ff_run / "savedModel_feedforward_best.pt", tmp_path, "fm",
+                                             "--freq-mask", "4", "60")
     assert runs["fm"]["valid"][0]["loss"] == pytest.approx(runs["plain"]["valid"][0]["loss"], rel=1e-6)
     # the tiny demo model moves little with its input: the hidden bands change its training loss by
     # about 1e-4 of it, a hundred times the rounding that validation is held to above
