@@ -436,8 +436,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     model = build_model(stft.n_bins, args)
     if isinstance(model, Model.MaskModel):
         model.set_level_norm(args.level_norm)
-        model.feature_masks = tuple(getattr(args, "freq_mask", (0, 0)))
-    elif any(getattr(args, "freq_mask", (0, 0))):
+        model.feature_masks = tuple(args.freq_mask)
+    elif any(args.freq_mask):
         raise UserError(f"--freq-mask: the {name} model takes a waveform, not magnitudes to mask")
     all_sources = Data.dataset_sources(model.sources)
     source_index = [all_sources.index(s) for s in model.sources]
