@@ -422,6 +422,7 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     ``train_set.chunk``). Returns the run folder."""
     rank, world = _distributed()
     util.keep_freed_memory()
+    util.flush_denormals()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = util.get_device(args.device)

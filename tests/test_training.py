@@ -135,13 +135,15 @@ def test_loss_plot_uses_a_log_axis_only_for_positive_losses(tmp_path, monkeypatc
     assert util.loss_axis_scale([]) == "linear" and util.loss_axis_scale([0.0, 1.0]) == "linear"
 
 
-def test_training_keeps_freed_memory_and_takes_the_formant_augmentation(demo, tmp_path, monkeypatch):
+def test_training_keeps_freed_memory_flushes_denormals_and_takes_the_formant_augmentation(demo, tmp_path,
+                                                                                             monkeypatch):
     calls = []
     monkeypatch.setattr(util, "keep_freed_memory", lambda: calls.append(True) or True)
+    monkeypatch.setattr(util, "flush_denormals", lambda: calls.append("flush") or True)
     train_feedforward.main(tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--vocal-formant", "0.2"))
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist["train_args"]["vocal_formant"] == 0.2 and len(hist["valid"]) == 2
-    assert calls == [True]                                  # once, before the model and the data
+    assert calls == [True, "flush"]                         # once, before the model and the data
 
 
 def test_warmup_scales_each_steps_rate_and_restores_it():

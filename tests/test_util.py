@@ -193,6 +193,28 @@ def _run(module, argv):
     return e.value.code
 
 
+def test_flush_denormals_zeroes_denormal_arithmetic_and_can_be_turned_off():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # in a child process (the flag lasts a process's life): 3e-39 is a denormal float32
+    code = """if 1:
+        import torch, util
+        print(util.flush_denormals(), float(torch.tensor([3e-39]) * 1.0), float(torch.tensor([1e-37]) * 1.0))
+    """
+    root = Path(__file__).resolve().parent.parent
+    out = {}
+    for flush in ("0", "1"):
+        out[flush] = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                                    env=dict(os.environ, SVS_FLUSH_DENORMALS=flush), check=True).stdout.split()
+    assert out["0"][0] == "False" and float(out["0"][1]) == pytest.approx(3e-39, rel=1e-3)
+    if out["1"][0] != "True":
+        pytest.skip("this CPU has no flush-to-zero flag for torch")
+    assert float(out["1"][1]) == 0.0 and float(out["1"][2]) == pytest.approx(1e-37, rel=1e-6)   # normals kept
+
+
 def test_keep_freed_memory_applies_on_glibc_and_can_be_turned_off(monkeypatch):
     import ctypes
     import os
