@@ -33,8 +33,8 @@ class RNNMaskNet(Model.FrameMaskNet):
     @Model.capture_init
     def __init__(self, n_bins: int, hidden=(1024, 512), code: int = 256, dropout: float = 0.1,
                  rnn_hidden: int = 256, rnn_layers: int = 1, bidirectional: bool = True,
-                 context_frames: int = 1, conv=None):
-        super().__init__(n_bins, hidden, code, dropout, conv)
+                 context_frames: int = 1, conv=None, leaky: float = 0.0):
+        super().__init__(n_bins, hidden, code, dropout, conv, leaky)
         Model.check_context_frames(context_frames)
         if context_frames > 1 and conv:
             raise ValueError("context_frames > 1 needs the fully connected first layer, not conv")
@@ -47,7 +47,7 @@ class RNNMaskNet(Model.FrameMaskNet):
         self.rnn = nn.LSTM(code, rnn_hidden, num_layers=rnn_layers, batch_first=True,
                            bidirectional=bidirectional)
         rnn_out = rnn_hidden * (2 if bidirectional else 1)
-        self.fuse_layers = nn.Sequential(nn.Linear(code + rnn_out, code), nn.ReLU())
+        self.fuse_layers = nn.Sequential(nn.Linear(code + rnn_out, code), self.activation())
 
     def encode(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> h: (B, T, code), from a window of ``context_frames`` frames around t."""

@@ -30,6 +30,9 @@ def parse_args(argv=None):
     g.add_argument("--conv", type=util.positive_int, nargs=3, default=None, metavar=("CHANNELS", "KERNEL", "STRIDE"),
                    help="the assignment's optional variant: the biggest layers (bins <-> first hidden layer) as a "
                         "1-D convolution over frequency and its transpose, e.g. --conv 16 32 8 (default: off)")
+    g.add_argument("--leaky", type=util.float_range(0, 1, high_open=True), default=0.0, metavar="SLOPE",
+                   help="leaky ReLUs of this negative slope in the hidden layers, so no unit dies "
+                        "(default 0: ReLU, as the assignment)")
     g.add_argument("--init", default=None, metavar="CKPT",
                    help="start from the weights of a frame-model checkpoint with the same options (e.g. the shipped "
                         "models/savedModel_feedforward_best.pt), with a fresh optimizer (default: random weights)")
@@ -60,7 +63,7 @@ def main(argv=None):
     transforms = Data.Transforms(util.make_stft(args.n_fft, args.hop, args.window))
     run = training.train(
         args, "feedforward", "savedModel_feedforward_best.pt",
-        lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout, conv=a.conv),
+        lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout, conv=a.conv, leaky=a.leaky),
         # --loss sdr resynthesises waveforms, so it trains on whole excerpts, frames in order
         examples=None if args.loss == "sdr" else shuffled_frames(transforms, args.frame_batch),
         after_build=(lambda m, a: training.init_from_checkpoint(m, a.init)) if args.init else None)

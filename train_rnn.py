@@ -57,6 +57,9 @@ def parse_args(argv=None):
                    help="with an RNN --init: grow its LSTM to this many units per direction; the new "
                         "units start with zero weights into the rest of the model, so the first "
                         "masks are the checkpoint's")
+    g.add_argument("--leaky", type=util.float_range(0, 1, high_open=True), default=0.0, metavar="SLOPE",
+                   help="leaky ReLUs of this negative slope in the hidden layers (default 0: ReLU, as the "
+                        "assignment; taken from --init)")
     g.add_argument("--context-frames", type=util.positive_int, default=1, metavar="FRAMES",
                    help="frames the encoder sees per step, a centred window, odd (default 1: frame t "
                         "alone, as the assignment; bidirectional only; taken from an RNN --init)")
@@ -84,7 +87,8 @@ def init_from_feedforward(model, ckpt):
     """Copy every feedforward tensor (encoder, decoder, input stats) into ``model``, and start
     ``fuse_layers`` as the identity on h_t (weights [I, 0], bias 0; h_t >= 0 after its ReLU), so
     the untrained recurrent model computes exactly the feedforward model's masks (with
-    ``--context-frames``, the frames around t start with zero weights)."""
+    ``--context-frames``, the frames around t start with zero weights; with ``--leaky`` the
+    negative parts of h_t pass the fuse layer's leaky ReLU once more, scaled by its slope)."""
     state = dict(ckpt["state_dict"])
     if model.context_frames > 1 and "encoder.0.weight" in state:     # frame t's weights, zeros around
         try:
@@ -109,7 +113,7 @@ def main(argv=None):
     if args.init:
         init = load_init(args.init)
         a = init["model_args"]
-        args.hidden, args.code, args.conv = a["hidden"], a["code"], a.get("conv")
+        args.hidden, args.code, args.conv, args.leaky = a["hidden"], a["code"], a.get("conv"), a.get("leaky", 0.0)
         if init["model_class"] == RNN_CLASS:                    # continue an RNN: all of its shape
             args.rnn_hidden, args.rnn_layers = a["rnn_hidden"], a["rnn_layers"]
             if args.dropout is None:
@@ -145,7 +149,7 @@ def main(argv=None):
     def build(n_bins, a):
         return Model_RNN.RNNMaskNet(n_bins, a.hidden, a.code, a.dropout, a.rnn_hidden, a.rnn_layers,
                                     bidirectional=not a.unidirectional, context_frames=a.context_frames,
-                                    conv=a.conv)
+                                    conv=a.conv, leaky=a.leaky)
 
     def after_build(model, a):
         if init["model_class"] == RNN_CLASS:        # wider LSTM or window: the new weights start at zero

@@ -54,7 +54,8 @@ def test_feedforward_run_writes_everything(ff_run):
     assert (stft.n_fft, stft.hop, sr) == (256, 64, 8000)
     assert ckpt["train_args"]["seed"] == 42 and ckpt["epoch"] == hist["best_epoch"]
     assert ckpt["valid_loss"] == pytest.approx(hist["best_valid"])
-    assert ckpt["model_args"] == {"n_bins": 129, "hidden": [32, 16], "code": 8, "dropout": 0.1, "conv": None}
+    assert ckpt["model_args"] == {"n_bins": 129, "hidden": [32, 16], "code": 8, "dropout": 0.1, "conv": None,
+                                  "leaky": 0.0}
     assert model.input_std.min() > 0 and not torch.all(model.input_mean == 0)   # stats were set
 
 
@@ -256,6 +257,22 @@ def test_rnn_init_loads_feedforward_weights(demo, ff_run, tmp_path):
     rnn.eval()
     again, *_ = util.load_model(rnn_run / "savedModel_RNN_best.pt")
     assert torch.equal(rnn(x), again(x))
+
+
+def test_leaky_frame_model_passes_negative_inputs_and_the_rnn_takes_it_from_init(demo, tmp_path):
+    """--leaky SLOPE: every hidden ReLU of the frame model (and the RNN's fuse layer) is leaky, saved in
+    the checkpoint's model_args; train_rnn.py --init takes it from a frame model, like the layer sizes."""
+    ff = Model.FrameMaskNet(129, (32, 16), 8, leaky=0.1)
+    acts = [m for m in [*ff.encoder, *ff.decoder] if isinstance(m, (torch.nn.ReLU, torch.nn.LeakyReLU))]
+    assert len(acts) == 5 and all(isinstance(m, torch.nn.LeakyReLU) and m.negative_slope == 0.1 for m in acts)
+    assert all(not isinstance(m, torch.nn.LeakyReLU) for m in Model.FrameMaskNet(129, (32, 16), 8).modules())
+    x = -torch.ones(3, 32)
+    assert torch.allclose(ff.encoder[1](x), -0.1 * torch.ones(3, 32))         # a negative input passes, scaled
+    train_feedforward.main(tiny_args(demo, tmp_path / "ff", tmp_path / "cache", "--leaky", "0.1", "--epochs", "1"))
+    saved = torch.load(tmp_path / "ff" / "savedModel_feedforward_best.pt", weights_only=True)
+    assert saved["model_args"]["leaky"] == 0.1
+    rnn = rnn_one_epoch_at_lr0(demo, tmp_path, tmp_path / "ff" / "savedModel_feedforward_best.pt", "--rnn-hidden", "8")
+    assert rnn.leaky == 0.1 and isinstance(rnn.fuse_layers[1], torch.nn.LeakyReLU)
 
 
 def test_rnn_init_rejects_wrong_checkpoint(demo, tmp_path):
