@@ -122,10 +122,10 @@ def test_rnn_context_window_needs_an_odd_window_and_a_bidirectional_model():
 
 
 NON_DEFAULT = {
-    "Model.FrameMaskNet": dict(n_bins=65, hidden=[24, 12], code=6, dropout=0.3, conv=[3, 9, 4]),
+    "Model.FrameMaskNet": dict(n_bins=65, hidden=[24, 12], code=6, dropout=0.3, conv=[3, 9, 4], leaky=0.05),
     # causal, so one frame (a window is reloaded in test_training.py)
     "Model_RNN.RNNMaskNet": dict(n_bins=65, hidden=[24], code=6, dropout=0.2, rnn_hidden=5, rnn_layers=2,
-                                 bidirectional=False, context_frames=1, conv=[3, 9, 4]),
+                                 bidirectional=False, context_frames=1, conv=[3, 9, 4], leaky=0.2),
     "Model_DRNN.DRNN": dict(n_bins=65, hidden=16, layers=2, recurrent_layers=[1], context_frames=5, dropout=0.1,
                             sources=["vocals", "accompaniment"], eps=1e-3, max_gain=0.5,
                             backward_units=3),
