@@ -57,9 +57,10 @@ def parse_args(argv=None):
                    help="with an RNN --init: grow its LSTM to this many units per direction; the new "
                         "units start with zero weights into the rest of the model, so the first "
                         "masks are the checkpoint's")
-    g.add_argument("--leaky", type=util.float_range(0, 1, high_open=True), default=0.0, metavar="SLOPE",
+    g.add_argument("--leaky", type=util.float_range(0, 1, high_open=True), default=None, metavar="SLOPE",
                    help="leaky ReLUs of this negative slope in the hidden layers (default 0: ReLU, as the "
-                        "assignment; taken from --init)")
+                        "assignment, or --init's; given with an --init, it replaces the checkpoint's: a ReLU "
+                        "model's units that never fire then pass gradient again)")
     g.add_argument("--context-frames", type=util.positive_int, default=1, metavar="FRAMES",
                    help="frames the encoder sees per step, a centred window, odd (default 1: frame t "
                         "alone, as the assignment; bidirectional only; taken from an RNN --init)")
@@ -113,7 +114,9 @@ def main(argv=None):
     if args.init:
         init = load_init(args.init)
         a = init["model_args"]
-        args.hidden, args.code, args.conv, args.leaky = a["hidden"], a["code"], a.get("conv"), a.get("leaky", 0.0)
+        args.hidden, args.code, args.conv = a["hidden"], a["code"], a.get("conv")
+        if args.leaky is None:
+            args.leaky = a.get("leaky", 0.0)
         if init["model_class"] == RNN_CLASS:                    # continue an RNN: all of its shape
             args.rnn_hidden, args.rnn_layers = a["rnn_hidden"], a["rnn_layers"]
             if args.dropout is None:
@@ -136,6 +139,8 @@ def main(argv=None):
         args.level_norm = (init.get("features") or {}).get("level_norm", "none")
     if args.dropout is None:
         args.dropout = 0.1
+    if args.leaky is None:
+        args.leaky = 0.0
     for flag, value in (("--widen-rnn", args.widen_rnn), ("--widen-context", args.widen_context)):
         if value is not None and (init is None or init["model_class"] != RNN_CLASS):
             raise UserError(f"{flag} needs an RNN checkpoint as --init")

@@ -273,6 +273,13 @@ def test_leaky_frame_model_passes_negative_inputs_and_the_rnn_takes_it_from_init
     assert saved["model_args"]["leaky"] == 0.1
     rnn = rnn_one_epoch_at_lr0(demo, tmp_path, tmp_path / "ff" / "savedModel_feedforward_best.pt", "--rnn-hidden", "8")
     assert rnn.leaky == 0.1 and isinstance(rnn.fuse_layers[1], torch.nn.LeakyReLU)
+    # given with an --init, it replaces the checkpoint's (here a ReLU RNN made leaky; same weights at lr 0)
+    relu = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=6)
+    util.save_checkpoint(tmp_path / "relu.pt", relu, util.make_stft(256, 64), 8000)
+    (tmp_path / "r").rename(tmp_path / "r-leaky")
+    made = rnn_one_epoch_at_lr0(demo, tmp_path, tmp_path / "relu.pt", "--leaky", "0.05")
+    assert made.leaky == 0.05 and isinstance(made.encoder[1], torch.nn.LeakyReLU)
+    assert all(torch.equal(made.state_dict()[k], v) for k, v in relu.state_dict().items())
 
 
 def test_rnn_init_rejects_wrong_checkpoint(demo, tmp_path):
