@@ -685,7 +685,8 @@ def training_levers_section(rep, runs):
           "(--leaky 0.01; with plain ReLUs a third to a half of the units after the first layer never fire) gave "
           "6.80 and 6.89 against 6.69 and 6.58, +0.21 on the mean, meeting the rule by 0.01 dB "
           "(results/ab_cross_singer_leaky/). Trained on both voices and judged on validation, the leaky RNN "
-          "scored 10.38 against 10.62 for the same recipe with ReLUs (one seed each; level at equal epochs), "
+          "scored 10.38 and 10.30 against 10.62 and 10.48 for the same recipe with ReLUs (seeds 42 and 43; level "
+          "at equal epochs), "
           "so it was not carried into the shipped recipe (results/leaky_validation/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
