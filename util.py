@@ -392,18 +392,19 @@ def keep_freed_memory() -> bool:
                 mallopt(m_top_pad, MALLOC_TOP_PAD), mallopt(m_mmap_max, 0)])
 
 
-
 def flush_denormals() -> bool:
     """Make the CPU treat denormal floats (magnitudes below 1.2e-38) as zero, in inputs and results.
     Arithmetic on denormals takes a slow path on x86 CPUs: with ``--weight-decay 1e-4`` the weights
     of dead ReLU units, whose only gradient is the decay, shrank into that range (0.4 % of an RNN's
     weights and 3 % of Adam's averages after 1,600 steps), and its training steps grew 5x slower
-    (3.6 s against 0.7 s a step, ``bench/bench_denormal.py``). Values that small change no mask.
+    (3.6 s against 0.7 s a step from that run's checkpoint; ``bench/bench_denormal.py`` reproduces
+    it on random weights). Values that small change no mask.
     Returns whether it was applied: not on CPUs without the flag (``torch.set_flush_denormal``),
     nor with ``SVS_FLUSH_DENORMALS=0`` in the environment. Process-wide; call it once."""
     if os.environ.get("SVS_FLUSH_DENORMALS", "1") == "0":
         return False
     return bool(torch.set_flush_denormal(True))
+
 
 def seed_everything(seed: int):
     """Seed Python's, numpy's and torch's global generators."""
