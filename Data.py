@@ -432,10 +432,12 @@ class SeparationDataset(torch.utils.data.Dataset):
     non-vocal sources come from another track than the vocals), scaled by a random gain.
     With ``vocal_speed`` v > 0 the vocal stem is played at a random speed in [1/(1+v), 1+v]
     (:func:`varispeed`: pitch shifted by up to 12*log2(1+v) semitones, tempo alike), so the
-    model hears voices it was not given. With ``eq_db`` d > 0 every stem goes through its own
-    :func:`random_eq` (gains within +-d dB), so the model hears other microphones, voices and
-    mixes. With ``vocal_reverb`` p > 0 the vocal stem goes, with probability p, through
-    :func:`random_reverb` (the target keeps the reverb, as produced songs' vocal stems do).
+    model hears voices it was not given; with ``accomp_speed`` a > 0 the other stems are played at
+    one random speed in [1/(1+a), 1+a] (one for all of them): songs in other keys and tempos.
+    With ``eq_db`` d > 0 every stem goes through its own :func:`random_eq` (gains within +-d dB),
+    so the model hears other microphones, voices and mixes. With ``vocal_reverb`` p > 0 the vocal
+    stem goes, with probability p, through :func:`random_reverb` (the target keeps the reverb, as
+    produced songs' vocal stems do).
     With ``vocal_formant`` f > 0 the vocal stem's formants move by a random factor in [1/(1+f), 1+f]
     (:func:`formant_shift`, pitch kept): with the varispeed, voices of other timbres and ranges.
     With ``vocal_atten_db`` a > 0 the vocal stem is further lowered by a uniform 0..a dB (MIR-1K
@@ -448,7 +450,7 @@ class SeparationDataset(torch.utils.data.Dataset):
 
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
-                 eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0):
+                 eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0, accomp_speed=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -458,7 +460,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.train, self.chunk = train, chunk_samples
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
         self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
-        self.vocal_atten_db, self.vocal_formant = vocal_atten_db, vocal_formant
+        self.vocal_atten_db, self.vocal_formant, self.accomp_speed = vocal_atten_db, vocal_formant, accomp_speed
         self.epoch = 0
 
     def __len__(self):
@@ -472,12 +474,16 @@ class SeparationDataset(torch.utils.data.Dataset):
         rng = random.Random(hash((self.seed, self.epoch, index)))
         vocal_track = rng.choice(self.tracks)
         other_track = rng.choice(self.tracks) if rng.random() < self.remix_prob else vocal_track
+        other_rate = None                       # drawn at the first other stem: the vocals' draws stay as without it
         stems = []
         for s in self.sources:
             track = vocal_track if s == "vocals" else other_track
-            rate = 1.0
-            if s == "vocals" and self.vocal_speed:
-                rate = random_factor(rng, self.vocal_speed)
+            if s == "vocals":
+                rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
+            else:
+                if other_rate is None:
+                    other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
+                rate = other_rate
             span = max(1, int(round(self.chunk * rate)))
             start = random_offset(self.cache.length(track), span, rng)
             audio = fit_length(self.cache.source(track, s, start, start + span), span)

@@ -75,6 +75,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--vocal-speed", type=util.float_range(0, 1), default=0.0,
                    help="augmentation: play each training vocal at a random speed in [1/(1+v), 1+v] "
                         "(pitch and tempo together; 0.1 = up to 1.65 semitones; default 0: off)")
+    g.add_argument("--accomp-speed", type=util.float_range(0, 1), default=0.0,
+                   help="augmentation: play each training excerpt's other stems at one random speed in "
+                        "[1/(1+a), 1+a] (songs in other keys and tempos; default 0: off)")
     g.add_argument("--vocal-formant", type=util.float_range(0, 1), default=0.0,
                    help="augmentation: move each training vocal's formants by a random factor in [1/(1+f), 1+f], "
                         "its pitch kept (another vocal tract; 0.15 = +-15%%; default 0: off)")
@@ -343,7 +346,7 @@ def prepare_data(args, sources):
                                        samples_per_epoch=spe, remix_prob=args.remix_prob, seed=args.seed,
                                        vocal_speed=args.vocal_speed, eq_db=args.eq_db,
                                        vocal_reverb=args.vocal_reverb, vocal_atten_db=args.vocal_atten_db,
-                                       vocal_formant=args.vocal_formant)
+                                       vocal_formant=args.vocal_formant, accomp_speed=args.accomp_speed)
     valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
                                        chunk_samples=int(args.valid_seconds * args.sample_rate))
     return root, train_set, valid_set

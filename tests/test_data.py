@@ -229,6 +229,12 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     off = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
                                  remix_prob=1.0, seed=3, vocal_formant=0.0)
     assert all(torch.equal(x, off[i]) for i, x in enumerate(a))        # 0: off, the same random stream
+    sp = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                remix_prob=1.0, seed=3, accomp_speed=0.2)
+    f = [sp[i] for i in range(10)]
+    assert all(x.shape == (2, 2000) and torch.equal(x, y) for x, y in zip(f, [sp[i] for i in range(10)]))
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(a, f))                   # the vocals untouched
+    assert not any(torch.allclose(x[1], y[1]) for x, y in zip(a, f))             # every accompaniment resampled
 
 
 def test_eval_items_whole_tracks(dsd100, tmp_path):

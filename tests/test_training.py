@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import Data
 import Model
 import Model_RNN
 import demo_data
@@ -136,14 +137,19 @@ def test_loss_plot_uses_a_log_axis_only_for_positive_losses(tmp_path, monkeypatc
     assert util.loss_axis_scale([]) == "linear" and util.loss_axis_scale([0.0, 1.0]) == "linear"
 
 
-def test_training_keeps_freed_memory_flushes_denormals_and_takes_the_formant_augmentation(demo, tmp_path,
-                                                                                             monkeypatch):
-    calls = []
+def test_training_keeps_freed_memory_flushes_denormals_and_takes_the_formant_and_speed_augmentations(
+        demo, tmp_path, monkeypatch):
+    calls, speeds = [], []
     monkeypatch.setattr(util, "keep_freed_memory", lambda: calls.append(True) or True)
     monkeypatch.setattr(util, "flush_denormals", lambda: calls.append("flush") or True)
-    train_feedforward.main(tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--vocal-formant", "0.2"))
+    real_init = Data.SeparationDataset.__init__
+    monkeypatch.setattr(Data.SeparationDataset, "__init__",
+                        lambda self, *a, **k: speeds.append(k.get("accomp_speed")) or real_init(self, *a, **k))
+    train_feedforward.main(tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--vocal-formant", "0.2",
+                                     "--accomp-speed", "0.15"))
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist["train_args"]["vocal_formant"] == 0.2 and len(hist["valid"]) == 2
+    assert speeds[0] == 0.15                                # the training set's, not validation's
     assert calls == [True, "flush"]                         # once, before the model and the data
 
 
