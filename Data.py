@@ -429,7 +429,10 @@ class SeparationDataset(torch.utils.data.Dataset):
 
     Training (``train=True``): ``samples_per_epoch`` random chunks of ``chunk_samples``; each
     source comes from a random chunk of a random track (with probability ``remix_prob`` the
-    non-vocal sources come from another track than the vocals), scaled by a random gain.
+    non-vocal sources come from another track than the vocals), scaled by a random gain; with
+    probability ``aligned_prob`` an excerpt is instead the song as recorded: every source from the
+    same track at the same offset and, with ``vocal_speed``, at the same speed (in time and in tune
+    with each other, as a song to separate is).
     With ``vocal_speed`` v > 0 the vocal stem is played at a random speed in [1/(1+v), 1+v]
     (:func:`varispeed`: pitch shifted by up to 12*log2(1+v) semitones, tempo alike), so the
     model hears voices it was not given; with ``accomp_speed`` a > 0 the other stems are played at
@@ -450,7 +453,8 @@ class SeparationDataset(torch.utils.data.Dataset):
 
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
-                 eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0, accomp_speed=0.0):
+                 eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0, accomp_speed=0.0,
+                 aligned_prob=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -461,6 +465,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
         self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
         self.vocal_atten_db, self.vocal_formant, self.accomp_speed = vocal_atten_db, vocal_formant, accomp_speed
+        self.aligned_prob = aligned_prob
         self.epoch = 0
 
     def __len__(self):
@@ -472,20 +477,29 @@ class SeparationDataset(torch.utils.data.Dataset):
             stop = min(self.cache.length(track), self.chunk) if self.chunk else self.cache.length(track)
             return torch.from_numpy(np.stack([self.cache.source(track, s, 0, stop) for s in self.sources]))
         rng = random.Random(hash((self.seed, self.epoch, index)))
+        aligned = bool(self.aligned_prob) and rng.random() < self.aligned_prob
         vocal_track = rng.choice(self.tracks)
-        other_track = rng.choice(self.tracks) if rng.random() < self.remix_prob else vocal_track
+        if aligned:                             # the song as recorded: one track, one offset, one speed
+            other_track = vocal_track
+            shared_rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
+            shared_start = random_offset(self.cache.length(vocal_track), max(1, int(round(self.chunk * shared_rate))),
+                                         rng)
+        else:
+            other_track = rng.choice(self.tracks) if rng.random() < self.remix_prob else vocal_track
         other_rate = None                       # drawn at the first other stem: the vocals' draws stay as without it
         stems = []
         for s in self.sources:
             track = vocal_track if s == "vocals" else other_track
-            if s == "vocals":
+            if aligned:
+                rate = shared_rate
+            elif s == "vocals":
                 rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
             else:
                 if other_rate is None:
                     other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
             span = max(1, int(round(self.chunk * rate)))
-            start = random_offset(self.cache.length(track), span, rng)
+            start = shared_start if aligned else random_offset(self.cache.length(track), span, rng)
             audio = fit_length(self.cache.source(track, s, start, start + span), span)
             if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)

@@ -72,6 +72,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help="validate on the first N seconds of each validation track (default 30)")
     g.add_argument("--remix-prob", type=util.probability, default=0.5,
                    help="probability that an excerpt's accompaniment comes from another song (default 0.5)")
+    g.add_argument("--aligned-prob", type=util.probability, default=0.0,
+                   help="probability that a training excerpt is the song as recorded: every stem from the same "
+                        "track at the same offset (and --vocal-speed's speed for all), in time and in tune as "
+                        "songs to separate are (default 0: each stem from its own random offset)")
     g.add_argument("--vocal-speed", type=util.float_range(0, 1), default=0.0,
                    help="augmentation: play each training vocal at a random speed in [1/(1+v), 1+v] "
                         "(pitch and tempo together; 0.1 = up to 1.65 semitones; default 0: off)")
@@ -346,7 +350,8 @@ def prepare_data(args, sources):
                                        samples_per_epoch=spe, remix_prob=args.remix_prob, seed=args.seed,
                                        vocal_speed=args.vocal_speed, eq_db=args.eq_db,
                                        vocal_reverb=args.vocal_reverb, vocal_atten_db=args.vocal_atten_db,
-                                       vocal_formant=args.vocal_formant, accomp_speed=args.accomp_speed)
+                                       vocal_formant=args.vocal_formant, accomp_speed=args.accomp_speed,
+                                       aligned_prob=args.aligned_prob)
     valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
                                        chunk_samples=int(args.valid_seconds * args.sample_rate))
     return root, train_set, valid_set

@@ -237,6 +237,37 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     assert not any(torch.allclose(x[1], y[1]) for x, y in zip(a, f))             # every accompaniment resampled
 
 
+def _locate(x, cache, tracks, source):
+    """(track index, offset) whose ``source`` excerpt ``x`` is a scaled copy of (least residual)."""
+    best = None
+    for i, t in enumerate(tracks):
+        src = cache.source(t, source, 0, cache.length(t)).astype(np.float64)
+        win = np.lib.stride_tricks.sliding_window_view(src, len(x))
+        dots, energy = win @ x, np.einsum("ij,ij->i", win, win)
+        resid = float(x @ x) - dots ** 2 / energy
+        o = int(np.argmin(resid))
+        if best is None or resid[o] < best[0]:
+            best = (resid[o], i, o)
+    assert best[0] < 1e-6 * float(x @ x)                      # an exact scaled copy was found
+    return best[1:]
+
+
+def test_aligned_items_are_the_song_as_recorded(dsd100, tmp_path):
+    tracks = Data.find_tracks(dsd100, "train")
+    cache = Data.AudioCache(8000, tmp_path / "c")
+    kw = dict(train=True, chunk_samples=2000, samples_per_epoch=6, remix_prob=1.0, seed=3)
+    aligned = Data.SeparationDataset(tracks, cache, aligned_prob=1.0, **kw)
+    remixed = Data.SeparationDataset(tracks, cache, **kw)
+    for x in (aligned[i] for i in range(6)):
+        v, a = (_locate(x[k].double().numpy(), cache, tracks, s) for k, s in enumerate(Data.SOURCES))
+        assert v == a                                           # one track, one offset
+    pairs = [tuple(_locate(x[k].double().numpy(), cache, tracks, s) for k, s in enumerate(Data.SOURCES))
+             for x in (remixed[i] for i in range(6))]
+    assert all(v != a for v, a in pairs)                        # remixed: other tracks or offsets
+    off = Data.SeparationDataset(tracks, cache, aligned_prob=0.0, **kw)
+    assert all(torch.equal(remixed[i], off[i]) for i in range(6))     # 0: off, the same random stream
+
+
 def test_eval_items_whole_tracks(dsd100, tmp_path):
     tracks = Data.find_tracks(dsd100, "test")
     ds = Data.SeparationDataset(tracks, Data.AudioCache(8000, tmp_path / "c"))
