@@ -687,7 +687,16 @@ def training_levers_section(rep, runs):
           "(results/ab_cross_singer_leaky/). Trained on both voices and judged on validation, the leaky RNN "
           "scored 10.38 and 10.30 against 10.62 and 10.48 for the same recipe with ReLUs (seeds 42 and 43; level "
           "at equal epochs), "
-          "so it was not carried into the shipped recipe (results/leaky_validation/).",
+          "so it was not carried into the shipped recipe (results/leaky_validation/). The forty-seventh session "
+          "changed the accompaniment instead, on the same bench: at a random speed (--accomp-speed 0.12, other "
+          "keys and tempos) the RNN's own validation stood at 4.20 and 4.32 dB at the seventh epoch against 5.89 "
+          "and 5.94; with half the excerpts as recorded (--aligned-prob 0.5, the voice in time and in tune with "
+          "its own accompaniment) at 4.86 and 4.82 at the sixth (both stopped there); with every accompaniment "
+          "through the resampler but at most 0.1 % off speed 6.13 and 6.41 against 6.69 and 6.58 "
+          "(results/ab_cross_singer_accomp_speed/, results/ab_cross_singer_aligned/). The vocals' own varispeed, "
+          "chosen in the fourth session on early epochs, was checked at full budget: without it 5.25 and 5.14 "
+          "against 6.69 and 6.58 (results/ab_cross_singer_varispeed/). New voices come from changing the voice; "
+          "no change of the accompaniment has helped.",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
