@@ -351,6 +351,25 @@ def random_eq(audio: np.ndarray, rng: random.Random, max_db: float) -> np.ndarra
     return np.fft.irfft(spec * 10.0 ** (db / 20.0), len(audio)).astype(np.float32)
 
 
+BEND_KNOT_SECONDS = 0.25                          # spacing of pitch_bend's random pitch curve
+
+
+def pitch_bend(audio: np.ndarray, semitones: float, sample_rate: int, rng: random.Random) -> np.ndarray:
+    """(samples,) -> (samples,) played along a slow random pitch curve (pitch and tempo together, as
+    :func:`varispeed` but varying in time): a value uniform in [-semitones, semitones] every
+    :data:`BEND_KNOT_SECONDS`, linear between, so the voice sings other melodies and vibratos.
+    Linear interpolation, read positions scaled to stay inside the excerpt."""
+    n = len(audio)
+    if not semitones or n < 2:
+        return audio
+    step = max(1, int(BEND_KNOT_SECONDS * sample_rate))
+    knots = np.arange(0, n + step, step)
+    curve = np.interp(np.arange(n), knots, [rng.uniform(-semitones, semitones) for _ in knots])
+    pos = np.concatenate([[0.0], np.cumsum(2.0 ** (curve[:-1] / 12.0))])
+    pos *= min(1.0, (n - 1) / pos[-1])
+    return np.interp(pos, np.arange(n), audio).astype(np.float32)
+
+
 ENVELOPE_ITERATIONS = 8
 
 
@@ -441,6 +460,8 @@ class SeparationDataset(torch.utils.data.Dataset):
     so the model hears other microphones, voices and mixes. With ``vocal_reverb`` p > 0 the vocal
     stem goes, with probability p, through :func:`random_reverb` (the target keeps the reverb, as
     produced songs' vocal stems do).
+    With ``vocal_bend`` b > 0 the vocal stem follows a slow random pitch curve within +-b semitones
+    (:func:`pitch_bend`: other melodies and vibratos).
     With ``vocal_formant`` f > 0 the vocal stem's formants move by a random factor in [1/(1+f), 1+f]
     (:func:`formant_shift`, pitch kept): with the varispeed, voices of other timbres and ranges.
     With ``vocal_atten_db`` a > 0 the vocal stem is further lowered by a uniform 0..a dB (MIR-1K
@@ -454,7 +475,7 @@ class SeparationDataset(torch.utils.data.Dataset):
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
                  eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0, accomp_speed=0.0,
-                 aligned_prob=0.0):
+                 aligned_prob=0.0, vocal_bend=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -465,7 +486,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
         self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
         self.vocal_atten_db, self.vocal_formant, self.accomp_speed = vocal_atten_db, vocal_formant, accomp_speed
-        self.aligned_prob = aligned_prob
+        self.aligned_prob, self.vocal_bend = aligned_prob, vocal_bend
         self.epoch = 0
 
     def __len__(self):
@@ -503,6 +524,8 @@ class SeparationDataset(torch.utils.data.Dataset):
             audio = fit_length(self.cache.source(track, s, start, start + span), span)
             if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
+            if s == "vocals" and self.vocal_bend:
+                audio = pitch_bend(audio, self.vocal_bend, self.cache.sample_rate, rng)
             if s == "vocals" and self.vocal_formant:
                 audio = formant_shift(audio, random_factor(rng, self.vocal_formant), self.cache.sample_rate)
             if self.eq_db:

@@ -82,6 +82,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--accomp-speed", type=util.float_range(0, 1), default=0.0,
                    help="augmentation: play each training excerpt's other stems at one random speed in "
                         "[1/(1+a), 1+a] (songs in other keys and tempos; default 0: off)")
+    g.add_argument("--vocal-bend", type=util.float_range(0, 12), default=0.0, metavar="SEMITONES",
+                   help="augmentation: each training vocal follows a slow random pitch curve (a new value every "
+                        "0.25 s, pitch and tempo together) within +-SEMITONES: other melodies and vibratos "
+                        "(default 0: off)")
     g.add_argument("--vocal-formant", type=util.float_range(0, 1), default=0.0,
                    help="augmentation: move each training vocal's formants by a random factor in [1/(1+f), 1+f], "
                         "its pitch kept (another vocal tract; 0.15 = +-15%%; default 0: off)")
@@ -351,7 +355,7 @@ def prepare_data(args, sources):
                                        vocal_speed=args.vocal_speed, eq_db=args.eq_db,
                                        vocal_reverb=args.vocal_reverb, vocal_atten_db=args.vocal_atten_db,
                                        vocal_formant=args.vocal_formant, accomp_speed=args.accomp_speed,
-                                       aligned_prob=args.aligned_prob)
+                                       aligned_prob=args.aligned_prob, vocal_bend=args.vocal_bend)
     valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
                                        chunk_samples=int(args.valid_seconds * args.sample_rate))
     return root, train_set, valid_set

@@ -184,6 +184,30 @@ def test_formant_shift_moves_the_envelope_and_keeps_the_pitch():
     assert _formant_peak(Data.formant_shift(x44, 1.2, 44100), 300.0, 44100)[0] == 1800
 
 
+def _local_freqs(x, sr, win):
+    """Frequency (Hz) of a sine in consecutive windows, from its upward zero crossings."""
+    out = []
+    for a in range(0, len(x) - win, win):
+        seg = x[a:a + win]
+        up = np.flatnonzero((seg[:-1] < 0) & (seg[1:] >= 0))
+        out.append((len(up) - 1) * sr / (up[-1] - up[0]))
+    return np.array(out)
+
+
+def test_pitch_bend_moves_the_pitch_within_its_bound():
+    sr = 16000
+    x = np.sin(2 * np.pi * 440 * np.arange(4 * sr) / sr).astype(np.float32)
+    assert Data.pitch_bend(x, 0.0, sr, random.Random(0)) is x                 # 0: off
+    y = Data.pitch_bend(x, 1.0, sr, random.Random(0))
+    assert y.shape == x.shape and y.dtype == np.float32 and np.max(np.abs(y)) <= 1.0 + 1e-6
+    f = _local_freqs(y, sr, sr // 20)                                         # 50 ms windows
+    lo, hi = 440 * 2 ** (-1 / 12), 440 * 2 ** (1 / 12)
+    assert np.all((f > lo - 3) & (f < hi + 3))                               # within +-1 semitone
+    assert f.max() - f.min() > 20                                             # and it does move
+    np.testing.assert_allclose(_local_freqs(x, sr, sr // 20), 440, atol=1)
+    assert np.array_equal(y, Data.pitch_bend(x, 1.0, sr, random.Random(0)))   # the rng decides
+
+
 def test_random_offset_and_fit_length():
     rng = random.Random(0)
     offs = {Data.random_offset(100, 10, rng) for _ in range(200)}
@@ -235,6 +259,11 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     assert all(x.shape == (2, 2000) and torch.equal(x, y) for x, y in zip(f, [sp[i] for i in range(10)]))
     assert all(torch.equal(x[0], y[0]) for x, y in zip(a, f))                   # the vocals untouched
     assert not any(torch.allclose(x[1], y[1]) for x, y in zip(a, f))             # every accompaniment resampled
+    bd = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                remix_prob=1.0, seed=3, vocal_bend=1.0)
+    g = [bd[i] for i in range(10)]
+    assert all(torch.equal(x, y) for x, y in zip(g, [bd[i] for i in range(10)]))
+    assert not any(torch.allclose(x[0], y[0]) for x, y in zip(a, g) if x[0].norm() > 0)   # every vocal bent
 
 
 def _locate(x, cache, tracks, source):

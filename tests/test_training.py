@@ -144,12 +144,13 @@ def test_training_keeps_freed_memory_flushes_denormals_and_takes_the_formant_and
     monkeypatch.setattr(util, "flush_denormals", lambda: calls.append("flush") or True)
     real_init = Data.SeparationDataset.__init__
     monkeypatch.setattr(Data.SeparationDataset, "__init__",
-                        lambda self, *a, **k: speeds.append(k.get("accomp_speed")) or real_init(self, *a, **k))
+                        lambda self, *a, **k: speeds.append((k.get("accomp_speed"), k.get("vocal_bend")))
+                        or real_init(self, *a, **k))
     train_feedforward.main(tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--vocal-formant", "0.2",
-                                     "--accomp-speed", "0.15"))
+                                     "--accomp-speed", "0.15", "--vocal-bend", "0.5"))
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist["train_args"]["vocal_formant"] == 0.2 and len(hist["valid"]) == 2
-    assert speeds[0] == 0.15                                # the training set's, not validation's
+    assert speeds[0] == (0.15, 0.5)                         # the training set's, not validation's
     assert calls == [True, "flush"]                         # once, before the model and the data
 
 
