@@ -696,7 +696,8 @@ def training_levers_section(rep, runs):
           "(results/ab_cross_singer_accomp_speed/, results/ab_cross_singer_aligned/). The vocals' own varispeed, "
           "chosen in the fourth session on early epochs, was checked at full budget: without it 5.25 and 5.14 "
           "against 6.69 and 6.58 (results/ab_cross_singer_varispeed/). New voices come from changing the voice; "
-          "no change of the accompaniment has helped.",
+          "no change of the accompaniment has helped. A slow random pitch curve on the vocals (--vocal-bend "
+          "0.5: other melodies and vibratos) was level: 6.52 and 6.67 (results/ab_cross_singer_vocal_bend/).",
           size=8.5)
     rep.table(["run", "samples/epoch", "EQ dB", "reverb", "atten. dB", "EMA", "epochs", "best", "valid loss",
                "valid GNSDR", "excerpts"],
