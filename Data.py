@@ -503,11 +503,10 @@ class SeparationDataset(torch.utils.data.Dataset):
         if aligned:                             # the song as recorded: one track, one offset, one speed
             other_track = vocal_track
             shared_rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
-            shared_start = random_offset(self.cache.length(vocal_track), max(1, int(round(self.chunk * shared_rate))),
-                                         rng)
         else:
             other_track = rng.choice(self.tracks) if rng.random() < self.remix_prob else vocal_track
         other_rate = None                       # drawn at the first other stem: the vocals' draws stay as without it
+        shared_start = None                     # aligned: the first stem's offset, kept for the others
         stems = []
         for s in self.sources:
             track = vocal_track if s == "vocals" else other_track
@@ -520,7 +519,9 @@ class SeparationDataset(torch.utils.data.Dataset):
                     other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
             span = max(1, int(round(self.chunk * rate)))
-            start = shared_start if aligned else random_offset(self.cache.length(track), span, rng)
+            start = shared_start if shared_start is not None else random_offset(self.cache.length(track), span, rng)
+            if aligned:
+                shared_start = start
             audio = fit_length(self.cache.source(track, s, start, start + span), span)
             if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
