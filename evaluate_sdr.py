@@ -90,6 +90,7 @@ def parse_args(argv=None):
     separate.add_mask_power_arg(p)
     separate.add_ensemble_mean_arg(p)
     separate.add_shifts_arg(p)
+    separate.add_semitones_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sources", nargs="*", choices=Data.FOUR_STEMS[1:], default=[],
                    help="also report these stems for models that output all four (vocals, drums, bass, "
@@ -137,6 +138,7 @@ class EvalSettings:
     ensemble_mean: str | None = None   # --ensemble-mean: how ensembles combine masks (None: the default)
     shifts: int | None = None     # --shifts: U-Net/CNN/hourglass masks averaged over this many offsets (None:
                                   # each model's default_shifts)
+    semitones: int = 0            # --semitones: estimates averaged over the song transposed by -N..N semitones
 
 
 class _Worker:
@@ -165,7 +167,7 @@ def _init_worker(settings: EvalSettings, pool_worker: bool = False):
     _worker = _Worker(settings)
 
 
-def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles, mask_power=1.0):
+def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles, mask_power=1.0, semitones=0):
     """sources (2, N) vocals/accompaniment at ``sr`` -> (estimates, stems): estimates
     {system: ((2, N) vocals/accompaniment estimate, seconds)}; stems {system: (4, N) estimates of
     Data.FOUR_STEMS} for the models that output all four."""
@@ -175,7 +177,7 @@ def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracl
     for name, model, stft, model_sr in models:
         t0 = time.perf_counter()
         x = util.resample(mixture, sr, model_sr)
-        est = separate.separate_array(model, stft, x, mask_power=mask_power)   # (S, 1, N')
+        est = separate.separate_array(model, stft, x, mask_power=mask_power, semitones=semitones)   # (S, 1, N')
         vocals = util.resample(est[list(model.sources).index("vocals")], model_sr, sr)[0]
         vocals = Data.fit_length(vocals, mixture.shape[1])
         out[name] = (np.stack([vocals, mixture[0] - vocals]), time.perf_counter() - t0)
@@ -218,7 +220,8 @@ def _evaluate_track(index):
     if n < w.oracle_stft.n_fft:
         return {"track": track.name, "skipped": f"too short ({n} samples)"}
     ests, stems = estimates_for_track(sources.astype(np.float32), w.settings.sample_rate, w.models,
-                                      w.oracle_stft, w.settings.oracles, w.settings.mask_power)
+                                      w.oracle_stft, w.settings.oracles, w.settings.mask_power,
+                                      w.settings.semitones)
     rows = []
     for system, (est, seconds) in ests.items():
         rows += _rows(track.name, system, Data.SOURCES, n, *track_metrics(sources, est.astype(np.float64), w.settings),
@@ -340,7 +343,7 @@ def evaluate(args) -> dict:
                             framewise=args.framewise, extra=tuple(args.sources),
                             html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
                             mask_power=args.mask_power, ensemble_mean=args.ensemble_mean,
-                            shifts=args.shifts)
+                            shifts=args.shifts, semitones=args.semitones)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
@@ -377,7 +380,8 @@ def evaluate(args) -> dict:
     meta = {"data": str(data), "split": args.split, "track_patterns": args.tracks, "tracks": len(tracks) - len(skipped),
             "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
-            "mask_power": args.mask_power, **separate.requested_settings(settings.shifts, args.ensemble_mean),
+            "mask_power": args.mask_power, "semitones": args.semitones,
+            **separate.requested_settings(settings.shifts, args.ensemble_mean),
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
     media = {res["track"]: res["media"] for res in results if "media" in res}

@@ -49,6 +49,14 @@ DEFAULT_MASK_POWER = 1.0
 DEFAULT_SHIFTS = Model.ShiftAveragedMaskModel.default_shifts
 # How an ensemble (A.pt+B.pt) combines its members' masks (--ensemble-mean; README "Post-processing").
 DEFAULT_ENSEMBLE_MEAN = Model.MaskEnsemble.DEFAULT_MEAN
+# Test-time transposition (--semitones N): the estimates of the song transposed by -N..N whole
+# semitones (played faster or slower, then back), averaged; 0 = off. The models separate songs in
+# standard tuning far better than songs a quarter-tone off it, and whole-semitone transpositions keep
+# the tuning. 2 was chosen on validation, on a voice the models never heard and on the produced
+# excerpts (README "Post-processing"; forty-eighth session of report/history.md): it raised every
+# model but the frame model on validation (the RNN 11.55 -> 11.93 dB) and every model's median on
+# the excerpts, at 5x the separation time.
+DEFAULT_SEMITONES = 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,15 +428,132 @@ class StreamSeparator:
         return block[..., lo:hi].cpu().numpy()
 
 
+# ----------------------------------------------------------------------------------------------
+# Test-time transposition (--semitones)
+# ----------------------------------------------------------------------------------------------
+def transposition_speeds(semitones: int) -> list[float]:
+    """The playback speeds of ``--semitones N``: 2^(k/12) for k = -N..N (1.0 = the song as it is)."""
+    return [2.0 ** (k / 12) for k in range(-int(semitones), int(semitones) + 1)]
+
+
+def _fit_last(x: np.ndarray, n: int) -> np.ndarray:
+    """(..., m) -> (..., n): cut, or pad with zeros, at the end."""
+    if x.shape[-1] >= n:
+        return x[..., :n]
+    return np.concatenate([x, np.zeros((*x.shape[:-1], n - x.shape[-1]), x.dtype)], -1)
+
+
+def _play(stream, audio: np.ndarray, last: bool) -> np.ndarray:
+    """(channels, n) through a soxr resampler stream -> (channels, n')."""
+    return np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(audio.T), last=last).T)
+
+
+def _speed_stream(speed: float, channels: int):
+    """A streaming soxr resampler (high quality) that plays audio ``speed`` times faster: pitch and
+    tempo together, 1/speed as many samples."""
+    import soxr
+
+    return soxr.ResampleStream(speed, 1.0, channels, dtype="float32", quality="HQ")
+
+
+class TransposedSeparator:
+    """:class:`StreamSeparator`'s interface (push ``(C, n)`` blocks, get ``(S, C, n')`` back, then
+    :meth:`finish`) for the mean of several separations of one song: for each of ``speeds`` the
+    song is played that many times faster (2^(k/12) transposes it by k semitones; a streaming
+    resampler, so memory stays bounded), separated by its own separator from ``make()``, and the
+    estimates are played back at the original speed and averaged sample by sample. Output samples
+    come out in order and total exactly the input length, as a single separator's do."""
+
+    def __init__(self, make, speeds):
+        self.speeds = [float(r) for r in speeds]
+        self.seps = [make() for _ in self.speeds]
+        self.n_fft = self.seps[0].n_fft
+        self.n_sources = len(self.seps[0].model.sources)
+        self.down = [None] * len(self.speeds)     # resamplers, made when the channel count is known
+        self.up = [None] * len(self.speeds)
+        self.ready = [[] for _ in self.speeds]    # estimates at the original speed, not yet emitted
+        self.channels = None
+        self.n_in = 0
+        self.n_out = 0
+
+    def _feed(self, i: int, block: np.ndarray, last: bool):
+        r, sep = self.speeds[i], self.seps[i]
+        if r != 1.0:
+            if self.down[i] is None:
+                self.down[i] = _speed_stream(r, self.channels)
+            block = _play(self.down[i], block, last)
+        parts = [sep.push(block)] if block.shape[1] else []
+        if last:
+            parts.append(sep.finish())
+        if not parts:
+            return
+        est = np.concatenate(parts, -1)                                 # (S, C, m)
+        if r != 1.0:
+            s, c, m = est.shape
+            if self.up[i] is None:
+                self.up[i] = _speed_stream(1.0 / r, s * c)
+            est = _play(self.up[i], est.reshape(s * c, m), last).reshape(s, c, -1)
+        if est.shape[-1]:
+            self.ready[i].append(est)
+
+    def _emit(self, last: bool) -> np.ndarray:
+        empty = np.zeros((self.n_sources, self.channels, 0), np.float32)
+        outs = [np.concatenate(r, -1) if r else empty for r in self.ready]
+        k = self.n_in - self.n_out if last else min(o.shape[-1] for o in outs)
+        for r, o in zip(self.ready, outs):
+            r[:] = [o[..., k:]] if o.shape[-1] > k else []
+        mean = np.mean([_fit_last(o, k) for o in outs], 0, dtype=np.float32)
+        self.n_out += k
+        return mean
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        self.channels = self.channels or block.shape[0]
+        self.n_in += block.shape[1]
+        for i in range(len(self.seps)):
+            self._feed(i, np.asarray(block, np.float32), last=False)
+        return self._emit(last=False)
+
+    def finish(self) -> np.ndarray:
+        if self.channels is None:
+            raise UserError("no audio was given")
+        for i in range(len(self.seps)):
+            self._feed(i, np.zeros((self.channels, 0), np.float32), last=True)
+        return self._emit(last=True)
+
+
+def transposed_mean(separate_fn, mixture: np.ndarray, speeds) -> np.ndarray:
+    """The whole-song form of :class:`TransposedSeparator` (the time-domain models' path):
+    mixture (C, N) -> the mean over ``speeds`` of ``separate_fn`` ((C, n) -> (S, C, n)) on the
+    mixture played that many times faster, each estimate played back at the original speed: (S, C, N)."""
+    n, total = mixture.shape[1], 0.0
+    for r in speeds:
+        if r == 1.0:
+            est = separate_fn(mixture)
+        else:
+            est = separate_fn(_play(_speed_stream(r, mixture.shape[0]), mixture, last=True))
+            s, c, m = est.shape
+            est = _play(_speed_stream(1.0 / r, s * c), est.reshape(s * c, m), last=True).reshape(s, c, -1)
+        total = total + _fit_last(est, n)
+    return (total / len(speeds)).astype(np.float32)
+
+
 def separate_array(model, stft, mixture: np.ndarray, device="cpu", chunk_frames=1024, wiener=0,
-                   mask_power=1.0) -> np.ndarray:
+                   mask_power=1.0, semitones=0) -> np.ndarray:
     """mixture (C, N) at the model rate -> masked sources (S, C, N), S = len(model.sources).
-    The defaults are the raw model (no post-processing), as training's validation scores it."""
+    The defaults are the raw model (no post-processing, no transposition), as training's
+    validation scores it; ``semitones`` N averages over the song transposed by -N..N semitones
+    (:class:`TransposedSeparator`)."""
+    speeds = transposition_speeds(semitones)
     if getattr(model, "domain", None) == "time":
-        return separate_time_domain(model, mixture, device)
+        return transposed_mean(lambda x: separate_time_domain(model, x, device), mixture, speeds) \
+            if semitones else separate_time_domain(model, mixture, device)
     if mixture.shape[1] < stft.n_fft:
         raise UserError(f"audio too short: {mixture.shape[1]} samples < one STFT frame ({stft.n_fft})")
-    sep = StreamSeparator(model, stft, device, chunk_frames, wiener=wiener, mask_power=mask_power)
+
+    def make():
+        return StreamSeparator(model, stft, device, chunk_frames, wiener=wiener, mask_power=mask_power)
+
+    sep = TransposedSeparator(make, speeds) if semitones else make()
     parts = [sep.push(mixture), sep.finish()]
     return np.concatenate([p for p in parts if p.shape[-1]], -1)
 
@@ -650,19 +775,20 @@ class StemWriter:
 
 def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", subtype="PCM_16",
                   device="cpu", block_seconds=30.0, progress=True, chunk_frames=1024, high_band="top-mean",
-                  wiener=0, mask_power=DEFAULT_MASK_POWER):
+                  wiener=0, mask_power=DEFAULT_MASK_POWER, semitones=0):
     """Separate ``path`` into ``out_dir/{vocals,accompaniment,...}.<fmt>``; returns the written paths.
 
     The one entry point for every model, dispatching on ``model.domain``: spectrogram models
     stream the song in blocks at its own rate (never resampled, :class:`StreamSeparator`);
     time-domain models (Wave-U-Net) run on the whole song at the model rate, resampled there and
-    back (memory grows with the song). Both write through :class:`StemWriter`.
+    back (memory grows with the song). Both write through :class:`StemWriter`. ``semitones`` N > 0
+    averages the estimates of the song transposed by -N..N semitones (:class:`TransposedSeparator`).
     """
     info = util.audio_info(path)
     sr, channels, n_total = info.samplerate, info.channels, info.frames
     if getattr(model, "domain", "spectrogram") == "time":
         mixture, _ = util.load_audio(path)                                             # (C, N)
-        est = separate_time_domain(model, util.resample(mixture, sr, model_sr), device)
+        est = separate_array(model, stft, util.resample(mixture, sr, model_sr), device, semitones=semitones)
         if not np.isfinite(est).all():
             raise UserError("the model produced NaN or infinite output (broken checkpoint?); nothing written")
         est = np.stack([util.resample(x, model_sr, sr) for x in est])                 # (S, C, N')
@@ -670,8 +796,12 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
         with StemWriter(model, out_dir, sr, channels, fmt, subtype) as writer:
             writer.write(est, mixture)
             return writer.commit()
-    sep = StreamSeparator(model, stft, device, chunk_frames, input_rate=sr, model_rate=model_sr,
-                          high_band=high_band, wiener=wiener, mask_power=mask_power)
+
+    def make():
+        return StreamSeparator(model, stft, device, chunk_frames, input_rate=sr, model_rate=model_sr,
+                               high_band=high_band, wiener=wiener, mask_power=mask_power)
+
+    sep = TransposedSeparator(make, transposition_speeds(semitones)) if semitones else make()
     if n_total < sep.n_fft:
         raise UserError(f"{path}: too short ({n_total / sr:.3f} s; one STFT frame is "
                         f"{stft.n_fft / model_sr:.3f} s)")
@@ -735,6 +865,7 @@ def build_parser(description, default_model):
     add_mask_power_arg(p)
     add_shifts_arg(p)
     add_ensemble_mean_arg(p)
+    add_semitones_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -749,6 +880,15 @@ def add_mask_power_arg(parser):
                              "(README 'Post-processing'): 1.5 raised the vocals SDR on MIR-1K's validation "
                              "clips, on its test singers only for some models, and lowered it on produced "
                              "songs (default %(default)g)")
+
+
+def add_semitones_arg(parser):
+    """``--semitones``, shared by separate.py, evaluate_sdr.py and the real-songs bench."""
+    parser.add_argument("--semitones", type=util.int_range(0, 6), default=DEFAULT_SEMITONES,
+                        help="test-time transposition, 0..6: also separate the song transposed by 1..N whole "
+                             "semitones up and down (played faster or slower: pitch and tempo together), play "
+                             "each estimate back at the original speed and average the 2N+1 of them (N costs "
+                             "2N+1 x the separation time; 0 = off) (default %(default)s)")
 
 
 def add_shifts_arg(parser):
@@ -854,7 +994,7 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
             remove_stale_temps(out_dir, stems, args.format)
             separate_file(model, stft, model_sr, path, out_dir, args.format, subtype, device,
                           args.block_seconds, progress=not args.quiet, high_band=args.high_band,
-                          wiener=args.wiener, mask_power=args.mask_power)
+                          wiener=args.wiener, mask_power=args.mask_power, semitones=args.semitones)
             seconds += info.duration
             ok += 1
             if not args.quiet:

@@ -44,18 +44,23 @@ import util  # noqa: E402
 SETTINGS = ("resampled", "zero", "top-mean", "top-mean -40dB", "wiener1", "wiener2", "power1.5", "power2", "power3")
 
 
-def separate_vocals(model, stft, model_sr, mixture, sr, setting):
-    """mixture (C, N) at ``sr`` -> vocals estimate (C, N) at ``sr``."""
+def separate_vocals(model, stft, model_sr, mixture, sr, setting, semitones=0):
+    """mixture (C, N) at ``sr`` -> vocals estimate (C, N) at ``sr`` (``semitones``: separate.py's
+    --semitones)."""
     if setting == "resampled" or getattr(model, "domain", None) == "time":
         x = util.resample(mixture, sr, model_sr)
-        est = separate.separate_array(model, stft, x)[0]
+        est = separate.separate_array(model, stft, x, semitones=semitones)[0]
         est = util.resample(est, model_sr, sr)
         return np.pad(est, ((0, 0), (0, max(0, mixture.shape[1] - est.shape[1]))))[:, :mixture.shape[1]]
     rule = "zero" if setting == "zero" else "top-mean"
     wiener = int(setting[-1]) if setting.startswith("wiener") else 0
     power = float(setting[len("power"):]) if setting.startswith("power") else 1.0
-    sep = separate.StreamSeparator(model, stft, input_rate=sr, model_rate=model_sr, high_band=rule, wiener=wiener,
-                                   mask_power=power)
+
+    def make():
+        return separate.StreamSeparator(model, stft, input_rate=sr, model_rate=model_sr, high_band=rule,
+                                        wiener=wiener, mask_power=power)
+
+    sep = separate.TransposedSeparator(make, separate.transposition_speeds(semitones)) if semitones else make()
     parts = [sep.push(mixture), sep.finish()]
     return np.concatenate([p for p in parts if p.shape[-1]], -1)[0]
 
@@ -79,6 +84,7 @@ def main(argv=None):
     p.add_argument("--threads", type=util.threads_count, default=1, help="torch threads (default 1)")
     separate.add_shifts_arg(p)
     separate.add_ensemble_mean_arg(p)
+    separate.add_semitones_arg(p)
     args = p.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: {args.data} not found")
@@ -97,7 +103,8 @@ def main(argv=None):
     for path in args.model:
         model, stft, model_sr, _ = util.load_model(path)
         systems[label[path]] = {"shifts": separate.apply_shifts(model, args.shifts),
-                                "ensemble_mean": separate.apply_ensemble_mean(model, args.ensemble_mean)}
+                                "ensemble_mean": separate.apply_ensemble_mean(model, args.ensemble_mean),
+                                "semitones": args.semitones}
         for d in tracks:
             mixture, sr = util.load_audio(d / "mixture.wav")
             vocals, _ = util.load_audio(d / "vocals.wav")
@@ -106,7 +113,7 @@ def main(argv=None):
             row = {"model": label[path], "track": d.name, "rate": sr, "mixture": base}
             for setting in args.settings:
                 gain = 10 ** (-40 / 20) if setting.endswith("-40dB") else 1.0
-                est = separate_vocals(model, stft, model_sr, mixture * gain, sr, setting)
+                est = separate_vocals(model, stft, model_sr, mixture * gain, sr, setting, args.semitones)
                 row[setting] = score(vocals * gain, acc * gain, est, mixture * gain - est)["vocals_sdr"]
             rows.append(row)
     cols = ["mixture", *args.settings]

@@ -4,11 +4,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
 import Model
 import Model_WaveUNet
+import separate
 import util
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -49,8 +51,9 @@ def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
     ff, wun = result["rows"]
     assert ff["top-mean"] != ff["resampled"]                  # two paths for a mask model
     assert result["ensemble_mean"] == "geometric" and "default" in result["shifts"]
-    assert result["systems"] == {"ff.pt": {"shifts": None, "ensemble_mean": None},   # neither has such a part
-                                 "wun.pt": {"shifts": None, "ensemble_mean": None}}
+    st = separate.DEFAULT_SEMITONES
+    assert result["systems"] == {"ff.pt": {"shifts": None, "ensemble_mean": None, "semitones": st},   # neither has
+                                 "wun.pt": {"shifts": None, "ensemble_mean": None, "semitones": st}}  # such a part
     assert wun["top-mean"] == wun["resampled"]                # one for the time-domain model
 
 
@@ -85,3 +88,29 @@ def test_bench_real_songs_records_each_models_settings(tmp_path):
         (label, used), = result["systems"].items()
         assert used["ensemble_mean"] == result["ensemble_mean"] == (mean or "geometric")
         assert label == result["rows"][0]["model"]
+
+
+def test_bench_tuning_scores_each_speed(tmp_path, mir1k):
+    """Speed 1 is the raw model's own score on the clip; other speeds give other, finite scores."""
+    import bench_tuning
+    import bss_eval
+    import Data
+    stft = util.make_stft(256, 64)
+    frame_model(tmp_path / "ff.pt", 0, stft)
+    out = tmp_path / "tuning.json"
+    assert bench_tuning.main(["--model", str(tmp_path / "ff.pt"), "--data", str(mir1k), "--tracks", "amy_1_*",
+                              "--speeds", "1", "0.95", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    result = json.loads(out.read_text())
+    assert result["speeds"] == [0.95, 1.0] and result["tracks"] == ["amy_1_01"]
+    model, stft, sr, _ = util.load_model(tmp_path / "ff.pt")
+    track, = [t for t in Data.find_tracks(mir1k, "train") if t.name == "amy_1_01"]
+    src = np.stack([Data.AudioCache(sr, tmp_path / "cache").source(track, s) for s in Data.SOURCES])
+    mix = src.sum(0).astype(np.float32)
+    vocals = separate.separate_array(model, stft, mix[None])[0, 0]
+    refs = src.astype(np.float64)
+    want = bss_eval.evaluate(refs, np.stack([vocals, mix - vocals]).astype(np.float64))[0][0] - \
+        bss_eval.evaluate(refs, np.stack([mix, mix]).astype(np.float64))[0][0]
+    assert abs(result["gnsdr"][1] - want) < 1e-6
+    assert np.isfinite(result["gnsdr"]).all() and result["gnsdr"][0] != result["gnsdr"][1]
+    with pytest.raises(util.UserError, match="exists"):
+        bench_tuning.main(["--model", str(tmp_path / "ff.pt"), "--data", str(mir1k), "--out", str(out)])

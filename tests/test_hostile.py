@@ -324,6 +324,7 @@ def test_export_keeps_history_without_force_and_leaves_nothing_broken(tmp_path, 
     ("separate", ["x.wav", "--block-seconds", "inf"]), ("separate", ["x.wav", "--threads", "0"]),
     ("separate", ["x.wav", "--mask-power", "0"]), ("evaluate_sdr", ["--mask-power", "nan"]),
     ("separate", ["x.wav", "--shifts", "0"]), ("evaluate_sdr", ["--shifts", "65"]),
+    ("separate", ["x.wav", "--semitones", "-1"]), ("evaluate_sdr", ["--semitones", "7"]),
 ])
 def test_bad_option_values_refused_by_argparse(script, argv, capsys):
     module = __import__(script)

@@ -142,6 +142,15 @@ def test_readme_shifts_table_equals_the_committed_json():
         assert row in text, f"README lacks the shifts row {row}"
 
 
+def test_readme_semitones_table_equals_the_committed_json():
+    """The README's transposition-averaging table shows results/transposition's numbers, no other."""
+    table, text = lever_table_and_readme("semitones_table", "results/transposition")
+    header, rows = __import__("build_report").count_rows(table)
+    for row in rows:
+        line = "| " + " | ".join(row) + " |"
+        assert line in text, f"README lacks the transposition row {line}"
+
+
 def test_readme_input_rms_table_equals_the_committed_json():
     """The README's Wave-U-Net input-level table shows results/waveunet_input_rms' numbers, no other."""
     table, text = lever_table_and_readme("input_rms_table", "results/waveunet_input_rms")

@@ -402,3 +402,93 @@ def test_ensemble_cli_and_bad_ensembles(tmp_path, ckpt, capsys):
             util.run_cli(lambda argv: separate.main(argv), [str(song), "--model", model, "-o", str(tmp_path / "x")])
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# --semitones: the mean of the estimates of the song transposed by -N..N semitones
+# ----------------------------------------------------------------------------------------------
+class _PassThrough(Model.MaskModel):
+    """Mask 1 everywhere (vocals = the input), keeping the magnitudes it was given."""
+
+    def __init__(self, n_bins):
+        super().__init__(n_bins)
+        self.seen = []
+
+    def forward(self, mix_mag):
+        self.seen.append(mix_mag[0])
+        return torch.ones_like(mix_mag)[:, None]
+
+
+def _band_limited(n, sr, seed=0, channels=2):
+    """A sum of random tones below a quarter of the rate (every speed of --semitones 6 keeps them)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / sr
+    return np.stack([sum(rng.uniform(0.02, 0.1) * np.sin(2 * np.pi * rng.uniform(50, sr / 4) * t + rng.uniform(0, 6))
+                         for _ in range(12)) for _ in range(channels)]).astype(np.float32)
+
+
+def test_transposition_speeds_are_whole_semitones():
+    assert separate.transposition_speeds(0) == [1.0]
+    speeds = separate.transposition_speeds(2)
+    assert speeds[2] == 1.0 and len(speeds) == 5
+    assert np.allclose(np.log2(speeds) * 12, [-2, -1, 0, 1, 2])
+
+
+def test_transposed_separator_streams_every_sample_back_in_place():
+    """Pass-through masks: each transposed pipe gives the song back (resampled there and back), so the
+    mean is the input, with exactly its length, streamed in any blocks as in one push."""
+    x = _band_limited(20011, 8000)
+
+    def run(block):
+        sep = separate.TransposedSeparator(lambda: separate.StreamSeparator(_PassThrough(129).eval(), STFT),
+                                           separate.transposition_speeds(2))
+        outs = [sep.push(x[:, i:i + block]) for i in range(0, x.shape[1], block)] + [sep.finish()]
+        assert all(o.shape[:2] == (1, 2) for o in outs)
+        return np.concatenate(outs, -1)[0]
+
+    whole = run(10 ** 6)
+    assert whole.shape == x.shape
+    inner = slice(500, -500)                        # the resamplers' edges aside
+    assert np.abs(whole[:, inner] - x[:, inner]).max() < 1e-3 * np.abs(x).max()
+    assert np.abs(run(777) - whole).max() < 1e-5
+
+
+def test_transposed_separator_plays_the_song_in_each_key():
+    """Each pipe's model hears a 1 kHz tone at 1000 x 2^(k/12) Hz."""
+    sr = 8000
+    x = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(2 * sr) / sr)).astype(np.float32)[None]
+    sep = separate.TransposedSeparator(lambda: separate.StreamSeparator(_PassThrough(129).eval(), STFT),
+                                       separate.transposition_speeds(2))
+    sep.push(x)
+    sep.finish()
+    for k, pipe in zip(range(-2, 3), sep.seps):
+        spectrum = torch.cat(pipe.model.seen)[5:-5].mean(0).numpy()       # (F,) away from the edges
+        peak = int(np.argmax(spectrum))
+        around = np.arange(peak - 2, peak + 3)
+        hz = float(np.sum(around * spectrum[around]) / np.sum(spectrum[around])) * sr / STFT.n_fft
+        assert abs(hz - 1000 * 2 ** (k / 12)) < 10, (k, hz)
+
+
+def test_semitones_give_the_same_estimates_streamed_and_whole(tiny_ff):
+    """separate_array's streaming path and the whole-song path (time-domain models) agree."""
+    x = _band_limited(9000, 8000, seed=1, channels=1)
+    streamed = separate.separate_array(tiny_ff, STFT, x, chunk_frames=7, semitones=1)
+    whole = separate.transposed_mean(lambda y: separate.separate_array(tiny_ff, STFT, y), x,
+                                     separate.transposition_speeds(1))
+    assert streamed.shape == whole.shape == (1, 1, 9000)
+    assert np.abs(streamed - whole).max() < 1e-5
+    plain = separate.separate_array(tiny_ff, STFT, x)
+    assert np.abs(streamed - plain).max() > 1e-3                      # the transposed pipes count
+
+
+def test_cli_semitones(tmp_path, ckpt):
+    song = tmp_path / "song.wav"
+    sf.write(song, tone(1.5, 22050, 220, channels=2), 22050)
+    voc = {}
+    for n in ("0", "2"):
+        assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / n), "--semitones", n, "--quiet"]) == 0
+        voc[n], _ = sf.read(tmp_path / n / "song" / "vocals.wav", always_2d=True)
+        acc, _ = sf.read(tmp_path / n / "song" / "accompaniment.wav", always_2d=True)
+        mix, _ = sf.read(song, always_2d=True)
+        assert voc[n].shape == mix.shape and np.abs(voc[n] + acc - mix).max() < 2e-4
+    assert np.abs(voc["2"] - voc["0"]).max() > 1e-3
