@@ -455,7 +455,9 @@ class SeparationDataset(torch.utils.data.Dataset):
     With ``vocal_speed`` v > 0 the vocal stem is played at a random speed in [1/(1+v), 1+v]
     (:func:`varispeed`: pitch shifted by up to 12*log2(1+v) semitones, tempo alike), so the
     model hears voices it was not given; with ``accomp_speed`` a > 0 the other stems are played at
-    one random speed in [1/(1+a), 1+a] (one for all of them): songs in other keys and tempos.
+    one random speed in [1/(1+a), 1+a] (one for all of them): songs in other keys and tempos; with
+    ``accomp_semitones`` k > 0 instead at 2^(j/12) for a random whole j in [-k, k]: other keys that
+    stay in standard tuning.
     With ``eq_db`` d > 0 every stem goes through its own :func:`random_eq` (gains within +-d dB),
     so the model hears other microphones, voices and mixes. With ``vocal_reverb`` p > 0 the vocal
     stem goes, with probability p, through :func:`random_reverb` (the target keeps the reverb, as
@@ -475,7 +477,7 @@ class SeparationDataset(torch.utils.data.Dataset):
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
                  eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0, accomp_speed=0.0,
-                 aligned_prob=0.0, vocal_bend=0.0):
+                 aligned_prob=0.0, vocal_bend=0.0, accomp_semitones=0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -486,7 +488,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.samples_per_epoch, self.remix_prob, self.gain, self.seed = samples_per_epoch, remix_prob, gain, seed
         self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
         self.vocal_atten_db, self.vocal_formant, self.accomp_speed = vocal_atten_db, vocal_formant, accomp_speed
-        self.aligned_prob, self.vocal_bend = aligned_prob, vocal_bend
+        self.aligned_prob, self.vocal_bend, self.accomp_semitones = aligned_prob, vocal_bend, int(accomp_semitones)
         self.epoch = 0
 
     def __len__(self):
@@ -515,7 +517,9 @@ class SeparationDataset(torch.utils.data.Dataset):
             elif s == "vocals":
                 rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
             else:
-                if other_rate is None:
+                if other_rate is None and self.accomp_semitones:
+                    other_rate = 2.0 ** (rng.randint(-self.accomp_semitones, self.accomp_semitones) / 12)
+                elif other_rate is None:
                     other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
             span = max(1, int(round(self.chunk * rate)))

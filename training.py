@@ -82,6 +82,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--accomp-speed", type=util.float_range(0, 1), default=0.0,
                    help="augmentation: play each training excerpt's other stems at one random speed in "
                         "[1/(1+a), 1+a] (songs in other keys and tempos; default 0: off)")
+    g.add_argument("--accomp-semitones", type=util.int_range(0, 12), default=0, metavar="K",
+                   help="augmentation: transpose each training excerpt's other stems by a random whole number of "
+                        "semitones in [-K, K] (one speed for all of them, pitch and tempo together: other keys "
+                        "that stay in standard tuning; replaces --accomp-speed; default 0: off)")
     g.add_argument("--vocal-bend", type=util.float_range(0, 12), default=0.0, metavar="SEMITONES",
                    help="augmentation: each training vocal follows a slow random pitch curve (a new value every "
                         "0.25 s, pitch and tempo together) within +-SEMITONES: other melodies and vibratos "
@@ -355,7 +359,8 @@ def prepare_data(args, sources):
                                        vocal_speed=args.vocal_speed, eq_db=args.eq_db,
                                        vocal_reverb=args.vocal_reverb, vocal_atten_db=args.vocal_atten_db,
                                        vocal_formant=args.vocal_formant, accomp_speed=args.accomp_speed,
-                                       aligned_prob=args.aligned_prob, vocal_bend=args.vocal_bend)
+                                       aligned_prob=args.aligned_prob, vocal_bend=args.vocal_bend,
+                                       accomp_semitones=args.accomp_semitones)
     valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
                                        chunk_samples=int(args.valid_seconds * args.sample_rate))
     return root, train_set, valid_set

@@ -259,6 +259,20 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     assert all(x.shape == (2, 2000) and torch.equal(x, y) for x, y in zip(f, [sp[i] for i in range(10)]))
     assert all(torch.equal(x[0], y[0]) for x, y in zip(a, f))                   # the vocals untouched
     assert not any(torch.allclose(x[1], y[1]) for x, y in zip(a, f))             # every accompaniment resampled
+    st = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=40,
+                                remix_prob=1.0, seed=3, accomp_semitones=2)
+    a40 = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=40,
+                                 remix_prob=1.0, seed=3)
+    rates, real_varispeed = [], Data.varispeed
+    Data.varispeed = lambda audio, n, rate: rates.append(rate) or real_varispeed(audio, n, rate)
+    try:
+        h = [st[i] for i in range(40)]
+    finally:
+        Data.varispeed = real_varispeed
+    assert all(torch.equal(x[0], a40[i][0]) for i, x in enumerate(h))            # the vocals untouched
+    steps = np.log2(rates) * 12                     # only the accompaniments are resampled here
+    assert np.allclose(steps, np.round(steps)) and set(np.round(steps)) == {-2, -1, 1, 2}   # whole semitones
+    assert len(rates) < 40                          # j = 0 leaves some as they were
     bd = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
                                 remix_prob=1.0, seed=3, vocal_bend=1.0)
     g = [bd[i] for i in range(10)]

@@ -144,13 +144,15 @@ def test_training_keeps_freed_memory_flushes_denormals_and_takes_the_formant_and
     monkeypatch.setattr(util, "flush_denormals", lambda: calls.append("flush") or True)
     real_init = Data.SeparationDataset.__init__
     monkeypatch.setattr(Data.SeparationDataset, "__init__",
-                        lambda self, *a, **k: speeds.append((k.get("accomp_speed"), k.get("vocal_bend")))
+                        lambda self, *a, **k: speeds.append((k.get("accomp_speed"), k.get("vocal_bend"),
+                                                             k.get("accomp_semitones")))
                         or real_init(self, *a, **k))
     train_feedforward.main(tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--vocal-formant", "0.2",
-                                     "--accomp-speed", "0.15", "--vocal-bend", "0.5"))
+                                     "--accomp-speed", "0.15", "--vocal-bend", "0.5",
+                                     "--accomp-semitones", "3"))
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist["train_args"]["vocal_formant"] == 0.2 and len(hist["valid"]) == 2
-    assert speeds[0] == (0.15, 0.5)                         # the training set's, not validation's
+    assert speeds[0] == (0.15, 0.5, 3)                      # the training set's, not validation's
     assert calls == [True, "flush"]                         # once, before the model and the data
 
 
@@ -440,6 +442,13 @@ def test_train_separate_evaluate_end_to_end(demo, ff_run, tmp_path, capsys):
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert one["meta"]["tracks"] == 1 and one["meta"]["mask_power"] == 2
     assert one["summary"]["ff"]["vocals"]["GNSDR"] != summary["ff"]["vocals"]["GNSDR"]
+    # --semitones is applied and recorded (the run above with it added)
+    evaluate_sdr.main(["--model", str(ckpt), "--name", "ff", "--data", str(demo), "--jobs", "1", "--quiet",
+                       "--tracks", song.parent.name, "--mask-power", "2", "--semitones", "1", "--oracle",
+                       "--out", str(tmp_path / "st1"), "--cache-dir", str(tmp_path / "cache")])
+    st1 = json.loads((tmp_path / "st1" / "summary.json").read_text())
+    assert st1["meta"]["semitones"] == 1 and st1["meta"]["mask_power"] == 2
+    assert st1["summary"]["ff"]["vocals"]["GNSDR"] != one["summary"]["ff"]["vocals"]["GNSDR"]
     with pytest.raises(UserError, match="no track of the test split matches nothing-like-this"):
         evaluate_sdr.main(["--model", str(ckpt), "--data", str(demo), "--tracks", "nothing-like-this"])
 
