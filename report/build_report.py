@@ -788,16 +788,33 @@ def shifts_section(rep, table):
 
 
 def semitones_section(rep, table):
+    folder = RESULTS / "transposition"
+    swing = ""
+    tuning = folder / "tuning_rnn.json"
+    if tuning.exists():
+        t = json.loads(tuning.read_text())
+        at = dict(zip(t["speeds"], t["gnsdr"]))
+        marks = (2 ** (-1 / 12), 0.97, 1.0, 1.03, 2 ** (1 / 12))    # whole semitones and about half-way between
+        picks = [(s, at[s]) for s in sorted(at) if any(abs(s - x) < 1e-4 for x in marks)]
+        swing = (" (the shipped RNN on the validation clips played at " +
+                 ", ".join(f"x{s:.4f}: {fmt(g)}" for s, g in picks) + " dB; bench/bench_tuning.py)")
+    voice = []
+    for n in range(10):
+        path = folder / f"new_voice_st{n}" / "summary.json"
+        if path.exists():
+            summary = json.loads(path.read_text())["summary"]
+            voice.append(summary[[k for k in summary if k != "mixture" and not k.startswith("oracle")][0]])
+    new_voice = ("; on a voice the models never heard (the RNN trained on abjones only, all 132 of amy's clips) "
+                 + ", ".join(fmt(v["vocals"]["GNSDR"]) for v in voice)
+                 + f" dB for N = 0..{len(voice) - 1}") if voice else ""
     rep.p("Transposition averaging (separate.py / evaluate_sdr.py --semitones N, forty-eighth session): the song is "
           "also separated transposed by 1..N whole semitones up and down (played faster or slower, pitch and tempo "
           "together), each estimate is played back at the original speed, and the 2N+1 estimates are averaged. "
-          "The models separate a song in standard tuning much better than the same song a quarter-tone off it "
-          "(the shipped RNN on four validation clips: 9.33 dB as it is, 10.00 one semitone up, 5.82 and 6.45 at "
-          "0.97 and 1.02 times the speed), so only whole semitones are used. Validation GNSDR (15 held-out "
-          "clips) / median vocals SDR on the six produced excerpts at 44.1 kHz (bench/bench_real_songs.py, "
-          "top-mean; the hourglass and the ensembles were not run there), in dB; chosen there and on a voice the "
-          "models never heard (the RNN trained on abjones only, on all 132 of amy's clips: 6.58, 7.41, 7.73, "
-          "7.90, 8.02 dB for N = 0..4), the default is 2: the results tables of section 2 use it.", size=8.5)
+          "The models separate a song in standard tuning much better than the same song a quarter-tone off it"
+          + swing + ", so only whole semitones are used. Validation GNSDR (15 held-out clips) / median vocals SDR "
+          "on the six produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean; the hourglass and the "
+          "ensembles were not run there), in dB" + new_voice + ". Chosen there, the default is 2: the first "
+          "results table of section 2 uses it.", size=8.5)
     rep.table(*count_rows(table), size=7.5)
 
 

@@ -312,16 +312,23 @@ def test_mask_power_raises_each_mask(tiny_ff):
     assert np.abs(separate.separate_array(tiny_ff, STFT, x, mask_power=2.5)[0]).sum() < np.abs(raw).sum()
 
 
-def test_cli_mask_power_outputs_still_sum_to_mixture(tmp_path, ckpt):
+def _cli_vocals(tmp_path, ckpt, option, values, sr=8000):
+    """Separate a 1.5 s stereo tone with ``option`` set to each of ``values``; {value: vocals}, after
+    checking that each run's outputs have the song's shape and sum to it."""
     song = tmp_path / "song.wav"
-    sf.write(song, tone(1.5, 8000, 220, channels=2), 8000)
+    sf.write(song, tone(1.5, sr, 220, channels=2), sr)
+    mix, _ = sf.read(song, always_2d=True)
     voc = {}
-    for p in ("1", "3"):
-        assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / p), "--mask-power", p, "--quiet"]) == 0
-        voc[p], _ = sf.read(tmp_path / p / "song" / "vocals.wav", always_2d=True)
-        acc, _ = sf.read(tmp_path / p / "song" / "accompaniment.wav", always_2d=True)
-        mix, _ = sf.read(song, always_2d=True)
-        assert np.abs(voc[p] + acc - mix).max() < 2e-4
+    for v in values:
+        assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / v), option, v, "--quiet"]) == 0
+        voc[v], _ = sf.read(tmp_path / v / "song" / "vocals.wav", always_2d=True)
+        acc, _ = sf.read(tmp_path / v / "song" / "accompaniment.wav", always_2d=True)
+        assert voc[v].shape == mix.shape and np.abs(voc[v] + acc - mix).max() < 2e-4
+    return voc
+
+
+def test_cli_mask_power_outputs_still_sum_to_mixture(tmp_path, ckpt):
+    voc = _cli_vocals(tmp_path, ckpt, "--mask-power", ("1", "3"))
     assert np.abs(voc["3"]).sum() < np.abs(voc["1"]).sum()
 
 
@@ -482,13 +489,5 @@ def test_semitones_give_the_same_estimates_streamed_and_whole(tiny_ff):
 
 
 def test_cli_semitones(tmp_path, ckpt):
-    song = tmp_path / "song.wav"
-    sf.write(song, tone(1.5, 22050, 220, channels=2), 22050)
-    voc = {}
-    for n in ("0", "2"):
-        assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / n), "--semitones", n, "--quiet"]) == 0
-        voc[n], _ = sf.read(tmp_path / n / "song" / "vocals.wav", always_2d=True)
-        acc, _ = sf.read(tmp_path / n / "song" / "accompaniment.wav", always_2d=True)
-        mix, _ = sf.read(song, always_2d=True)
-        assert voc[n].shape == mix.shape and np.abs(voc[n] + acc - mix).max() < 2e-4
+    voc = _cli_vocals(tmp_path, ckpt, "--semitones", ("0", "2"), sr=22050)
     assert np.abs(voc["2"] - voc["0"]).max() > 1e-3
