@@ -283,7 +283,15 @@ def row_cells(system: str, summary_entry: dict, info: dict, source: str = "vocal
             f"{r['median_SDR']:.2f}",
             f"{info['parameters']:,}" if info.get("parameters") else "-",
             f"{info['train_seconds']:.0f}" if info.get("train_seconds") else "-",
-            f"{summary_entry['speed_x_realtime']:.0f}" if summary_entry.get("speed_x_realtime") else "-"]
+            speed_cell(summary_entry.get("speed_x_realtime"))]
+
+
+def speed_cell(x: float | None) -> str:
+    """Separation speed, x real time: whole numbers, one decimal below 1 (a slower-than-real-time system
+    is not 0x), '-' where unknown."""
+    if not x:
+        return "-"
+    return f"{x:.1f}" if x < 0.95 else f"{x:.0f}"
 
 
 def format_table(summary, meta, source="vocals") -> str:

@@ -453,6 +453,10 @@ def test_train_separate_evaluate_end_to_end(demo, ff_run, tmp_path, capsys):
         evaluate_sdr.main(["--model", str(ckpt), "--data", str(demo), "--tracks", "nothing-like-this"])
 
 
+def test_speed_cell_shows_systems_slower_than_real_time():
+    assert [evaluate_sdr.speed_cell(x) for x in (None, 0.0, 0.43, 2.4, 171.2)] == ["-", "-", "0.4", "2", "171"]
+
+
 KILL_SCRIPT = """
 import sys, train_feedforward, util
 util.run_cli(train_feedforward.main, sys.argv[1:])
