@@ -450,9 +450,13 @@ def main(argv=None):
         page = listening_page.write_page(args.out, result, result["media"], row_cells, COLUMNS)
         print(f"listening page: {page} (open it in a browser; it needs no server)")
     if args.compare is not None:
-        diffs = compare_summaries(result["summary"], json.loads(args.compare.read_text())["summary"])
+        committed = json.loads(args.compare.read_text())
+        diffs = compare_summaries(result["summary"], committed["summary"])
         print(f"\n{args.compare}: " + ("same numbers (every system, source and metric within 0.01 dB)"
                                       if not diffs else f"{len(diffs)} difference(s):\n  " + "\n  ".join(diffs)))
+        then = committed.get("meta", {}).get("semitones", 0)     # results from before --semitones: the raw models
+        if diffs and then != args.semitones:
+            print(f"note: the committed results were made with --semitones {then}, this run with {args.semitones}")
         return 1 if diffs else 0
     return 0
 
