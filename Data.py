@@ -517,10 +517,11 @@ class SeparationDataset(torch.utils.data.Dataset):
             elif s == "vocals":
                 rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
             else:
-                if other_rate is None and self.accomp_semitones:
-                    other_rate = 2.0 ** (rng.randint(-self.accomp_semitones, self.accomp_semitones) / 12)
-                elif other_rate is None:
-                    other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
+                if other_rate is None:
+                    if self.accomp_semitones:
+                        other_rate = 2.0 ** (rng.randint(-self.accomp_semitones, self.accomp_semitones) / 12)
+                    else:
+                        other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
             span = max(1, int(round(self.chunk * rate)))
             start = shared_start if shared_start is not None else random_offset(self.cache.length(track), span, rng)

@@ -306,16 +306,23 @@ def format_table(summary, meta, source="vocals") -> str:
     return "\n".join(lines)
 
 
+def select_tracks(data, split: str, patterns) -> list:
+    """The tracks of ``split`` in ``data`` (``Data.find_tracks``) whose names match one of the glob
+    ``patterns`` (``--tracks``; None or empty: all of them); a UserError when patterns match none."""
+    tracks = Data.find_tracks(data, split)
+    if patterns:
+        tracks = [t for t in tracks if any(fnmatch.fnmatchcase(t.name, pat) for pat in patterns)]
+        if not tracks:
+            raise UserError(f"{data}: no track of the {split} split matches {' '.join(patterns)}")
+    return tracks
+
+
 def evaluate(args) -> dict:
     data = args.data
     if data is None:
         import demo_data
         data = demo_data.make_demo_dataset(demo_data.DEMO_ROOT)
-    tracks = Data.find_tracks(data, args.split)
-    if args.tracks:
-        tracks = [t for t in tracks if any(fnmatch.fnmatchcase(t.name, pat) for pat in args.tracks)]
-        if not tracks:
-            raise UserError(f"{data}: no track of the {args.split} split matches {' '.join(args.tracks)}")
+    tracks = select_tracks(data, args.split, args.tracks)
     if args.limit:
         tracks = tracks[:args.limit]
     if not tracks:

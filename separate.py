@@ -523,6 +523,12 @@ class TransposedSeparator:
         return self._emit(last=True)
 
 
+def transposing(make, semitones: int):
+    """``make()`` (a :class:`StreamSeparator`), or with ``semitones`` N > 0 a :class:`TransposedSeparator`
+    of ``make()``s over the song transposed by -N..N semitones: what ``--semitones`` asks for."""
+    return TransposedSeparator(make, transposition_speeds(semitones)) if semitones else make()
+
+
 def transposed_mean(separate_fn, mixture: np.ndarray, speeds) -> np.ndarray:
     """The whole-song form of :class:`TransposedSeparator` (the time-domain models' path):
     mixture (C, N) -> the mean over ``speeds`` of ``separate_fn`` ((C, n) -> (S, C, n)) on the
@@ -545,17 +551,18 @@ def separate_array(model, stft, mixture: np.ndarray, device="cpu", chunk_frames=
     The defaults are the raw model (no post-processing, no transposition), as training's
     validation scores it; ``semitones`` N averages over the song transposed by -N..N semitones
     (:class:`TransposedSeparator`)."""
-    speeds = transposition_speeds(semitones)
     if getattr(model, "domain", None) == "time":
-        return transposed_mean(lambda x: separate_time_domain(model, x, device), mixture, speeds) \
-            if semitones else separate_time_domain(model, mixture, device)
+        if not semitones:
+            return separate_time_domain(model, mixture, device)
+        return transposed_mean(lambda x: separate_time_domain(model, x, device), mixture,
+                               transposition_speeds(semitones))
     if mixture.shape[1] < stft.n_fft:
         raise UserError(f"audio too short: {mixture.shape[1]} samples < one STFT frame ({stft.n_fft})")
 
     def make():
         return StreamSeparator(model, stft, device, chunk_frames, wiener=wiener, mask_power=mask_power)
 
-    sep = TransposedSeparator(make, speeds) if semitones else make()
+    sep = transposing(make, semitones)
     parts = [sep.push(mixture), sep.finish()]
     return np.concatenate([p for p in parts if p.shape[-1]], -1)
 
@@ -803,7 +810,7 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
         return StreamSeparator(model, stft, device, chunk_frames, input_rate=sr, model_rate=model_sr,
                                high_band=high_band, wiener=wiener, mask_power=mask_power)
 
-    sep = TransposedSeparator(make, transposition_speeds(semitones)) if semitones else make()
+    sep = transposing(make, semitones)
     if n_total < sep.n_fft:
         raise UserError(f"{path}: too short ({n_total / sr:.3f} s; one STFT frame is "
                         f"{stft.n_fft / model_sr:.3f} s)")

@@ -60,7 +60,7 @@ def separate_vocals(model, stft, model_sr, mixture, sr, setting, semitones=0):
         return separate.StreamSeparator(model, stft, input_rate=sr, model_rate=model_sr, high_band=rule,
                                         wiener=wiener, mask_power=power)
 
-    sep = separate.TransposedSeparator(make, separate.transposition_speeds(semitones)) if semitones else make()
+    sep = separate.transposing(make, semitones)
     parts = [sep.push(mixture), sep.finish()]
     return np.concatenate([p for p in parts if p.shape[-1]], -1)[0]
 

@@ -20,7 +20,6 @@ Skips cleanly when the data folder is absent.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import Data  # noqa: E402
 import bss_eval  # noqa: E402
+import evaluate_sdr  # noqa: E402
 import separate  # noqa: E402
 import util  # noqa: E402
 
@@ -74,10 +74,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     speeds = sorted(set(args.speeds or default_speeds()))
     model, stft, sr, _ = util.load_model(args.model)
-    tracks = [t for t in Data.find_tracks(args.data, args.split)
-              if any(fnmatch.fnmatchcase(t.name, pat) for pat in args.tracks)]
-    if not tracks:
-        raise util.UserError(f"{args.data}: no track of the {args.split} split matches {' '.join(args.tracks)}")
+    tracks = evaluate_sdr.select_tracks(args.data, args.split, args.tracks)
     cache = Data.AudioCache(sr, args.cache_dir)
     t0 = time.time()
     nsdr = np.zeros((len(tracks), len(speeds)))
