@@ -10,10 +10,15 @@ hundredth from 0.90 to 1.10 and the whole semitones 2^(k/12) in it: a model that
 the partials of music in standard tuning fall scores higher at whole semitones than a quarter-tone
 off them (the forty-eighth session's finding, which chose ``--semitones``).
 
+With ``--move vocals`` (or ``accompaniment``) only that stem is played at each speed, the other
+kept as it is, and the separation of that new mixture is scored against the moved stems as they
+are: does the model depend on the voice being in tune with the grid, or on the accompaniment?
+
     python bench/bench_tuning.py --model models/savedModel_RNN_best.pt --data ../shared/data/mir1k/train \\
         --tracks 'amy_1_*' 'amy_8_*'
     python bench/bench_tuning.py --model models/drnn.pt --data ../shared/data/mir1k/train \\
         --tracks 'amy_1_*' --speeds 0.97 1 1.03 --out runs/tuning.json
+    python bench/bench_tuning.py --model models/savedModel_RNN_best.pt --move vocals --speeds 0.97 1 1.03
 
 Skips cleanly when the data folder is absent.
 """
@@ -50,6 +55,16 @@ def vocals_at_speed(model, stft, mixture: np.ndarray, speed: float) -> np.ndarra
     return est[list(model.sources).index("vocals"), 0]
 
 
+def moved_sources(sources: np.ndarray, move: str, speed: float) -> np.ndarray:
+    """sources (2, N) as (vocals, accompaniment) -> the same with the ``move`` stem played ``speed``
+    times faster (:func:`Data.varispeed`, cropped or zero-padded to N)."""
+    out = sources.copy()
+    if speed != 1.0:
+        i, n = Data.SOURCES.index(move), sources.shape[1]
+        out[i] = Data.fit_length(Data.varispeed(sources[i], int(round(n / speed)), speed), n)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="checkpoint (any spectrogram or time-domain model)")
@@ -60,6 +75,9 @@ def main(argv=None):
                    help="tracks to score, glob patterns (default the shipped models' validation songs)")
     p.add_argument("--speeds", nargs="+", type=util.float_range(0.5, 2.0), default=None,
                    help="playback speeds, 0.5..2 (default 0.90..1.10 by 0.01 and the whole semitones)")
+    p.add_argument("--move", choices=["song", "vocals", "accompaniment"], default="song",
+                   help="what is played at each speed: the whole song (default; the estimate is played "
+                        "back) or one stem, the other kept as it is")
     p.add_argument("--threads", type=util.threads_count, default=1, help="torch threads (default 1)")
     p.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE,
                    help="decoded-audio cache (default .cache/audio)")
@@ -81,16 +99,22 @@ def main(argv=None):
     lengths = np.zeros(len(tracks))
     for i, track in enumerate(tracks):
         sources = np.stack([cache.source(track, s) for s in Data.SOURCES]).astype(np.float32)
-        mixture = sources.sum(0)
-        refs = sources.astype(np.float64)
-        base = bss_eval.evaluate(refs, np.stack([mixture, mixture]).astype(np.float64))[0][0]
-        lengths[i] = mixture.shape[0]
+        lengths[i] = sources.shape[1]
         for j, speed in enumerate(speeds):
-            vocals = vocals_at_speed(model, stft, mixture, speed)
+            if args.move != "song":
+                sources_j = moved_sources(sources, args.move, speed)
+                mixture = sources_j.sum(0)
+                vocals = vocals_at_speed(model, stft, mixture, 1.0)
+            else:
+                sources_j, mixture = sources, sources.sum(0)
+                vocals = vocals_at_speed(model, stft, mixture, speed)
+            refs = sources_j.astype(np.float64)
+            base = bss_eval.evaluate(refs, np.stack([mixture, mixture]).astype(np.float64))[0][0]
             sdr = bss_eval.evaluate(refs, np.stack([vocals, mixture - vocals]).astype(np.float64))[0][0]
             nsdr[i, j] = sdr - base
     gnsdr = nsdr.T @ lengths / lengths.sum()
-    print(f"{args.model}: vocals GNSDR (dB) of {len(tracks)} clips played at each speed, "
+    what = "clips" if args.move == "song" else f"clips with the {args.move}"
+    print(f"{args.model}: vocals GNSDR (dB) of {len(tracks)} {what} played at each speed, "
           f"BSS Eval v3 at {sr} Hz; {time.time() - t0:.0f} s")
     print(f"{'speed':>8s} {'semitones':>10s} {'GNSDR':>7s}")
     for speed, g in zip(speeds, gnsdr):
@@ -99,7 +123,7 @@ def main(argv=None):
         util.write_json(args.out, {
             "command": "python bench/bench_tuning.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "metric": "vocals GNSDR (length-weighted SDR - SDR(mixture)), BSS Eval v3, model rate",
-            "model": str(args.model), "data": str(args.data), "tracks": [t.name for t in tracks],
+            "model": str(args.model), "move": args.move, "data": str(args.data), "tracks": [t.name for t in tracks],
             "speeds": speeds, "gnsdr": [float(g) for g in gnsdr]})
     return 0
 

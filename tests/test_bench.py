@@ -114,3 +114,27 @@ def test_bench_tuning_scores_each_speed(tmp_path, mir1k):
     assert np.isfinite(result["gnsdr"]).all() and result["gnsdr"][0] != result["gnsdr"][1]
     with pytest.raises(util.UserError, match="exists"):
         bench_tuning.main(["--model", str(tmp_path / "ff.pt"), "--data", str(mir1k), "--out", str(out)])
+
+
+def test_bench_tuning_moves_one_stem(tmp_path, mir1k):
+    """--move vocals plays only the vocals at each speed: the accompaniment stays sample for sample,
+    the vocals become the varispeed of the original; speed 1 is the raw model's score as with the song."""
+    import bench_tuning
+    import Data
+    src = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
+    moved = bench_tuning.moved_sources(src, "vocals", 1.05)
+    assert moved.shape == src.shape and np.array_equal(moved[1], src[1])
+    assert np.allclose(moved[0], Data.fit_length(Data.varispeed(src[0], round(8000 / 1.05), 1.05), 8000))
+    assert np.array_equal(bench_tuning.moved_sources(src, "accompaniment", 1.0), src)
+    stft = util.make_stft(256, 64)
+    frame_model(tmp_path / "ff.pt", 0, stft)
+    runs = {}
+    for move in ("song", "vocals", "accompaniment"):
+        out = tmp_path / f"{move}.json"
+        assert bench_tuning.main(["--model", str(tmp_path / "ff.pt"), "--data", str(mir1k), "--tracks", "amy_1_*",
+                                  "--speeds", "1", "0.95", "--move", move, "--out", str(out),
+                                  "--cache-dir", str(tmp_path / "cache")]) == 0
+        runs[move] = json.loads(out.read_text())
+        assert runs[move]["move"] == move
+    assert runs["vocals"]["gnsdr"][1] == pytest.approx(runs["song"]["gnsdr"][1], abs=1e-9)
+    assert len({runs[m]["gnsdr"][0] for m in runs}) == 3
