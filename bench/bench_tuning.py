@@ -101,7 +101,7 @@ def main(argv=None):
         sources = np.stack([cache.source(track, s) for s in Data.SOURCES]).astype(np.float32)
         lengths[i] = sources.shape[1]
         for j, speed in enumerate(speeds):
-            if args.move != "song":
+            if args.move != "song":             # a new song: its own stems and mixture baseline
                 sources_j = moved_sources(sources, args.move, speed)
                 mixture = sources_j.sum(0)
                 vocals = vocals_at_speed(model, stft, mixture, 1.0)
@@ -109,7 +109,8 @@ def main(argv=None):
                 sources_j, mixture = sources, sources.sum(0)
                 vocals = vocals_at_speed(model, stft, mixture, speed)
             refs = sources_j.astype(np.float64)
-            base = bss_eval.evaluate(refs, np.stack([mixture, mixture]).astype(np.float64))[0][0]
+            if args.move != "song" or j == 0:
+                base = bss_eval.evaluate(refs, np.stack([mixture, mixture]).astype(np.float64))[0][0]
             sdr = bss_eval.evaluate(refs, np.stack([vocals, mixture - vocals]).astype(np.float64))[0][0]
             nsdr[i, j] = sdr - base
     gnsdr = nsdr.T @ lengths / lengths.sum()
