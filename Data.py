@@ -437,10 +437,10 @@ def random_reverb(audio: np.ndarray, rng: random.Random, sample_rate: int) -> np
 
 
 def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
-    """(samples,) cropped or zero-padded to (n,)."""
-    if len(audio) >= n:
-        return audio[:n]
-    return np.pad(audio, (0, n - len(audio)))
+    """(..., samples) cropped, or zero-padded at the end, to (..., n)."""
+    if audio.shape[-1] >= n:
+        return audio[..., :n]
+    return np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, n - audio.shape[-1])])
 
 
 class SeparationDataset(torch.utils.data.Dataset):

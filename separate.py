@@ -33,6 +33,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+import Data
 import Model
 import util
 from util import UserError
@@ -438,16 +439,15 @@ def transposition_speeds(semitones: int) -> list[float]:
     return [2.0 ** (k / 12) for k in range(-int(semitones), int(semitones) + 1)]
 
 
-def _fit_last(x: np.ndarray, n: int) -> np.ndarray:
-    """(..., m) -> (..., n): cut, or pad with zeros, at the end."""
-    if x.shape[-1] >= n:
-        return x[..., :n]
-    return np.concatenate([x, np.zeros((*x.shape[:-1], n - x.shape[-1]), x.dtype)], -1)
-
-
 def _play(stream, audio: np.ndarray, last: bool) -> np.ndarray:
     """(channels, n) through a soxr resampler stream -> (channels, n')."""
     return np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(audio.T), last=last).T)
+
+
+def _play_stems(stream, est: np.ndarray, last: bool) -> np.ndarray:
+    """(S, C, n) estimates through a resampler stream of S*C channels -> (S, C, n')."""
+    s, c, m = est.shape
+    return _play(stream, est.reshape(s * c, m), last).reshape(s, c, -1)
 
 
 def _speed_stream(speed: float, channels: int):
@@ -491,10 +491,9 @@ class TransposedSeparator:
             return
         est = np.concatenate(parts, -1)                                 # (S, C, m)
         if r != 1.0:
-            s, c, m = est.shape
             if self.up[i] is None:
-                self.up[i] = _speed_stream(1.0 / r, s * c)
-            est = _play(self.up[i], est.reshape(s * c, m), last).reshape(s, c, -1)
+                self.up[i] = _speed_stream(1.0 / r, est.shape[0] * est.shape[1])
+            est = _play_stems(self.up[i], est, last)
         if est.shape[-1]:
             self.ready[i].append(est)
 
@@ -504,7 +503,7 @@ class TransposedSeparator:
         k = self.n_in - self.n_out if last else min(o.shape[-1] for o in outs)
         for r, o in zip(self.ready, outs):
             r[:] = [o[..., k:]] if o.shape[-1] > k else []
-        mean = np.mean([_fit_last(o, k) for o in outs], 0, dtype=np.float32)
+        mean = np.mean([Data.fit_length(o, k) for o in outs], 0, dtype=np.float32)
         self.n_out += k
         return mean
 
@@ -539,9 +538,8 @@ def transposed_mean(separate_fn, mixture: np.ndarray, speeds) -> np.ndarray:
             est = separate_fn(mixture)
         else:
             est = separate_fn(_play(_speed_stream(r, mixture.shape[0]), mixture, last=True))
-            s, c, m = est.shape
-            est = _play(_speed_stream(1.0 / r, s * c), est.reshape(s * c, m), last=True).reshape(s, c, -1)
-        total = total + _fit_last(est, n)
+            est = _play_stems(_speed_stream(1.0 / r, est.shape[0] * est.shape[1]), est, last=True)
+        total = total + Data.fit_length(est, n)
     return (total / len(speeds)).astype(np.float32)
 
 

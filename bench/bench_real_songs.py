@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import Data  # noqa: E402
 import bss_eval  # noqa: E402
 import separate  # noqa: E402
 import util  # noqa: E402
@@ -51,7 +52,7 @@ def separate_vocals(model, stft, model_sr, mixture, sr, setting, semitones=0):
         x = util.resample(mixture, sr, model_sr)
         est = separate.separate_array(model, stft, x, semitones=semitones)[0]
         est = util.resample(est, model_sr, sr)
-        return np.pad(est, ((0, 0), (0, max(0, mixture.shape[1] - est.shape[1]))))[:, :mixture.shape[1]]
+        return Data.fit_length(est, mixture.shape[1])
     rule = "zero" if setting == "zero" else "top-mean"
     wiener = int(setting[-1]) if setting.startswith("wiener") else 0
     power = float(setting[len("power"):]) if setting.startswith("power") else 1.0
