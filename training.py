@@ -148,6 +148,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                         "mixture stays the same). Validation stays against the true stems (default: no teacher)")
     g.add_argument("--teacher-weight", type=util.probability, default=0.5, metavar="W",
                    help="share of the teacher's estimate in the training targets, 0..1 (default 0.5)")
+    g.add_argument("--teacher-semitones", type=util.nonneg_int, default=0, metavar="N",
+                   help="the teacher's estimates averaged over each training mixture transposed by -N..N whole "
+                        "semitones, as separate.py --semitones N does for a song (default 0: the mixture as it is)")
     g.add_argument("--patience", type=util.nonneg_int, default=0,
                    help="stop after this many epochs without validation improvement (0: never; default 0)")
     g.add_argument("--seed", type=util.nonneg_int, default=42, help="seed for torch, numpy and random (default 42)")
@@ -399,9 +402,11 @@ class Teacher:
     dataset's order, it returns stems that still sum to the same mixture: each stem but the last is
     ``(1 - weight) x`` the true one ``+ weight x`` the teacher's estimate (its masks on the mixture's
     magnitude, with the mixture's phase, resynthesised by its own STFT), the last the mixture minus
-    them. Only this project's checkpoints load (:func:`util.load_model`)."""
+    them. With ``semitones`` N the estimates are the mean over the mixture played 2^(k/12) times
+    faster, k = -N..N, each played back (:func:`separate.transposed_mean`, the batch as channels).
+    Only this project's checkpoints load (:func:`util.load_model`)."""
 
-    def __init__(self, path: str, weight: float, stems: tuple, sample_rate: int, device):
+    def __init__(self, path: str, weight: float, stems: tuple, sample_rate: int, device, semitones: int = 0):
         model, self.stft, rate, _ = util.load_model(path, device)
         if getattr(model, "domain", "spectrogram") != "spectrogram":
             raise UserError(f"{path}: --teacher takes a mask model (this one predicts waveforms)")
@@ -417,12 +422,25 @@ class Teacher:
             p.requires_grad_(False)
         self.weight = weight
         self.order = [list(model.sources).index(s) for s in stems[:-1]]
+        self.semitones = semitones
+
+    def _estimate(self, mix: torch.Tensor) -> torch.Tensor:
+        spec = self.stft.stft(mix)                                               # (B, F, T)
+        return masked_sources(self.model, spec.abs().transpose(-1, -2), spec, self.stft, mix.shape[-1])
 
     @torch.no_grad()
     def __call__(self, stems: torch.Tensor) -> torch.Tensor:
         mix = stems.sum(1)
-        spec = self.stft.stft(mix)                                               # (B, F, T)
-        estimate = masked_sources(self.model, spec.abs().transpose(-1, -2), spec, self.stft, mix.shape[-1])
+        if not self.semitones:
+            estimate = self._estimate(mix)                                       # (B, S', n)
+        else:
+            import separate
+
+            def run(x: np.ndarray) -> np.ndarray:                                # (B, n') -> (S', B, n')
+                return self._estimate(torch.from_numpy(x).to(mix.device)).transpose(0, 1).cpu().numpy()
+
+            mean = separate.transposed_mean(run, mix.cpu().numpy(), separate.transposition_speeds(self.semitones))
+            estimate = torch.from_numpy(mean).transpose(0, 1).to(mix.device)
         head = (1 - self.weight) * stems[:, :-1] + self.weight * estimate[:, self.order]
         return torch.cat([head, (mix - head.sum(1)).unsqueeze(1)], 1)
 
@@ -467,8 +485,10 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     compute_loss = compute_loss or functools.partial(mask_loss, loss_fn=Model.LOSSES[args.loss])
     # (a script that passes compute_loss may define losses of its own, e.g. the Wave-U-Net's sdr)
 
-    teacher = Teacher(args.teacher, args.teacher_weight, all_sources, args.sample_rate, device) \
-        if args.teacher else None                          # before the data: a bad teacher fails at once
+    if args.teacher_semitones and not args.teacher:
+        raise UserError("--teacher-semitones: it averages a teacher's estimates; give the teacher with --teacher")
+    teacher = Teacher(args.teacher, args.teacher_weight, all_sources, args.sample_rate, device,
+                      args.teacher_semitones) if args.teacher else None   # before the data: a bad teacher fails at once
     data_root, train_set, valid_set = prepare_data(args, all_sources)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -629,6 +629,31 @@ def test_teacher_blends_the_targets_and_keeps_the_mixture(tmp_path):
     assert not any(p.requires_grad for p in teacher.model.parameters())
 
 
+def test_teacher_semitones_average_like_separation(tmp_path):
+    """--teacher-semitones N: the teacher's estimate of each training mixture is what separation's
+    --semitones N gives for that mixture as a song (the batch rides through the resamplers as
+    channels), which is not the plain estimate; the targets still sum to the mixture."""
+    torch.manual_seed(0)
+    stft = util.make_stft(256, 64)
+    net = Model.FrameMaskNet(129, (32, 16), 8, dropout=0.0)
+    util.save_checkpoint(tmp_path / "t.pt", net, stft, 8000)
+    stems = torch.randn(3, 2, 6000) * torch.tensor([1.0, 0.3]).view(1, 2, 1)
+    out = training.Teacher(str(tmp_path / "t.pt"), 1.0, ("vocals", "accompaniment"), 8000, "cpu", semitones=1)(stems)
+    plain = training.Teacher(str(tmp_path / "t.pt"), 1.0, ("vocals", "accompaniment"), 8000, "cpu")(stems)
+    mix = stems.sum(1)
+    assert torch.allclose(out.sum(1), mix, atol=1e-5)
+    for b in range(3):
+        want = separate.separate_array(net.eval(), stft, mix[b:b + 1].numpy(), semitones=1)[0, 0]
+        assert np.abs(out[b, 0].numpy() - want).max() < 1e-4 * np.abs(want).max()
+        assert not torch.allclose(out[b, 0], plain[b, 0], atol=1e-2)
+
+
+def test_teacher_semitones_need_a_teacher(demo, tmp_path):
+    with pytest.raises(UserError, match="--teacher-semitones: .*give the teacher with --teacher"):
+        train_feedforward.main(tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--teacher-semitones", "2"))
+    assert not (tmp_path / "run").exists()
+
+
 def test_teacher_refusals_name_the_problem(tmp_path):
     import Model_WaveUNet
     stft = util.make_stft(256, 64)
