@@ -138,7 +138,8 @@ class EvalSettings:
     ensemble_mean: str | None = None   # --ensemble-mean: how ensembles combine masks (None: the default)
     shifts: int | None = None     # --shifts: U-Net/CNN/hourglass masks averaged over this many offsets (None:
                                   # each model's default_shifts)
-    semitones: int = 0            # --semitones: estimates averaged over the song transposed by -N..N semitones
+    semitones: int | None = 0     # --semitones: estimates averaged over the song transposed by -N..N semitones
+                                  # (None: each model's default, separate.model_semitones)
 
 
 class _Worker:
@@ -167,6 +168,14 @@ def _init_worker(settings: EvalSettings, pool_worker: bool = False):
     _worker = _Worker(settings)
 
 
+def used_semitones(meta: dict) -> dict:
+    """{system: the --semitones N it was separated with} from a results file's meta: each system's own
+    entry, else the run's single value (0 in results from before --semitones: the raw models)."""
+    run = meta.get("semitones", 0)
+    return {name: info.get("semitones", run if isinstance(run, int) else 0)
+            for name, info in meta.get("systems", {}).items()}
+
+
 def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracles, mask_power=1.0, semitones=0):
     """sources (2, N) vocals/accompaniment at ``sr`` -> (estimates, stems): estimates
     {system: ((2, N) vocals/accompaniment estimate, seconds)}; stems {system: (4, N) estimates of
@@ -177,7 +186,8 @@ def estimates_for_track(sources: np.ndarray, sr: int, models, oracle_stft, oracl
     for name, model, stft, model_sr in models:
         t0 = time.perf_counter()
         x = util.resample(mixture, sr, model_sr)
-        est = separate.separate_array(model, stft, x, mask_power=mask_power, semitones=semitones)   # (S, 1, N')
+        est = separate.separate_array(model, stft, x, mask_power=mask_power,
+                                      semitones=separate.model_semitones(model, semitones))    # (S, 1, N')
         vocals = util.resample(est[list(model.sources).index("vocals")], model_sr, sr)[0]
         vocals = Data.fit_length(vocals, mixture.shape[1])
         out[name] = (np.stack([vocals, mixture[0] - vocals]), time.perf_counter() - t0)
@@ -340,7 +350,7 @@ def evaluate(args) -> dict:
                          "parameters": Model.count_parameters(model),
                          "sample_rate": sr, "stft": ckpt["stft"],
                          "train_seconds": util.train_seconds(ckpt),
-                         "epoch": ckpt.get("epoch")}
+                         "epoch": ckpt.get("epoch"), "semitones": separate.model_semitones(model, args.semitones)}
         Model.set_shifts(model, args.shifts)
         if Model.shifts_of(model) is not None:
             systems[name]["shifts"] = Model.shifts_of(model)
@@ -395,8 +405,8 @@ def evaluate(args) -> dict:
     meta = {"data": str(data), "split": args.split, "track_patterns": args.tracks, "tracks": len(tracks) - len(skipped),
             "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
-            "mask_power": args.mask_power, "semitones": args.semitones,
-            **separate.requested_settings(settings.shifts, args.ensemble_mean),
+            "mask_power": args.mask_power,
+            **separate.requested_settings(settings.shifts, args.ensemble_mean, args.semitones),
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
     media = {res["track"]: res["media"] for res in results if "media" in res}
@@ -461,9 +471,11 @@ def main(argv=None):
         diffs = compare_summaries(result["summary"], committed["summary"])
         print(f"\n{args.compare}: " + ("same numbers (every system, source and metric within 0.01 dB)"
                                       if not diffs else f"{len(diffs)} difference(s):\n  " + "\n  ".join(diffs)))
-        then = committed.get("meta", {}).get("semitones", 0)     # results from before --semitones: the raw models
-        if diffs and then != args.semitones:
-            print(f"note: the committed results were made with --semitones {then}, this run with {args.semitones}")
+        then, now = used_semitones(committed.get("meta", {})), used_semitones(result["meta"])
+        changed = {name: (then[name], n) for name, n in now.items() if name in then and then[name] != n}
+        if diffs and changed:
+            print("note: --semitones differs from the committed results' for "
+                  + ", ".join(f"{name} ({a} then, {b} now)" for name, (a, b) in changed.items()))
         return 1 if diffs else 0
     return 0
 

@@ -15,9 +15,9 @@ The frame layout is exactly that of ``util.STFT`` (centred frames), so for a fra
 the streamed output equals whole-file processing to float precision. A causal recurrent model
 carries its state from chunk to chunk (again equal to whole-file processing); a bidirectional
 one runs on overlapping windows whose masks are cross-faded. Time-domain models (Wave-U-Net)
-are run on the whole file at the model rate and resampled back. With --semitones N (default 2)
-all of this runs 2N+1 times, on the song transposed by -N..N whole semitones (a streaming
-resampler there and back), and the estimates are averaged.
+are run on the whole file at the model rate and resampled back. With --semitones N (default 2, 4
+for the RNN and the DRNN) all of this runs 2N+1 times, on the song transposed by -N..N whole
+semitones (a streaming resampler there and back), and the estimates are averaged.
 """
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ DEFAULT_ENSEMBLE_MEAN = Model.MaskEnsemble.DEFAULT_MEAN
 # the tuning. 2 was chosen on validation, on a voice the models never heard and on the produced
 # excerpts (README "Post-processing"; forty-eighth session of report/history.md): it raised every
 # model but the frame model on validation (the RNN 11.55 -> 11.92 dB) and every model's median on
-# the excerpts, at up to 5x the separation time.
+# the excerpts, at up to 5x the separation time. A model class may set its own (``default_semitones``,
+# :func:`model_semitones`): the RNN and the DRNN take 4 (fiftieth session: on a new voice three bench
+# RNNs gained 0.25-0.29 dB over 2, and both models' excerpt medians rose; level on validation).
 DEFAULT_SEMITONES = 2
 
 
@@ -522,6 +524,17 @@ class TransposedSeparator:
         return self._emit(last=True)
 
 
+def model_semitones(model, requested=None) -> int:
+    """The ``--semitones`` N for ``model``: ``requested`` if given, else the model class's own
+    ``default_semitones`` (an ONNX export: its exported class's), else :data:`DEFAULT_SEMITONES`
+    (ensembles and every class without one)."""
+    if requested is not None:
+        return int(requested)
+    if isinstance(getattr(model, "model_class", None), str):
+        model = util.model_class(model.model_class)
+    return int(getattr(model, "default_semitones", DEFAULT_SEMITONES))
+
+
 def transposing(make, semitones: int):
     """``make()`` (a :class:`StreamSeparator`), or with ``semitones`` N > 0 a :class:`TransposedSeparator`
     of ``make()``s over the song transposed by -N..N semitones: what ``--semitones`` asks for."""
@@ -891,14 +904,16 @@ def add_mask_power_arg(parser):
 
 def add_semitones_arg(parser):
     """``--semitones``, shared by separate.py, evaluate_sdr.py and the real-songs bench."""
-    parser.add_argument("--semitones", type=util.int_range(0, 6), default=DEFAULT_SEMITONES,
+    parser.add_argument("--semitones", type=util.int_range(0, 6), default=None,
                         help="test-time transposition, 0..6: also separate the song transposed by 1..N whole "
                              "semitones up and down (played faster or slower: pitch and tempo together), play "
                              "each estimate back at the original speed and average the 2N+1 of them (N costs "
                              "up to 2N+1 x the separation time; 0 = off, the raw model). Measured (README "
                              "'Post-processing'): 2 raised the vocals SDR of every model but the frame model on "
-                             "MIR-1K's validation clips, on a singer the models never heard and on produced songs "
-                             "(default %(default)s)")
+                             "MIR-1K's validation clips, on a singer the models never heard and on produced "
+                             "songs; 4 raised the RNN's and the DRNN's further on the new singer and the songs "
+                             f"(default: the model's own, 4 for the RNN and the DRNN, {DEFAULT_SEMITONES} for the "
+                             "others and for ensembles)")
 
 
 def add_shifts_arg(parser):
@@ -935,11 +950,13 @@ def apply_ensemble_mean(model, mean: str | None) -> str | None:
     return model.mean
 
 
-def requested_settings(shifts: int | None, ensemble_mean: str | None) -> dict:
-    """``--ensemble-mean`` and ``--shifts`` as a run asked for them, the way evaluate_sdr.py's and the
-    real-songs bench's JSON record them (what each model then used is in their ``systems``)."""
-    return {"ensemble_mean": ensemble_mean or DEFAULT_ENSEMBLE_MEAN,
-            "shifts": "each model's default (systems)" if shifts is None else shifts}
+def requested_settings(shifts: int | None, ensemble_mean: str | None, semitones: int | None) -> dict:
+    """``--ensemble-mean``, ``--shifts`` and ``--semitones`` as a run asked for them, the way
+    evaluate_sdr.py's and the real-songs bench's JSON record them (what each model then used is in
+    their ``systems``)."""
+    own = "each model's default (systems)"
+    return {"ensemble_mean": ensemble_mean or DEFAULT_ENSEMBLE_MEAN, "shifts": own if shifts is None else shifts,
+            "semitones": own if semitones is None else semitones}
 
 
 def apply_shifts(model, shifts: int | None) -> int | list[int] | None:
@@ -1004,7 +1021,8 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
             remove_stale_temps(out_dir, stems, args.format)
             separate_file(model, stft, model_sr, path, out_dir, args.format, subtype, device,
                           args.block_seconds, progress=not args.quiet, high_band=args.high_band,
-                          wiener=args.wiener, mask_power=args.mask_power, semitones=args.semitones)
+                          wiener=args.wiener, mask_power=args.mask_power,
+                          semitones=model_semitones(model, args.semitones))
             seconds += info.duration
             ok += 1
             if not args.quiet:

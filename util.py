@@ -469,6 +469,12 @@ def ensemble_parts(path) -> list[Path] | None:
     return [Path(p) for p in parts]
 
 
+def checkpoint_label(path) -> str:
+    """How the real-songs bench names a checkpoint in its results: the file name, or an ensemble's
+    :func:`checkpoint_name` (``unet+RNN``)."""
+    return checkpoint_name(path) if ensemble_parts(path) else Path(path).name
+
+
 def checkpoint_name(path) -> str:
     """A checkpoint's short name, for row names, history files and output folders:
     ``savedModel_RNN_best.pt`` -> ``RNN``, ``models/unet.pt`` -> ``unet``,

@@ -97,15 +97,16 @@ def main(argv=None):
     tracks = sorted(d for d in args.data.iterdir() if (d / "vocals.wav").exists())
     rows = []
     t0 = time.time()
-    label = {p: util.checkpoint_name(p) if util.ensemble_parts(p) else p.name for p in args.model}
+    label = {p: util.checkpoint_label(p) for p in args.model}
     if len(set(label.values())) < len(label):          # two files of one name: their paths tell them apart
         label = {p: str(p) for p in args.model}
     systems = {}                                       # the settings each model was run with
     for path in args.model:
         model, stft, model_sr, _ = util.load_model(path)
+        semitones = separate.model_semitones(model, args.semitones)
         systems[label[path]] = {"shifts": separate.apply_shifts(model, args.shifts),
                                 "ensemble_mean": separate.apply_ensemble_mean(model, args.ensemble_mean),
-                                "semitones": args.semitones}
+                                "semitones": semitones}
         for d in tracks:
             mixture, sr = util.load_audio(d / "mixture.wav")
             vocals, _ = util.load_audio(d / "vocals.wav")
@@ -114,7 +115,7 @@ def main(argv=None):
             row = {"model": label[path], "track": d.name, "rate": sr, "mixture": base}
             for setting in args.settings:
                 gain = 10 ** (-40 / 20) if setting.endswith("-40dB") else 1.0
-                est = separate_vocals(model, stft, model_sr, mixture * gain, sr, setting, args.semitones)
+                est = separate_vocals(model, stft, model_sr, mixture * gain, sr, setting, semitones)
                 row[setting] = score(vocals * gain, acc * gain, est, mixture * gain - est)["vocals_sdr"]
             rows.append(row)
     cols = ["mixture", *args.settings]
@@ -132,8 +133,8 @@ def main(argv=None):
         util.write_json(args.out / "results.json", {
             "command": "python bench/bench_real_songs.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "metric": "vocals SDR, BSS Eval v3 (bss_eval.py = mir_eval), whole excerpt, mono, input rate",
-            "data": str(args.data), **separate.requested_settings(args.shifts, args.ensemble_mean), "systems": systems,
-            "median": summary, "rows": rows})
+            "data": str(args.data), **separate.requested_settings(args.shifts, args.ensemble_mean, args.semitones),
+            "systems": systems, "median": summary, "rows": rows})
     return 0
 
 

@@ -488,6 +488,42 @@ def test_semitones_give_the_same_estimates_streamed_and_whole(tiny_ff):
     assert np.abs(streamed - plain).max() > 1e-3                      # the transposed pipes count
 
 
+def test_each_model_class_has_its_semitones_default():
+    """--semitones defaults to the model's own: 4 for the RNN and the DRNN (chosen on a new voice and
+    the produced excerpts), 2 for the other models and for ensembles; an N given always wins."""
+    import Model_DRNN
+    rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=8)
+    drnn = Model_DRNN.DRNN(129, hidden=16, layers=2, recurrent_layers=(1,))
+    ff = Model.FrameMaskNet(129, (32, 16), 8)
+    assert separate.model_semitones(rnn) == separate.model_semitones(drnn) == 4
+    assert separate.model_semitones(ff) == separate.DEFAULT_SEMITONES == 2
+    assert separate.model_semitones(Model.MaskEnsemble([ff, rnn])) == 2
+    assert separate.model_semitones(rnn, 0) == 0 and separate.model_semitones(ff, 3) == 3
+
+    class Export:                       # an ONNX export (onnx_export.OnnxMaskModel) names its class
+        model_class = "Model_RNN.RNNMaskNet"
+    assert separate.model_semitones(Export()) == 4
+
+
+def test_cli_separates_the_rnn_at_its_own_semitones(tmp_path):
+    """separate_RNN.py without --semitones writes what --semitones 4 writes, not what 2 does."""
+    import separate_RNN
+    torch.manual_seed(0)
+    path = tmp_path / "rnn.pt"
+    util.save_checkpoint(path, Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8), STFT, 8000)
+    song = tmp_path / "song.wav"
+    sf.write(song, tone(1.5, 8000, 220, channels=1), 8000)
+    voc = {}
+    for name, extra in (("default", []), ("4", ["--semitones", "4"]), ("2", ["--semitones", "2"])):
+        with pytest.raises(SystemExit) as e:
+            util.run_cli(separate_RNN.main, [str(song), "--model", str(path), "-o", str(tmp_path / name),
+                                             "--quiet", *extra])
+        assert e.value.code == 0
+        voc[name], _ = sf.read(tmp_path / name / "song" / "vocals.wav")
+    assert np.array_equal(voc["default"], voc["4"])
+    assert np.abs(voc["default"] - voc["2"]).max() > 1e-4
+
+
 def test_cli_semitones(tmp_path, ckpt):
     voc = _cli_vocals(tmp_path, ckpt, "--semitones", ("0", "2"), sr=22050)
     assert np.abs(voc["2"] - voc["0"]).max() > 1e-3

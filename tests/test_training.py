@@ -448,13 +448,15 @@ def test_train_separate_evaluate_end_to_end(demo, ff_run, tmp_path, capsys):
                        "--out", str(tmp_path / "st1"), "--cache-dir", str(tmp_path / "cache")])
     st1 = json.loads((tmp_path / "st1" / "summary.json").read_text())
     assert st1["meta"]["semitones"] == 1 and st1["meta"]["mask_power"] == 2
+    assert st1["meta"]["systems"]["ff"]["semitones"] == 1 and one["meta"]["systems"]["ff"]["semitones"] == 2
+    assert one["meta"]["semitones"] == "each model's default (systems)"
     assert st1["summary"]["ff"]["vocals"]["GNSDR"] != one["summary"]["ff"]["vocals"]["GNSDR"]
     capsys.readouterr()
     assert evaluate_sdr.main(["--model", str(ckpt), "--name", "ff", "--data", str(demo), "--jobs", "1", "--quiet",
                               "--tracks", song.parent.name, "--mask-power", "2", "--semitones", "0", "--oracle",
                               "--cache-dir", str(tmp_path / "cache"),
                               "--compare", str(tmp_path / "st1" / "summary.json")]) == 1
-    assert "made with --semitones 1, this run with 0" in capsys.readouterr().out
+    assert "--semitones differs from the committed results' for ff (1 then, 0 now)" in capsys.readouterr().out
     with pytest.raises(UserError, match="no track of the test split matches nothing-like-this"):
         evaluate_sdr.main(["--model", str(ckpt), "--data", str(demo), "--tracks", "nothing-like-this"])
 
