@@ -752,10 +752,10 @@ def mask_power_section(rep, table):
 def count_table(folder: str, valid_prefix: str, excerpts_prefix: str) -> dict:
     """{system: {N: (validation GNSDR, produced-excerpts median vocals SDR or None)}} for a lever with a
     count N, from results/<folder>/<valid_prefix><N>/summary.json (evaluate_sdr.py) and
-    <excerpts_prefix><N>/results.json (the bench), matched by the checkpoint's file name (the bench's
-    label for it) when the bench names any of the validation run's checkpoints, else by position (both
-    commands list the same checkpoints in the same order; the bench may stop early: the later systems
-    get None)."""
+    <excerpts_prefix><N>/results.json (the bench; and results_*.json, other bench runs at that N), matched
+    by the checkpoint's file name (the bench's label for it) when the bench names any of the validation
+    run's checkpoints, else by position (both commands list the same checkpoints in the same order; the
+    bench may stop early: the later systems get None)."""
     table = {}
     found = {}
     for path in (RESULTS / folder).glob(f"{valid_prefix}*/summary.json"):
@@ -763,8 +763,9 @@ def count_table(folder: str, valid_prefix: str, excerpts_prefix: str) -> dict:
         if count.isdigit():
             found[int(count)] = path
     for n, path in sorted(found.items()):
-        excerpts = path.parent.parent / f"{excerpts_prefix}{n}" / "results.json"
-        medians = json.loads(excerpts.read_text())["median"] if excerpts.exists() else {}
+        medians = {}                                     # results.json, and results_*.json of other bench runs
+        for excerpts in sorted((path.parent.parent / f"{excerpts_prefix}{n}").glob("results*.json")):
+            medians.update(json.loads(excerpts.read_text())["median"])
         result = json.loads(path.read_text())
         summary, info = result["summary"], result["meta"].get("systems", {})
         systems = [k for k in summary if k != "mixture" and not k.startswith("oracle")]
