@@ -753,9 +753,8 @@ def count_table(folder: str, valid_prefix: str, excerpts_prefix: str) -> dict:
     """{system: {N: (validation GNSDR, produced-excerpts median vocals SDR or None)}} for a lever with a
     count N, from results/<folder>/<valid_prefix><N>/summary.json (evaluate_sdr.py) and
     <excerpts_prefix><N>/results.json (the bench; and results_*.json, other bench runs at that N), matched
-    by the checkpoint's file name (the bench's label for it) when the bench names any of the validation
-    run's checkpoints, else by position (both commands list the same checkpoints in the same order; the
-    bench may stop early: the later systems get None)."""
+    by checkpoint (:func:`util.checkpoint_label`, the bench's name for it); a system the bench did not run
+    gets None."""
     table = {}
     found = {}
     for path in (RESULTS / folder).glob(f"{valid_prefix}*/summary.json"):
@@ -769,14 +768,9 @@ def count_table(folder: str, valid_prefix: str, excerpts_prefix: str) -> dict:
         result = json.loads(path.read_text())
         summary, info = result["summary"], result["meta"].get("systems", {})
         systems = [k for k in summary if k != "mixture" and not k.startswith("oracle")]
-        files = {s: util.checkpoint_label(info[s]["checkpoint"]) if s in info else None for s in systems}
-        by_name = any(f in medians for f in files.values())
-        in_order = list(medians.values())
-        for i, system in enumerate(systems):
-            if by_name:
-                median = medians[files[system]]["top-mean"] if files[system] in medians else None
-            else:
-                median = in_order[i]["top-mean"] if i < len(in_order) else None
+        for system in systems:
+            label = util.checkpoint_label(info[system]["checkpoint"]) if system in info else None
+            median = medians[label]["top-mean"] if label in medians else None
             table.setdefault(system, {})[n] = (summary[system]["vocals"]["GNSDR"], median)
     return table
 
