@@ -91,6 +91,7 @@ def parse_args(argv=None):
     separate.add_ensemble_mean_arg(p)
     separate.add_shifts_arg(p)
     separate.add_semitones_arg(p)
+    separate.add_transposition_mean_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sources", nargs="*", choices=Data.FOUR_STEMS[1:], default=[],
                    help="also report these stems for models that output all four (vocals, drums, bass, "
@@ -140,6 +141,8 @@ class EvalSettings:
                                   # each model's default_shifts)
     semitones: int | None = 0     # --semitones: estimates averaged over the song transposed by -N..N semitones
                                   # (None: each model's default, separate.model_semitones)
+    transposition_mean: str | None = None   # --transposition-mean: how those estimates are combined (None: the
+                                            # default)
 
 
 class _Worker:
@@ -153,6 +156,8 @@ class _Worker:
             model, stft, sr, _ = util.load_model(path)
             Model.set_shifts(model, settings.shifts)
             Model.set_ensemble_mean(model, settings.ensemble_mean)
+            if getattr(model, "domain", None) != "time" and settings.transposition_mean:
+                model.transposition_mean = settings.transposition_mean
             self.models.append((name, model, stft, sr))
         self.oracle_stft = util.make_stft(**settings.oracle_stft)
         self.cache = Data.AudioCache(settings.sample_rate, settings.cache_dir)
@@ -356,6 +361,10 @@ def evaluate(args) -> dict:
             systems[name]["shifts"] = Model.shifts_of(model)
         if Model.set_ensemble_mean(model, args.ensemble_mean):
             systems[name]["ensemble_mean"] = model.mean
+        if systems[name]["semitones"]:
+            mean = separate.apply_transposition_mean(model, args.transposition_mean)
+            if mean:
+                systems[name]["transposition_mean"] = mean
         first = first or (stft, sr)
     model_names = list(systems)
     sample_rate = args.sample_rate or (first[1] if first else 16000)
@@ -368,7 +377,8 @@ def evaluate(args) -> dict:
                             framewise=args.framewise, extra=tuple(args.sources),
                             html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
                             mask_power=args.mask_power, ensemble_mean=args.ensemble_mean,
-                            shifts=args.shifts, semitones=args.semitones)
+                            shifts=args.shifts, semitones=args.semitones,
+                            transposition_mean=args.transposition_mean)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):
@@ -406,7 +416,8 @@ def evaluate(args) -> dict:
             "skipped": skipped, "sample_rate": sample_rate, "oracle_stft": oracle_stft.config(),
             "backend": args.backend, "framewise": args.framewise, "convention": convention,
             "mask_power": args.mask_power,
-            **separate.requested_settings(settings.shifts, args.ensemble_mean, args.semitones),
+            **separate.requested_settings(settings.shifts, args.ensemble_mean, args.semitones,
+                                          args.transposition_mean),
             "audio_seconds": audio_seconds, "wall_seconds": wall, "systems": systems,
             "speed_note": "separation speed measured single-threaded per worker, excluding decoding"}
     media = {res["track"]: res["media"] for res in results if "media" in res}

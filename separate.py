@@ -460,17 +460,66 @@ def _speed_stream(speed: float, channels: int):
     return soxr.ResampleStream(speed, 1.0, channels, dtype="float32", quality="HQ")
 
 
+# How --semitones combines its 2N+1 estimates (--transposition-mean): "geometric" masks the mixture by each
+# source's share of the geometric mean, over the estimates, of its magnitude spectrogram (GeometricCombiner);
+# "arithmetic" averages the estimates' waveforms sample by sample.
+TRANSPOSITION_MEANS = ("geometric", "arithmetic")
+DEFAULT_TRANSPOSITION_MEAN = "arithmetic"
+
+
+class GeometricCombiner(StreamSeparator):
+    """Streams K estimates of a song's sources into one, frame by frame: push ``(C + K*S1, n)`` blocks,
+    the mixture's C channels and then, for each estimate, the mono downmix of its S1 = S + 1 parts (the
+    model's S sources and the rest, the mixture minus them), all aligned; get ``(S, C, n')`` back. Each
+    frame's magnitudes are averaged in the log domain over the K estimates (G_j, the geometric mean the
+    ensembles use) and the mixture's channels are masked by G_j / sum G (the rest's share is dropped, as
+    a vocals-only model's rest is). ``stft`` is the separators' own (at the input rate), so the frames
+    are theirs. Output samples total the input length, as :class:`StreamSeparator`'s do."""
+
+    EPS = 1e-8                                          # the floor of the magnitudes under the log
+
+    def __init__(self, stft: util.STFT, channels: int, n_estimates: int, n_sources: int):
+        super().__init__(None, stft)
+        self.channels, self.k, self.n_parts = int(channels), int(n_estimates), int(n_sources) + 1
+
+    def _process(self, final):
+        outs = []
+        spec = self._frames()                                           # (C + K*S1, t, F)
+        if spec is not None:
+            c, t = self.channels, spec.shape[1]
+            logs = torch.log(spec[c:].abs() + self.EPS).reshape(self.k, self.n_parts, t, -1)
+            g = logs.mean(0).exp()                                      # (S1, t, F)
+            masks = g / g.sum(0, keepdim=True)
+            self.spec_queue.append(spec[:c])
+            self.mag_queue.append(spec.new_zeros(t, 0).real)            # no frequency map: not used
+            outs.append(self._synthesise(masks[:-1].transpose(0, 1)))   # (t, S, F)
+        if final:
+            outs.append(self._emit(final=True))
+        outs = [o for o in outs if o is not None and o.shape[-1]]
+        if not outs:
+            return np.zeros((self.n_parts - 1, self.channels, 0), np.float32)
+        return np.concatenate(outs, -1)
+
+
 class TransposedSeparator:
     """:class:`StreamSeparator`'s interface (push ``(C, n)`` blocks, get ``(S, C, n')`` back, then
     :meth:`finish`) for the mean of several separations of one song: for each of ``speeds`` the
     song is played that many times faster (2^(k/12) transposes it by k semitones; a streaming
     resampler, so memory stays bounded), separated by its own separator from ``make()``, and the
-    estimates are played back at the original speed and averaged sample by sample. Output samples
+    estimates are played back at the original speed and combined: averaged sample by sample
+    (``mean`` "arithmetic"), or their magnitude spectrograms averaged in the log domain and the mixture
+    masked by each source's share (``mean`` "geometric", :class:`GeometricCombiner`); ``mean`` None:
+    the model's (:func:`transposition_mean`). Output samples
     come out in order and total exactly the input length, as a single separator's do."""
 
-    def __init__(self, make, speeds):
+    def __init__(self, make, speeds, mean=None):
         self.speeds = [float(r) for r in speeds]
         self.seps = [make() for _ in self.speeds]
+        self.mean = mean or transposition_mean(self.seps[0].model)
+        if self.mean not in TRANSPOSITION_MEANS:
+            raise ValueError(f"transposition mean must be one of {TRANSPOSITION_MEANS}, not {self.mean!r}")
+        self.combiner = None                      # the GeometricCombiner, made when the channel count is known
+        self.mixture = []                         # geometric: input blocks not yet combined
         self.n_fft = self.seps[0].n_fft
         self.n_sources = len(self.seps[0].model.sources)
         self.down = [None] * len(self.speeds)     # resamplers, made when the channel count is known
@@ -505,15 +554,28 @@ class TransposedSeparator:
         k = self.n_in - self.n_out if last else min(o.shape[-1] for o in outs)
         for r, o in zip(self.ready, outs):
             r[:] = [o[..., k:]] if o.shape[-1] > k else []
-        mean = np.mean([Data.fit_length(o, k) for o in outs], 0, dtype=np.float32)
         self.n_out += k
-        return mean
+        ests = [Data.fit_length(o, k) for o in outs]
+        if self.mean == "arithmetic":
+            return np.mean(ests, 0, dtype=np.float32)
+        mix = np.concatenate(self.mixture, -1)
+        self.mixture = [mix[:, k:]]
+        mix = mix[:, :k]
+        mono = mix.mean(0)
+        parts = [np.concatenate([e.mean(1), (mono - e.sum((0, 1)) / self.channels)[None]]) for e in ests]
+        out = self.combiner.push(np.concatenate([mix, *parts]))
+        return np.concatenate([out, self.combiner.finish()], -1) if last else out
 
     def push(self, block: np.ndarray) -> np.ndarray:
         self.channels = self.channels or block.shape[0]
         self.n_in += block.shape[1]
+        block = np.asarray(block, np.float32)
+        if self.mean == "geometric":
+            if self.combiner is None:
+                self.combiner = GeometricCombiner(self.seps[0].stft, self.channels, len(self.seps), self.n_sources)
+            self.mixture.append(block)
         for i in range(len(self.seps)):
-            self._feed(i, np.asarray(block, np.float32), last=False)
+            self._feed(i, block, last=False)
         return self._emit(last=False)
 
     def finish(self) -> np.ndarray:
@@ -522,6 +584,28 @@ class TransposedSeparator:
         for i in range(len(self.seps)):
             self._feed(i, np.zeros((self.channels, 0), np.float32), last=True)
         return self._emit(last=True)
+
+
+def transposition_mean(model) -> str:
+    """How ``--semitones`` combines ``model``'s estimates: the one set by :func:`apply_transposition_mean`,
+    else :data:`DEFAULT_TRANSPOSITION_MEAN`."""
+    return getattr(model, "transposition_mean", None) or DEFAULT_TRANSPOSITION_MEAN
+
+
+def apply_transposition_mean(model, mean: str | None) -> str | None:
+    """Set ``--transposition-mean`` on ``model`` (None: keep the default); a note on stderr when the
+    user asked for it and the model is a time-domain one, whose estimates are always averaged as
+    waveforms. Returns the mean the model's transpositions use, None for a time-domain model."""
+    if getattr(model, "domain", None) == "time":
+        if mean is not None:
+            print(f"note: --transposition-mean has no effect on {util.class_name(model)}, a time-domain model "
+                  "(its transposed estimates are averaged as waveforms)", file=sys.stderr)
+        return None
+    if mean is not None:
+        if mean not in TRANSPOSITION_MEANS:
+            raise UserError(f"--transposition-mean must be one of {', '.join(TRANSPOSITION_MEANS)}, not {mean!r}")
+        model.transposition_mean = mean
+    return transposition_mean(model)
 
 
 def model_semitones(model, requested=None) -> int:
@@ -886,6 +970,7 @@ def build_parser(description, default_model):
     add_shifts_arg(p)
     add_ensemble_mean_arg(p)
     add_semitones_arg(p)
+    add_transposition_mean_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -914,6 +999,16 @@ def add_semitones_arg(parser):
                              "songs; 4 raised the RNN's and the DRNN's further on the new singer and the songs "
                              f"(default: the model's own, 4 for the RNN and the DRNN, {DEFAULT_SEMITONES} for the "
                              "others and for ensembles)")
+
+
+def add_transposition_mean_arg(parser):
+    """``--transposition-mean``, shared by separate.py, evaluate_sdr.py and the real-songs bench."""
+    parser.add_argument("--transposition-mean", choices=TRANSPOSITION_MEANS, default=None,
+                        help="how --semitones combines its 2N+1 estimates: geometric masks the song by each "
+                             "source's share of the geometric mean of their magnitude spectrograms (a bin "
+                             "counts as voice only where every transposition hears voice there), arithmetic "
+                             "averages their waveforms; a time-domain model (Wave-U-Net) always averages "
+                             f"waveforms (default {DEFAULT_TRANSPOSITION_MEAN})")
 
 
 def add_shifts_arg(parser):
@@ -950,13 +1045,15 @@ def apply_ensemble_mean(model, mean: str | None) -> str | None:
     return model.mean
 
 
-def requested_settings(shifts: int | None, ensemble_mean: str | None, semitones: int | None) -> dict:
-    """``--ensemble-mean``, ``--shifts`` and ``--semitones`` as a run asked for them, the way
-    evaluate_sdr.py's and the real-songs bench's JSON record them (what each model then used is in
-    their ``systems``)."""
+def requested_settings(shifts: int | None, ensemble_mean: str | None, semitones: int | None,
+                       transposition: str | None = None) -> dict:
+    """``--ensemble-mean``, ``--shifts``, ``--semitones`` and ``--transposition-mean`` as a run asked for
+    them, the way evaluate_sdr.py's and the real-songs bench's JSON record them (what each model then
+    used is in their ``systems``)."""
     own = "each model's default (systems)"
     return {"ensemble_mean": ensemble_mean or DEFAULT_ENSEMBLE_MEAN, "shifts": own if shifts is None else shifts,
-            "semitones": own if semitones is None else semitones}
+            "semitones": own if semitones is None else semitones,
+            "transposition_mean": transposition or DEFAULT_TRANSPOSITION_MEAN}
 
 
 def apply_shifts(model, shifts: int | None) -> int | list[int] | None:
@@ -1000,6 +1097,7 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
         print(f"note: --mask-power has no effect on {util.class_name(model)}, a time-domain model", file=sys.stderr)
     apply_shifts(model, args.shifts)
     apply_ensemble_mean(model, args.ensemble_mean)
+    apply_transposition_mean(model, args.transposition_mean)
     subtype = util.SUBTYPES[args.subtype]
     outdir = args.outdir if args.outdir is not None else Path("separated") / util.checkpoint_name(args.model)
     inputs = list({p.resolve(): p for p in expand_inputs(args.inputs, exclude=outdir)}.values())

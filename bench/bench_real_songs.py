@@ -86,6 +86,7 @@ def main(argv=None):
     separate.add_shifts_arg(p)
     separate.add_ensemble_mean_arg(p)
     separate.add_semitones_arg(p)
+    separate.add_transposition_mean_arg(p)
     args = p.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: {args.data} not found")
@@ -107,6 +108,9 @@ def main(argv=None):
         systems[label[path]] = {"shifts": separate.apply_shifts(model, args.shifts),
                                 "ensemble_mean": separate.apply_ensemble_mean(model, args.ensemble_mean),
                                 "semitones": semitones}
+        if semitones:
+            systems[label[path]]["transposition_mean"] = separate.apply_transposition_mean(
+                model, args.transposition_mean)
         for d in tracks:
             mixture, sr = util.load_audio(d / "mixture.wav")
             vocals, _ = util.load_audio(d / "vocals.wav")
@@ -133,7 +137,8 @@ def main(argv=None):
         util.write_json(args.out / "results.json", {
             "command": "python bench/bench_real_songs.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "metric": "vocals SDR, BSS Eval v3 (bss_eval.py = mir_eval), whole excerpt, mono, input rate",
-            "data": str(args.data), **separate.requested_settings(args.shifts, args.ensemble_mean, args.semitones),
+            "data": str(args.data), **separate.requested_settings(args.shifts, args.ensemble_mean, args.semitones,
+                                                                        args.transposition_mean),
             "systems": systems, "median": summary, "rows": rows})
     return 0
 

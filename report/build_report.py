@@ -751,8 +751,8 @@ def mask_power_section(rep, table):
 
 def count_table(folder: str, valid_prefix: str, excerpts_prefix: str) -> dict:
     """{system: {N: (validation GNSDR, produced-excerpts median vocals SDR or None)}} for a lever with a
-    count N, from results/<folder>/<valid_prefix><N>/summary.json (evaluate_sdr.py) and
-    <excerpts_prefix><N>/results.json (the bench; and results_*.json, other bench runs at that N), matched
+    count N, from results/<folder>/<valid_prefix><N>/summary.json (evaluate_sdr.py; and summary_*.json,
+    other runs at that N) and <excerpts_prefix><N>/results.json (the bench; and results_*.json), matched
     by checkpoint (:func:`util.checkpoint_label`, the bench's name for it); a system the bench did not run
     gets None."""
     table = {}
@@ -760,18 +760,19 @@ def count_table(folder: str, valid_prefix: str, excerpts_prefix: str) -> dict:
     for path in (RESULTS / folder).glob(f"{valid_prefix}*/summary.json"):
         count = path.parent.name[len(valid_prefix):]
         if count.isdigit():
-            found[int(count)] = path
-    for n, path in sorted(found.items()):
+            found[int(count)] = path.parent
+    for n, valid in sorted(found.items()):
         medians = {}                                     # results.json, and results_*.json of other bench runs
-        for excerpts in sorted((path.parent.parent / f"{excerpts_prefix}{n}").glob("results*.json")):
+        for excerpts in sorted((valid.parent / f"{excerpts_prefix}{n}").glob("results*.json")):
             medians.update(json.loads(excerpts.read_text())["median"])
-        result = json.loads(path.read_text())
-        summary, info = result["summary"], result["meta"].get("systems", {})
-        systems = [k for k in summary if k != "mixture" and not k.startswith("oracle")]
-        for system in systems:
-            label = util.checkpoint_label(info[system]["checkpoint"]) if system in info else None
-            median = medians[label]["top-mean"] if label in medians else None
-            table.setdefault(system, {})[n] = (summary[system]["vocals"]["GNSDR"], median)
+        for path in sorted(valid.glob("summary*.json")):
+            result = json.loads(path.read_text())
+            summary, info = result["summary"], result["meta"].get("systems", {})
+            systems = [k for k in summary if k != "mixture" and not k.startswith("oracle")]
+            for system in systems:
+                label = util.checkpoint_label(info[system]["checkpoint"]) if system in info else None
+                median = medians[label]["top-mean"] if label in medians else None
+                table.setdefault(system, {})[n] = (summary[system]["vocals"]["GNSDR"], median)
     return table
 
 

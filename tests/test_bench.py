@@ -52,8 +52,12 @@ def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
     assert ff["top-mean"] != ff["resampled"]                  # two paths for a mask model
     assert result["ensemble_mean"] == "geometric" and "default" in result["shifts"]
     st = separate.DEFAULT_SEMITONES
-    assert result["systems"] == {"ff.pt": {"shifts": None, "ensemble_mean": None, "semitones": st},   # neither has
-                                 "wun.pt": {"shifts": None, "ensemble_mean": None, "semitones": st}}  # such a part
+    mean = separate.DEFAULT_TRANSPOSITION_MEAN                # the time-domain model averages waveforms: None
+    assert result["systems"] == {"ff.pt": {"shifts": None, "ensemble_mean": None, "semitones": st,   # neither has
+                                           "transposition_mean": mean},                           # such a part
+                                 "wun.pt": {"shifts": None, "ensemble_mean": None, "semitones": st,
+                                            "transposition_mean": None}}
+    assert result["transposition_mean"] == mean
     assert wun["top-mean"] == wun["resampled"]                # one for the time-domain model
 
 

@@ -476,6 +476,60 @@ def test_transposed_separator_plays_the_song_in_each_key():
         assert abs(hz - 1000 * 2 ** (k / 12)) < 10, (k, hz)
 
 
+def test_geometric_combiner_masks_by_the_share_of_the_geometric_means():
+    """Estimates that put shares a_k of the mixture in the vocals and 1 - a_k in the rest: the mixture
+    comes back scaled by gm(a) / (gm(a) + gm(1 - a)) (0.2 and 0.5: 1/3, where the arithmetic mean of
+    the estimates would give 0.35), in every channel, with the input's length, in any blocks."""
+    x = _band_limited(9001, 8000, seed=3)                                  # (2, n) stereo
+    mono = x.mean(0)
+    parts = [a * mono for a in (0.2, 1 - 0.2, 0.5, 1 - 0.5)]              # estimate 1: vocals, rest; estimate 2
+    block = np.concatenate([x, np.stack(parts)])
+
+    def run(size):
+        comb = separate.GeometricCombiner(STFT, channels=2, n_estimates=2, n_sources=1)
+        outs = [comb.push(block[:, i:i + size]) for i in range(0, block.shape[1], size)] + [comb.finish()]
+        assert all(o.shape[:2] == (1, 2) for o in outs)
+        return np.concatenate(outs, -1)[0]
+
+    out = run(10 ** 6)
+    assert out.shape == x.shape
+    assert np.abs(out - x / 3).max() < 1e-4 * np.abs(x).max()
+    assert np.abs(run(333) - out).max() < 1e-6
+
+
+def test_transposed_separator_geometric_streams_and_differs_from_arithmetic(tiny_ff):
+    """--transposition-mean geometric: the same length and block independence as the arithmetic mean,
+    a different estimate, and the mixture split as before (vocals-only model: the rest is the mixture
+    minus the vocals); an unknown mean is refused."""
+    x = _band_limited(12000, 8000, seed=2)
+
+    def run(mean, size):
+        sep = separate.TransposedSeparator(lambda: separate.StreamSeparator(tiny_ff, STFT),
+                                           separate.transposition_speeds(1), mean)
+        outs = [sep.push(x[:, i:i + size]) for i in range(0, x.shape[1], size)] + [sep.finish()]
+        return np.concatenate(outs, -1)
+
+    geo, arith = run("geometric", 10 ** 6), run("arithmetic", 10 ** 6)
+    assert geo.shape == arith.shape == (1, 2, 12000)
+    assert np.abs(run("geometric", 1000) - geo).max() < 1e-6
+    assert np.abs(geo - arith).max() > 1e-3
+    assert np.abs(geo).max() <= np.abs(x).max() * 1.01                   # a mask of the mixture, not a gain
+    tiny_ff.transposition_mean = "geometric"                              # the model's own, when none is given
+    try:
+        assert np.abs(run(None, 10 ** 6) - geo).max() < 1e-6
+    finally:
+        del tiny_ff.transposition_mean
+    with pytest.raises(ValueError, match="transposition mean"):
+        run("median", 1000)
+
+
+def test_cli_transposition_mean(tmp_path, ckpt):
+    """separate.py --transposition-mean: geometric and arithmetic write different vocals, each summing
+    with the accompaniment to the song."""
+    voc = _cli_vocals(tmp_path, ckpt, "--transposition-mean", ("geometric", "arithmetic"), sr=22050)
+    assert np.abs(voc["geometric"] - voc["arithmetic"]).max() > 1e-4
+
+
 def test_semitones_give_the_same_estimates_streamed_and_whole(tiny_ff):
     """separate_array's streaming path and the whole-song path (time-domain models) agree."""
     x = _band_limited(9000, 8000, seed=1, channels=1)
@@ -489,13 +543,17 @@ def test_semitones_give_the_same_estimates_streamed_and_whole(tiny_ff):
 
 
 def test_each_model_class_has_its_semitones_default():
-    """--semitones defaults to the model's own: 4 for the RNN and the DRNN (chosen on a new voice and
-    the produced excerpts), 2 for the other models and for ensembles; an N given always wins."""
+    """--semitones defaults to the model's own: 4 for the RNN, the DRNN, the GRU-IRM and the hourglass
+    (chosen on a new voice, validation and the produced excerpts), 2 for the other models and for
+    ensembles; an N given always wins."""
     import Model_DRNN
+    import Model_GRU
+    import Model_Hourglass
     rnn = Model_RNN.RNNMaskNet(129, (32, 16), 8, rnn_hidden=8)
     drnn = Model_DRNN.DRNN(129, hidden=16, layers=2, recurrent_layers=(1,))
+    gru = Model_GRU.GRUMaskNet(129, hidden=8, layers=1, dense=8)
     ff = Model.FrameMaskNet(129, (32, 16), 8)
-    assert separate.model_semitones(rnn) == separate.model_semitones(drnn) == 4
+    assert [separate.model_semitones(m) for m in (rnn, drnn, gru, Model_Hourglass.StackedHourglass)] == [4] * 4
     assert separate.model_semitones(ff) == separate.DEFAULT_SEMITONES == 2
     assert separate.model_semitones(Model.MaskEnsemble([ff, rnn])) == 2
     assert separate.model_semitones(rnn, 0) == 0 and separate.model_semitones(ff, 3) == 3

@@ -451,6 +451,15 @@ def test_train_separate_evaluate_end_to_end(demo, ff_run, tmp_path, capsys):
     assert st1["meta"]["systems"]["ff"]["semitones"] == 1 and one["meta"]["systems"]["ff"]["semitones"] == 2
     assert one["meta"]["semitones"] == "each model's default (systems)"
     assert st1["summary"]["ff"]["vocals"]["GNSDR"] != one["summary"]["ff"]["vocals"]["GNSDR"]
+    # --transposition-mean is applied (in the workers too) and recorded
+    evaluate_sdr.main(["--model", str(ckpt), "--name", "ff", "--data", str(demo), "--jobs", "1", "--quiet",
+                       "--tracks", song.parent.name, "--mask-power", "2", "--semitones", "1",
+                       "--transposition-mean", "geometric", "--out", str(tmp_path / "geo"),
+                       "--cache-dir", str(tmp_path / "cache")])
+    geo = json.loads((tmp_path / "geo" / "summary.json").read_text())
+    assert geo["meta"]["transposition_mean"] == geo["meta"]["systems"]["ff"]["transposition_mean"] == "geometric"
+    assert st1["meta"]["systems"]["ff"]["transposition_mean"] == separate.DEFAULT_TRANSPOSITION_MEAN
+    assert geo["summary"]["ff"]["vocals"]["GNSDR"] != st1["summary"]["ff"]["vocals"]["GNSDR"]
     capsys.readouterr()
     assert evaluate_sdr.main(["--model", str(ckpt), "--name", "ff", "--data", str(demo), "--jobs", "1", "--quiet",
                               "--tracks", song.parent.name, "--mask-power", "2", "--semitones", "0", "--oracle",
