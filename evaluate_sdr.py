@@ -459,6 +459,8 @@ def main(argv=None):
         check_out(args.out, args.force)
     if args.compare is not None and not args.compare.is_file():
         raise UserError(f"{args.compare}: no such summary.json to compare with")
+    # read before the run: --out may write over the very file compared with
+    committed = json.loads(args.compare.read_text()) if args.compare is not None else None
     util.keep_freed_memory()      # each clip's large buffers are reused, not faulted in afresh (README, Benchmarks)
     result = evaluate(args)
     meta = result["meta"]
@@ -477,8 +479,7 @@ def main(argv=None):
         import listening_page
         page = listening_page.write_page(args.out, result, result["media"], row_cells, COLUMNS)
         print(f"listening page: {page} (open it in a browser; it needs no server)")
-    if args.compare is not None:
-        committed = json.loads(args.compare.read_text())
+    if committed is not None:
         diffs = compare_summaries(result["summary"], committed["summary"])
         print(f"\n{args.compare}: " + ("same numbers (every system, source and metric within 0.01 dB)"
                                       if not diffs else f"{len(diffs)} difference(s):\n  " + "\n  ".join(diffs)))

@@ -15,9 +15,10 @@ The frame layout is exactly that of ``util.STFT`` (centred frames), so for a fra
 the streamed output equals whole-file processing to float precision. A causal recurrent model
 carries its state from chunk to chunk (again equal to whole-file processing); a bidirectional
 one runs on overlapping windows whose masks are cross-faded. Time-domain models (Wave-U-Net)
-are run on the whole file at the model rate and resampled back. With --semitones N (default 2, 4
-for the RNN and the DRNN) all of this runs 2N+1 times, on the song transposed by -N..N whole
-semitones (a streaming resampler there and back), and the estimates are averaged.
+are run on the whole file at the model rate and resampled back. With --semitones N (default 2; 4
+for the RNN, the DRNN, the GRU-IRM and the hourglass) all of this runs 2N+1 times, on the song
+transposed by -N..N whole semitones (a streaming resampler there and back), and the estimates are
+averaged (--transposition-mean).
 """
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ DEFAULT_ENSEMBLE_MEAN = Model.MaskEnsemble.DEFAULT_MEAN
 # model but the frame model on validation (the RNN 11.55 -> 11.92 dB) and every model's median on
 # the excerpts, at up to 5x the separation time. A model class may set its own (``default_semitones``,
 # :func:`model_semitones`): the RNN and the DRNN take 4 (fiftieth session: on a new voice three bench
-# RNNs gained 0.25-0.29 dB over 2, and both models' excerpt medians rose; level on validation).
+# RNNs gained 0.25-0.29 dB over 2, and both models' excerpt medians rose; level on validation), the
+# GRU-IRM and the stacked hourglass too (fifty-first: excerpts higher, validation level or higher; the
+# bench hourglass +0.18 dB on the new voice).
 DEFAULT_SEMITONES = 2
 
 
@@ -996,9 +999,9 @@ def add_semitones_arg(parser):
                              "up to 2N+1 x the separation time; 0 = off, the raw model). Measured (README "
                              "'Post-processing'): 2 raised the vocals SDR of every model but the frame model on "
                              "MIR-1K's validation clips, on a singer the models never heard and on produced "
-                             "songs; 4 raised the RNN's and the DRNN's further on the new singer and the songs "
-                             f"(default: the model's own, 4 for the RNN and the DRNN, {DEFAULT_SEMITONES} for the "
-                             "others and for ensembles)")
+                             "songs; 4 raised the RNN's, the DRNN's, the GRU-IRM's and the hourglass's further "
+                             "(default: the model's own, 4 for those four, "
+                             f"{DEFAULT_SEMITONES} for the others and for ensembles)")
 
 
 def add_transposition_mean_arg(parser):
@@ -1008,7 +1011,10 @@ def add_transposition_mean_arg(parser):
                              "source's share of the geometric mean of their magnitude spectrograms (a bin "
                              "counts as voice only where every transposition hears voice there), arithmetic "
                              "averages their waveforms; a time-domain model (Wave-U-Net) always averages "
-                             f"waveforms (default {DEFAULT_TRANSPOSITION_MEAN})")
+                             "waveforms. Measured (README 'Post-processing'): geometric raised MIR-1K on a voice "
+                             "the models never heard (three RNNs +0.64 to +0.67 dB) but lowered six of eight "
+                             "models' medians on produced songs (the RNN 5.80 vs 6.23 dB), as sharper masks "
+                             f"(--mask-power) did (default {DEFAULT_TRANSPOSITION_MEAN})")
 
 
 def add_shifts_arg(parser):

@@ -401,6 +401,7 @@ def levers(rep):
     songs = RESULTS / "real_songs_levers" / "results.json"
     sections = [(training_levers_section, training_levers()), (mask_power_section, mask_power_table()),
                 (shifts_section, shifts_table()), (semitones_section, semitones_table()),
+                (transposition_mean_section, transposition_mean_table()),
                 (input_rms_section, input_rms_table()),
                 (ensemble_mean_section, ensemble_mean_table())]
     if not ab and not cnn_ab and not songs.exists() and not any(table for _, table in sections):
@@ -830,13 +831,73 @@ def semitones_section(rep, table):
           "together), each estimate is played back at the original speed, and the 2N+1 estimates are averaged. "
           "The models separate a song in standard tuning much better than the same song a quarter-tone off it"
           + swing + ", so only whole semitones are used. Validation GNSDR (15 held-out clips) / median vocals SDR "
-          "on the six produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean; the hourglass and the "
-          "ensembles were not run there), in dB" + new_voice + ". Chosen there, the default is 2, and 4 for the "
+          "on the six produced excerpts at 44.1 kHz (bench/bench_real_songs.py, top-mean; the ensembles were not "
+          "run there), in dB" + new_voice + ". Chosen there, the default is 2, and 4 for the "
           "RNN and the DRNN since the fiftieth session: on the new voice three bench RNNs (seeds 70-72) scored "
           "7.64, 7.74, 7.84 dB at 2 and 7.93, 8.02, 8.09 at 4 (results/transposition/new_voice_s70_s72_st<N>), "
-          "their excerpt medians rose (above) and validation stayed level, at 9 separations instead of 5. The "
-          "first results table of section 2 uses these defaults.", size=8.5)
+          "their excerpt medians rose (above) and validation stayed level, at 9 separations instead of 5; and for "
+          "the GRU-IRM and the stacked hourglass since the fifty-first (excerpts higher, validation level or "
+          "higher; a bench hourglass trained on abjones only 6.96 dB at 2 and 7.14 at 4 on amy's clips). 5 and 6 "
+          "gain nothing more for the RNN. The first results table of section 2 uses these defaults.", size=8.5)
     rep.table(*count_rows(table), size=7.5)
+
+
+def transposition_mean_table() -> dict:
+    """{(set, system): {mean: GNSDR or excerpts median}} for --transposition-mean, each system at its default
+    --semitones: the geometric mean from results/transposition_mean/{valid,new_voice}_geometric/summary.json
+    (evaluate_sdr.py) and excerpts_geometric/results*.json (the bench), the arithmetic one (the default) from
+    the same runs' counterparts of the --semitones table (results/transposition/valid_st<N>, excerpts_st<N>,
+    new_voice*_st<N>), matched by system name or checkpoint."""
+    folder, table = RESULTS / "transposition_mean", {}
+    if not folder.is_dir():
+        return table
+    arithmetic = semitones_table()
+
+    def models(path):
+        result = json.loads(path.read_text()) if path.exists() else {"summary": {}, "meta": {}}
+        info = result["meta"].get("systems", {})
+        return {k: (v["vocals"]["GNSDR"], info.get(k, {})) for k, v in result["summary"].items()
+                if k != "mixture" and not k.startswith("oracle")}
+
+    valid = models(folder / "valid_geometric" / "summary.json")
+    for system, (gnsdr, info) in valid.items():
+        n = info.get("semitones")
+        table[("validation", f"{system} (N = {n})")] = {"geometric": gnsdr,
+                                                        "arithmetic": arithmetic.get(system, {}).get(n, (None,))[0]}
+    medians = {}
+    for path in sorted(folder.glob("excerpts_geometric/results*.json")):
+        result = json.loads(path.read_text())
+        medians.update({label: (m["top-mean"], result["systems"][label]["semitones"])
+                        for label, m in result["median"].items()})
+    for system, (_, info) in valid.items():              # the bench names systems by their checkpoint
+        label = util.checkpoint_label(info["checkpoint"]) if "checkpoint" in info else None
+        if label in medians:
+            median, n = medians[label]
+            table[("excerpts median", f"{system} (N = {n})")] = {
+                "geometric": median, "arithmetic": arithmetic.get(system, {}).get(n, (None, None))[1]}
+    new = models(folder / "new_voice_geometric" / "summary.json")
+    if new:
+        n = next(iter(new.values()))[1].get("semitones")
+        plain = {}
+        for path in sorted((RESULTS / "transposition").glob(f"new_voice*_st{n}/summary.json")):
+            plain.update({k: g for k, (g, _) in models(path).items()})
+        for system, (gnsdr, _) in new.items():
+            table[("new voice", f"{system} (N = {n})")] = {"geometric": gnsdr, "arithmetic": plain.get(system)}
+    return table
+
+
+def transposition_mean_section(rep, table):
+    rep.p("How --semitones combines its 2N+1 estimates (separate.py / evaluate_sdr.py --transposition-mean, "
+          "fifty-first session): the arithmetic mean of their waveforms (default), or the geometric mean of their "
+          "magnitude spectrograms, each source's share of it masking the mixture. Vocals, dB: validation GNSDR "
+          "(15 held-out clips), the median vocals SDR on the six produced excerpts at 44.1 kHz "
+          "(bench/bench_real_songs.py, top-mean), and GNSDR on a new voice (the bench RNNs trained on abjones only, "
+          "amy's 132 clips); each model at its default N. The geometric mean gains 0.6-0.7 dB on the new voice but "
+          "lowers six of eight models' medians on the produced excerpts, as sharper masks (--mask-power) did, so it "
+          "stays an option.", size=8.5)
+    rep.table(["set", "system", "arithmetic", "geometric"],
+              [[name, system, fmt(v["arithmetic"]) if v["arithmetic"] is not None else "-", fmt(v["geometric"])]
+               for (name, system), v in table.items()], size=7.5)
 
 
 def input_rms_table() -> list:

@@ -151,6 +151,22 @@ def test_readme_semitones_table_equals_the_committed_json():
         assert line in text, f"README lacks the transposition row {line}"
 
 
+def test_readme_transposition_mean_row_quotes_the_committed_json():
+    """The README's lever-table row for --transposition-mean quotes results/transposition_mean's pairs
+    (geometric vs arithmetic) for every excerpt median and every validation score it names."""
+    table, text = lever_table_and_readme("transposition_mean_table", "results/transposition_mean")
+    row = next(line for line in text.splitlines() if line.startswith("| the geometric mean of the transposed"))
+    named = ("RNN", "DRNN", "GRU-IRM", "Hourglass")
+    pairs = [v for (name, system), v in table.items()
+             if name == "excerpts median" or (name == "validation" and system.split(" (")[0] in named)]
+    assert len(pairs) >= 12
+    for v in pairs:
+        assert f"{v['geometric']:.2f} vs {v['arithmetic']:.2f}" in row, v
+    new = [v for (name, _), v in table.items() if name == "new voice"]
+    assert (", ".join(f"{v['geometric']:.2f}" for v in new) + " vs "
+            + ", ".join(f"{v['arithmetic']:.2f}" for v in new)) in row
+
+
 def test_readme_input_rms_table_equals_the_committed_json():
     """The README's Wave-U-Net input-level table shows results/waveunet_input_rms' numbers, no other."""
     table, text = lever_table_and_readme("input_rms_table", "results/waveunet_input_rms")

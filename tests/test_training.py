@@ -461,9 +461,10 @@ def test_train_separate_evaluate_end_to_end(demo, ff_run, tmp_path, capsys):
     assert st1["meta"]["systems"]["ff"]["transposition_mean"] == separate.DEFAULT_TRANSPOSITION_MEAN
     assert geo["summary"]["ff"]["vocals"]["GNSDR"] != st1["summary"]["ff"]["vocals"]["GNSDR"]
     capsys.readouterr()
+    # compared with the results it then writes over (--out on the compared folder): the ones from before the run
     assert evaluate_sdr.main(["--model", str(ckpt), "--name", "ff", "--data", str(demo), "--jobs", "1", "--quiet",
                               "--tracks", song.parent.name, "--mask-power", "2", "--semitones", "0", "--oracle",
-                              "--cache-dir", str(tmp_path / "cache"),
+                              "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "st1"), "--force",
                               "--compare", str(tmp_path / "st1" / "summary.json")]) == 1
     assert "--semitones differs from the committed results' for ff (1 then, 0 now)" in capsys.readouterr().out
     with pytest.raises(UserError, match="no track of the test split matches nothing-like-this"):
