@@ -91,7 +91,7 @@ class StackedHourglass(Model.GridImageMaskModel):
     default_shifts = 1      # 4 gave +0.03 dB on validation at 4x the time (module docstring)
     # separate.py's --semitones when none is given (separate.model_semitones): 4 (fifty-first session): on a
     # new voice the bench hourglass gained 0.18 dB over 2, the produced excerpts' median 3.79 vs 3.38 dB,
-    # validation 13.29 vs 13.21; 9 separations, about 0.45x real time on one thread (--semitones 2: 0.7x).
+    # validation 13.29 vs 13.21; 9 separations: 0.38x real time on one thread for 44.1 kHz stereo (2: 0.7x).
     default_semitones = 4
 
     @Model.capture_init
