@@ -1103,7 +1103,10 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
         print(f"note: --mask-power has no effect on {util.class_name(model)}, a time-domain model", file=sys.stderr)
     apply_shifts(model, args.shifts)
     apply_ensemble_mean(model, args.ensemble_mean)
-    apply_transposition_mean(model, args.transposition_mean)
+    if apply_transposition_mean(model, args.transposition_mean) and args.transposition_mean \
+            and not model_semitones(model, args.semitones):
+        print("note: --transposition-mean has no effect with --semitones 0 (one separation, nothing to combine)",
+              file=sys.stderr)
     subtype = util.SUBTYPES[args.subtype]
     outdir = args.outdir if args.outdir is not None else Path("separated") / util.checkpoint_name(args.model)
     inputs = list({p.resolve(): p for p in expand_inputs(args.inputs, exclude=outdir)}.values())

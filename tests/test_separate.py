@@ -523,11 +523,16 @@ def test_transposed_separator_geometric_streams_and_differs_from_arithmetic(tiny
         run("median", 1000)
 
 
-def test_cli_transposition_mean(tmp_path, ckpt):
+def test_cli_transposition_mean(tmp_path, ckpt, capsys):
     """separate.py --transposition-mean: geometric and arithmetic write different vocals, each summing
-    with the accompaniment to the song."""
+    with the accompaniment to the song; with --semitones 0 a note says it does nothing."""
     voc = _cli_vocals(tmp_path, ckpt, "--transposition-mean", ("geometric", "arithmetic"), sr=22050)
     assert np.abs(voc["geometric"] - voc["arithmetic"]).max() > 1e-4
+    capsys.readouterr()
+    song = tmp_path / "song.wav"
+    assert run([str(song), "--model", str(ckpt), "-o", str(tmp_path / "st0"), "--semitones", "0",
+                "--transposition-mean", "geometric", "--quiet"]) == 0
+    assert "--transposition-mean has no effect with --semitones 0" in capsys.readouterr().err
 
 
 def test_semitones_give_the_same_estimates_streamed_and_whole(tiny_ff):
