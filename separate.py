@@ -1126,10 +1126,16 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
                 raise UserError(f"{path}: output would overwrite the input")
             info = util.audio_info(path)
             remove_stale_temps(out_dir, stems, args.format)
-            separate_file(model, stft, model_sr, path, out_dir, args.format, subtype, device,
-                          args.block_seconds, progress=not args.quiet, high_band=args.high_band,
-                          wiener=args.wiener, mask_power=args.mask_power,
-                          semitones=model_semitones(model, args.semitones))
+            try:
+                separate_file(model, stft, model_sr, path, out_dir, args.format, subtype, device,
+                              args.block_seconds, progress=not args.quiet, high_band=args.high_band,
+                              wiener=args.wiener, mask_power=args.mask_power,
+                              semitones=model_semitones(model, args.semitones))
+            except BaseException:
+                # the writer removes its own temp files; this also catches one a signal (Ctrl-C, SIGTERM) left
+                # between its creation and the writer's knowing of it
+                remove_stale_temps(out_dir, stems, args.format)
+                raise
             seconds += info.duration
             ok += 1
             if not args.quiet:

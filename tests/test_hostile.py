@@ -234,6 +234,26 @@ def test_sigterm_cleans_temp_files(tmp_path, ckpt):
     assert not any((out / "long").iterdir())
 
 
+def test_interrupt_between_a_temp_file_and_its_writer_leaves_nothing(tmp_path, ckpt, monkeypatch):
+    """A signal that lands after a temp file is made but before the stem writer has its name (the race
+    test_sigterm_cleans_temp_files can hit): the run still exits 130 and leaves no temp file."""
+    song = tmp_path / "song.wav"
+    sf.write(song, tone(1.0, 8000, 220), 8000)
+    made = []
+    real = util.temp_path
+
+    def interrupted(folder, prefix, suffix):
+        made.append(real(folder, prefix, suffix))
+        if len(made) == 2:                              # the second stem's file exists; the writer never learns it
+            raise KeyboardInterrupt
+        return made[-1]
+
+    monkeypatch.setattr(util, "temp_path", interrupted)
+    assert sep([str(song), "--model", str(ckpt), "-o", str(tmp_path / "o"), "--quiet"]) == 130
+    assert len(made) == 2 and not any(p.exists() for p in made)
+    assert not any((tmp_path / "o" / "song").iterdir())
+
+
 POOL_SCRIPT = """
 import multiprocessing as mp, sys, time
 sys.path.insert(0, {root!r})
