@@ -156,8 +156,7 @@ class _Worker:
             model, stft, sr, _ = util.load_model(path)
             Model.set_shifts(model, settings.shifts)
             Model.set_ensemble_mean(model, settings.ensemble_mean)
-            if getattr(model, "domain", None) != "time" and settings.transposition_mean:
-                model.transposition_mean = settings.transposition_mean
+            separate.set_transposition_mean(model, settings.transposition_mean)
             self.models.append((name, model, stft, sr))
         self.oracle_stft = util.make_stft(**settings.oracle_stft)
         self.cache = Data.AudioCache(settings.sample_rate, settings.cache_dir)

@@ -595,19 +595,28 @@ def transposition_mean(model) -> str:
     return getattr(model, "transposition_mean", None) or DEFAULT_TRANSPOSITION_MEAN
 
 
-def apply_transposition_mean(model, mean: str | None) -> str | None:
-    """Set ``--transposition-mean`` on ``model`` (None: keep the default); a note on stderr when the
-    user asked for it and the model is a time-domain one, whose estimates are always averaged as
-    waveforms. Returns the mean the model's transpositions use, None for a time-domain model."""
+def set_transposition_mean(model, mean: str | None) -> bool:
+    """Set how ``model``'s transposed estimates are combined (``mean`` None: keep the default), unless it
+    is a time-domain model, whose estimates are always averaged as waveforms; returns whether it took it
+    (as :func:`Model.set_ensemble_mean` for ensembles)."""
     if getattr(model, "domain", None) == "time":
-        if mean is not None:
-            print(f"note: --transposition-mean has no effect on {util.class_name(model)}, a time-domain model "
-                  "(its transposed estimates are averaged as waveforms)", file=sys.stderr)
-        return None
+        return False
     if mean is not None:
         if mean not in TRANSPOSITION_MEANS:
             raise UserError(f"--transposition-mean must be one of {', '.join(TRANSPOSITION_MEANS)}, not {mean!r}")
         model.transposition_mean = mean
+    return True
+
+
+def apply_transposition_mean(model, mean: str | None) -> str | None:
+    """Set ``--transposition-mean`` on ``model`` (:func:`set_transposition_mean`); a note on stderr when
+    the user asked for it and the model is a time-domain one. Returns the mean the model's transpositions
+    use, None for a time-domain model."""
+    if not set_transposition_mean(model, mean):
+        if mean is not None:
+            print(f"note: --transposition-mean has no effect on {util.class_name(model)}, a time-domain model "
+                  "(its transposed estimates are averaged as waveforms)", file=sys.stderr)
+        return None
     return transposition_mean(model)
 
 
