@@ -719,16 +719,33 @@ def training_levers_section(rep, runs):
               rows, widths=(24, 13, 8, 8, 9, 8, 8, 7, 10, 11, 10), size=7)
 
 
+def model_systems(summary: dict) -> list[str]:
+    """The systems of a summary.json's ``summary`` that are models: not the mixture, not an oracle."""
+    return [k for k in summary if k != "mixture" and not k.startswith("oracle")]
+
+
+def bench_results(folder) -> dict:
+    """{label: (median vocals SDR, top-mean; the settings the model ran with)} from every results*.json of a
+    real-songs bench folder (results.json, and results_*.json of other bench runs there), by the bench's
+    name for a checkpoint (:func:`util.checkpoint_label`)."""
+    out = {}
+    for path in sorted(Path(folder).glob("results*.json")):
+        result = json.loads(path.read_text())
+        out.update({label: (m["top-mean"], result.get("systems", {}).get(label, {}))
+                    for label, m in result["median"].items()})
+    return out
+
+
 def mask_power_table():
     """{(set, system): {power: (vocals GNSDR, accompaniment GNSDR)}} from results/mask_power/<set>_p<P>/."""
     table = {}
     for path in sorted((RESULTS / "mask_power").glob("*_p*/summary.json")):
         name, _, power = path.parent.name.rpartition("_p")
         summary = json.loads(path.read_text())["summary"]
-        for system, entry in summary.items():
-            if system != "mixture" and not system.startswith("oracle"):
-                table.setdefault((name, system), {})[float(power)] = (entry["vocals"]["GNSDR"],
-                                                                      entry["accompaniment"]["GNSDR"])
+        for system in model_systems(summary):
+            entry = summary[system]
+            table.setdefault((name, system), {})[float(power)] = (entry["vocals"]["GNSDR"],
+                                                                  entry["accompaniment"]["GNSDR"])
     return table
 
 
@@ -763,16 +780,13 @@ def count_table(folder: str, valid_prefix: str, excerpts_prefix: str) -> dict:
         if count.isdigit():
             found[int(count)] = path.parent
     for n, valid in sorted(found.items()):
-        medians = {}                                     # results.json, and results_*.json of other bench runs
-        for excerpts in sorted((valid.parent / f"{excerpts_prefix}{n}").glob("results*.json")):
-            medians.update(json.loads(excerpts.read_text())["median"])
+        medians = bench_results(valid.parent / f"{excerpts_prefix}{n}")
         for path in sorted(valid.glob("summary*.json")):
             result = json.loads(path.read_text())
             summary, info = result["summary"], result["meta"].get("systems", {})
-            systems = [k for k in summary if k != "mixture" and not k.startswith("oracle")]
-            for system in systems:
+            for system in model_systems(summary):
                 label = util.checkpoint_label(info[system]["checkpoint"]) if system in info else None
-                median = medians[label]["top-mean"] if label in medians else None
+                median = medians[label][0] if label in medians else None
                 table.setdefault(system, {})[n] = (summary[system]["vocals"]["GNSDR"], median)
     return table
 
@@ -822,7 +836,7 @@ def semitones_section(rep, table):
         path = folder / f"new_voice_st{n}" / "summary.json"
         if path.exists():
             summary = json.loads(path.read_text())["summary"]
-            voice.append(summary[[k for k in summary if k != "mixture" and not k.startswith("oracle")][0]])
+            voice.append(summary[model_systems(summary)[0]])
     new_voice = ("; on a voice the models never heard (the RNN trained on abjones only, all 132 of amy's clips) "
                  + ", ".join(fmt(v["vocals"]["GNSDR"]) for v in voice)
                  + f" dB for N = 0..{len(voice) - 1}") if voice else ""
@@ -856,23 +870,19 @@ def transposition_mean_table() -> dict:
     def models(path):
         result = json.loads(path.read_text()) if path.exists() else {"summary": {}, "meta": {}}
         info = result["meta"].get("systems", {})
-        return {k: (v["vocals"]["GNSDR"], info.get(k, {})) for k, v in result["summary"].items()
-                if k != "mixture" and not k.startswith("oracle")}
+        return {k: (result["summary"][k]["vocals"]["GNSDR"], info.get(k, {}))
+                for k in model_systems(result["summary"])}
 
     valid = models(folder / "valid_geometric" / "summary.json")
     for system, (gnsdr, info) in valid.items():
         n = info.get("semitones")
         table[("validation", f"{system} (N = {n})")] = {"geometric": gnsdr,
                                                         "arithmetic": arithmetic.get(system, {}).get(n, (None,))[0]}
-    medians = {}
-    for path in sorted(folder.glob("excerpts_geometric/results*.json")):
-        result = json.loads(path.read_text())
-        medians.update({label: (m["top-mean"], result["systems"][label]["semitones"])
-                        for label, m in result["median"].items()})
+    medians = bench_results(folder / "excerpts_geometric")
     for system, (_, info) in valid.items():              # the bench names systems by their checkpoint
         label = util.checkpoint_label(info["checkpoint"]) if "checkpoint" in info else None
         if label in medians:
-            median, n = medians[label]
+            median, n = medians[label][0], medians[label][1]["semitones"]
             table[("excerpts median", f"{system} (N = {n})")] = {
                 "geometric": median, "arithmetic": arithmetic.get(system, {}).get(n, (None, None))[1]}
     new = models(folder / "new_voice_geometric" / "summary.json")
@@ -910,7 +920,7 @@ def input_rms_table() -> list:
     if not valid.exists() or not excerpts.exists():
         return []
     summary = json.loads(valid.read_text())["summary"]
-    systems = [k for k in summary if k != "mixture" and not k.startswith("oracle")]
+    systems = model_systems(summary)
     medians = list(json.loads(excerpts.read_text())["median"].values())
     return [(None if name == "off" else float(name), summary[name]["vocals"]["GNSDR"], m["top-mean"],
              m["top-mean -40dB"]) for name, m in zip(systems, medians)]
@@ -986,7 +996,7 @@ def discussion(rep, sets, fig_dir):
         return
     summary, rows = main
     s = summary["summary"]
-    models = [k for k in s if k != "mixture" and not k.startswith("oracle")]
+    models = model_systems(s)
     irm = s.get("oracle IRM", {}).get("vocals", {}).get("GNSDR")
     best_model = max(models, key=lambda k: s[k]["vocals"]["GNSDR"])
     lines = [f"On the unseen MIR-1K singers the best model, {best_model}, reaches GNSDR "
