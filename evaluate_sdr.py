@@ -90,6 +90,7 @@ def parse_args(argv=None):
     separate.add_mask_power_arg(p)
     separate.add_ensemble_mean_arg(p)
     separate.add_shifts_arg(p)
+    separate.add_runtime_arg(p)
     separate.add_semitones_arg(p)
     separate.add_transposition_mean_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -143,6 +144,7 @@ class EvalSettings:
                                   # (None: each model's default, separate.model_semitones)
     transposition_mean: str | None = None   # --transposition-mean: how those estimates are combined (None: the
                                             # default)
+    runtime: str | None = None    # --runtime: auto runs the hourglass's masks with onnxruntime when installed
 
 
 class _Worker:
@@ -157,6 +159,7 @@ class _Worker:
             Model.set_shifts(model, settings.shifts)
             Model.set_ensemble_mean(model, settings.ensemble_mean)
             separate.set_transposition_mean(model, settings.transposition_mean)
+            separate.apply_runtime(model, settings.runtime, quiet=True)        # the parent printed any note
             self.models.append((name, model, stft, sr))
         self.oracle_stft = util.make_stft(**settings.oracle_stft)
         self.cache = Data.AudioCache(settings.sample_rate, settings.cache_dir)
@@ -364,6 +367,10 @@ def evaluate(args) -> dict:
             mean = separate.apply_transposition_mean(model, args.transposition_mean)
             if mean:
                 systems[name]["transposition_mean"] = mean
+        runtime = separate.apply_runtime(model, args.runtime)
+        if runtime:
+            systems[name]["runtime"] = runtime
+        separate.release_runtime(model)          # each worker makes its own session; none crosses a fork
         first = first or (stft, sr)
     model_names = list(systems)
     sample_rate = args.sample_rate or (first[1] if first else 16000)
@@ -377,7 +384,7 @@ def evaluate(args) -> dict:
                             html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
                             mask_power=args.mask_power, ensemble_mean=args.ensemble_mean,
                             shifts=args.shifts, semitones=args.semitones,
-                            transposition_mean=args.transposition_mean)
+                            transposition_mean=args.transposition_mean, runtime=args.runtime)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):

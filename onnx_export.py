@@ -179,6 +179,78 @@ class OnnxMaskModel(torch.nn.Module):
         return (mask, tuple(out[1:])) if return_state else mask
 
 
+def available() -> bool:
+    """Whether onnx and onnxruntime are installed (what :func:`accelerate` needs)."""
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+class _RawMasks(torch.nn.Module):
+    """A part's own masks (``_torch_masks``: the network without shift averaging), as a graph to export."""
+
+    def __init__(self, part):
+        super().__init__()
+        self.part = part
+
+    def forward(self, mag):
+        return self.part._torch_masks(mag)
+
+
+class _SessionMasks:
+    """An onnxruntime session of a part's raw masks, called like ``part._torch_masks``: (B, T, F) -> (B, S, T, F)
+    on torch tensors; a batch runs item by item (the graph takes one excerpt)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __call__(self, mag: torch.Tensor) -> torch.Tensor:
+        outs = [self.session.run(None, {"mag": m[None].detach().cpu().numpy().astype(np.float32)})[0]
+                for m in mag]
+        return torch.from_numpy(np.concatenate(outs)).to(mag.device)
+
+
+def accelerate(part, n_bins: int) -> None:
+    """Run ``part``'s raw masks (its ``_torch_masks``) through onnxruntime from now on, in eval mode without
+    gradients (training and gradients keep torch; see the part's ``_masks``): the part is exported in memory,
+    with its current weights, to a session on as many threads as torch has (set ``--threads`` first), after
+    checking that its masks equal torch's within :data:`TOLERANCE` on two frame counts; otherwise UserError and
+    the part is left as it was. ``separate.apply_runtime`` calls it for the parts whose class names onnxruntime
+    as its faster runtime (the stacked hourglass: its masks 2.4x faster on one thread, a separation 1.5x)."""
+    _require()
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    part.__dict__.pop("_onnx_masks", None)
+    was_training = part.training
+    net, buf = _RawMasks(part).eval(), io.BytesIO()    # eval before export: the exporter restores the mode it found
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.rand(1, 64, n_bins),), buf, dynamo=False, input_names=["mag"],
+                              output_names=["mask"], dynamic_axes={"mag": {1: "frames"}, "mask": {2: "frames"}},
+                              opset_version=17)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        masks = _SessionMasks(ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"]))
+        gen = torch.Generator().manual_seed(0)
+        worst = 0.0
+        for frames in (37, 80):
+            mag = torch.rand(1, frames, n_bins, generator=gen) * 0.1
+            with torch.no_grad():
+                worst = max(worst, float((part._torch_masks(mag) - masks(mag)).abs().max()))
+    except Exception as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise UserError(f"onnxruntime could not run {util.class_name(part)} ({first})") from None
+    finally:
+        part.train(was_training)
+    if not worst <= TOLERANCE:
+        raise UserError(f"onnxruntime's masks for {util.class_name(part)} differ from torch's by {worst:.2e} "
+                        f"(> {TOLERANCE}); kept torch")
+    part.__dict__["_onnx_masks"] = masks       # a plain attribute: not a submodule, never in a state_dict
+
+
 def load(path, device="cpu"):
     """(model, stft, sample_rate, info) for an exported .onnx file, like util.load_model."""
     _require()

@@ -420,6 +420,8 @@ class Teacher:
         self.model = model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
+        import separate
+        separate.apply_runtime(model, None, device)     # a stacked hourglass's masks on onnxruntime when installed
         self.weight = weight
         self.order = [list(model.sources).index(s) for s in stems[:-1]]
         self.semitones = semitones

@@ -84,6 +84,7 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=None, help="folder for results.json (must not hold one)")
     p.add_argument("--threads", type=util.threads_count, default=1, help="torch threads (default 1)")
     separate.add_shifts_arg(p)
+    separate.add_runtime_arg(p)
     separate.add_ensemble_mean_arg(p)
     separate.add_semitones_arg(p)
     separate.add_transposition_mean_arg(p)
@@ -111,6 +112,9 @@ def main(argv=None):
         if semitones:
             systems[label[path]]["transposition_mean"] = separate.apply_transposition_mean(
                 model, args.transposition_mean)
+        runtime = separate.apply_runtime(model, args.runtime)
+        if runtime:
+            systems[label[path]]["runtime"] = runtime
         for d in tracks:
             mixture, sr = util.load_audio(d / "mixture.wav")
             vocals, _ = util.load_audio(d / "vocals.wav")

@@ -105,3 +105,90 @@ def test_an_ensemble_takes_onnx_members_and_a_batch(tmp_path):
     assert list(onnx_model.parameters()) == [] and onnx_model.eval() is onnx_model
     with pytest.raises(ValueError, match="one excerpt at a time"):
         onnx_model(mag, return_state=True)
+
+
+def _trained_hourglass():
+    """The tiny hourglass with batch-norm statistics that a training-mode forward would change."""
+    model = _models()["hourglass"]
+    model.set_level_norm("frame")
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(2, 40, 129))          # training mode: the running statistics move off 0/1
+    return model.eval()
+
+
+def test_runtime_auto_runs_the_hourglass_on_onnxruntime_with_the_same_masks():
+    model = _trained_hourglass()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    mag = torch.rand(1, 75, 129)
+    with torch.no_grad():
+        want = model(mag)
+    assert separate.apply_runtime(model, None) == "onnxruntime"
+    # the export and its check leave the weights and the batch-norm statistics as they were
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
+    session = model.__dict__["_onnx_masks"]
+    calls = []
+    model.__dict__["_onnx_masks"] = lambda m: calls.append(m.shape) or session(m)
+    with torch.no_grad():
+        got = model(mag)
+    assert calls == [(1, 75, 129)] and (got - want).abs().max() < 1e-4
+    Model.set_shifts(model, 3)                     # shift averaging wraps the session's raw masks
+    with torch.no_grad():
+        model(mag)
+    assert len(calls) == 4
+    # with gradients (a training step, a teacher being fitted) the masks come from torch
+    model.train()
+    model(mag).mean().backward()
+    assert len(calls) == 4 and model.stem[0].weight.grad is not None
+    separate.release_runtime(model)
+    assert "_onnx_masks" not in model.__dict__
+
+
+def test_runtime_torch_and_models_without_a_faster_runtime_keep_torch():
+    model = _trained_hourglass()
+    assert separate.apply_runtime(model, "torch") == "torch" and "_onnx_masks" not in model.__dict__
+    assert separate.apply_runtime(_models()["unet"].eval(), None) is None
+    ensemble = Model.MaskEnsemble([_models()["unet"].eval(), model])
+    assert separate.apply_runtime(ensemble, None) == "onnxruntime" and "_onnx_masks" in model.__dict__
+
+
+def test_runtime_auto_falls_back_to_torch_with_a_note(monkeypatch, capsys):
+    import onnx_export
+    model = _trained_hourglass()
+    monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)          # every check fails
+    assert separate.apply_runtime(model, None) == "torch" and "_onnx_masks" not in model.__dict__
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("note: onnxruntime's masks for Model_Hourglass.StackedHourglass differ") \
+        and err.endswith("running torch") and len(err.splitlines()) == 1
+    monkeypatch.setattr(onnx_export, "available", lambda: False)  # not installed
+    assert separate.apply_runtime(model, None) == "torch"
+    assert "pip install -r requirements-onnx.txt" in capsys.readouterr().err
+    assert separate.apply_runtime(model, None, quiet=True) == "torch" and capsys.readouterr().err == ""
+
+
+def test_separate_and_evaluate_run_and_record_the_runtime(tmp_path):
+    import json
+
+    import soundfile as sf
+
+    import evaluate_sdr
+    util.save_checkpoint(tmp_path / "hg.pt", _trained_hourglass(), STFT, 8000)
+    sf.write(tmp_path / "song.wav", tone(2.0, 8000, 220, channels=2), 8000)
+    for runtime in ("auto", "torch"):
+        with pytest.raises(SystemExit) as e:
+            util.run_cli(lambda a: separate.main(a, None, None),
+                         [str(tmp_path / "song.wav"), "--model", str(tmp_path / "hg.pt"), "-o", str(tmp_path / runtime),
+                          "--quiet", "--semitones", "1", "--runtime", runtime])
+        assert e.value.code == 0
+        with pytest.raises(SystemExit) as e:
+            util.run_cli(evaluate_sdr.main, ["--model", str(tmp_path / "hg.pt"), "--limit", "1", "--quiet",
+                                             "--semitones", "0", "--runtime", runtime,
+                                             "--out", str(tmp_path / f"ev_{runtime}")])
+        assert e.value.code == 0
+    a, _ = sf.read(tmp_path / "auto" / "song" / "vocals.wav", dtype="int16")
+    b, _ = sf.read(tmp_path / "torch" / "song" / "vocals.wav", dtype="int16")
+    assert a.shape == b.shape == (16000, 2) and np.abs(a).max() > 0 and np.abs(a.astype(int) - b).max() <= 1
+    auto, torch_ = (json.loads((tmp_path / f"ev_{r}" / "summary.json").read_text()) for r in ("auto", "torch"))
+    assert auto["meta"]["systems"]["hg"]["runtime"] == "onnxruntime"
+    assert torch_["meta"]["systems"]["hg"]["runtime"] == "torch"
+    assert abs(auto["summary"]["hg"]["vocals"]["GNSDR"] - torch_["summary"]["hg"]["vocals"]["GNSDR"]) < 0.01
