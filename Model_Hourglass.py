@@ -123,11 +123,14 @@ class StackedHourglass(Model.GridImageMaskModel):
         self.to(memory_format=torch.channels_last)          # faster on CPU (module docstring)
 
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        """The raw masks: through onnxruntime once ``separate.apply_runtime`` has attached a session (eval mode
-        without gradients only: a training step, or a validation after it, runs torch), else torch."""
+        """The raw masks: through onnxruntime once ``separate.apply_runtime`` has attached a session, in eval mode
+        without gradients while the weights are those it was built from; else (training, gradients, weights
+        changed since, e.g. a validation after a training step) torch."""
         onnx_masks = self.__dict__.get("_onnx_masks")
         if onnx_masks is not None and not self.training and not torch.is_grad_enabled():
-            return onnx_masks(mix_mag)
+            if onnx_masks.fresh(self):
+                return onnx_masks(mix_mag)
+            del self.__dict__["_onnx_masks"]                   # stale: the weights changed
         return self._torch_masks(mix_mag)
 
     def _torch_masks(self, mix_mag: torch.Tensor) -> torch.Tensor:

@@ -145,6 +145,7 @@ class EvalSettings:
     transposition_mean: str | None = None   # --transposition-mean: how those estimates are combined (None: the
                                             # default)
     runtime: str | None = None    # --runtime: auto runs the hourglass's masks with onnxruntime when installed
+                                  # (the parent sets "torch" when its own check found onnxruntime missing or unfit)
 
 
 class _Worker:
@@ -159,7 +160,7 @@ class _Worker:
             Model.set_shifts(model, settings.shifts)
             Model.set_ensemble_mean(model, settings.ensemble_mean)
             separate.set_transposition_mean(model, settings.transposition_mean)
-            separate.apply_runtime(model, settings.runtime, quiet=True)        # the parent printed any note
+            separate.apply_runtime(model, settings.runtime)     # "torch" unless the parent's check passed
             self.models.append((name, model, stft, sr))
         self.oracle_stft = util.make_stft(**settings.oracle_stft)
         self.cache = Data.AudioCache(settings.sample_rate, settings.cache_dir)
@@ -373,6 +374,8 @@ def evaluate(args) -> dict:
         separate.release_runtime(model)          # each worker makes its own session; none crosses a fork
         first = first or (stft, sr)
     model_names = list(systems)
+    # the workers try onnxruntime only if the parent's check passed (a failure of their own prints its note)
+    worker_runtime = args.runtime if any(s.get("runtime") == "onnxruntime" for s in systems.values()) else "torch"
     sample_rate = args.sample_rate or (first[1] if first else 16000)
     oracle_stft = util.make_stft(args.n_fft or (first[0].n_fft if first else 1024),
                                  args.hop or (first[0].hop if first else 256),
@@ -384,7 +387,7 @@ def evaluate(args) -> dict:
                             html_dir=str(args.out) if args.html else None, html_seconds=args.html_seconds,
                             mask_power=args.mask_power, ensemble_mean=args.ensemble_mean,
                             shifts=args.shifts, semitones=args.semitones,
-                            transposition_mean=args.transposition_mean, runtime=args.runtime)
+                            transposition_mean=args.transposition_mean, runtime=worker_runtime)
     # decode once in the parent so workers never race on the cache
     cache = Data.AudioCache(sample_rate, args.cache_dir)
     for t in tqdm(tracks, desc="decoding", disable=args.quiet, leave=False):

@@ -119,7 +119,7 @@ def export(ckpt_path, out_path, check_audio=None) -> dict:
         worst = 0.0
         for mags in _check_inputs(check_audio, stft, sample_rate):
             with torch.no_grad():
-                worst = max(worst, float((model(mags) - exported(mags)).abs().max()))
+                worst = max(worst, max_difference(model(mags), exported(mags)))
         if not worst <= TOLERANCE:
             raise UserError(f"{ckpt_path}: onnxruntime's masks differ from torch's by {worst:.2e} "
                             f"(> {TOLERANCE}); not written")
@@ -196,22 +196,49 @@ class _RawMasks(torch.nn.Module):
         return self.part._torch_masks(mag)
 
 
+def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b|, infinite if either holds a NaN (so that no tolerance passes it)."""
+    d = float((a - b).abs().max())
+    return d if d == d else float("inf")
+
+
+def weights_state(part) -> tuple:
+    """What a part's masks depend on besides its input: the version counters of its weights and buffers (every
+    in-place change, an optimizer step, a ``load_state_dict``, a batch-norm update, bumps them) and its level
+    normalisation. A session built at one state is stale at another."""
+    return (getattr(part, "level_norm", None),
+            tuple(t._version for t in (*part.parameters(), *part.buffers())))
+
+
 class _SessionMasks:
     """An onnxruntime session of a part's raw masks, called like ``part._torch_masks``: (B, T, F) -> (B, S, T, F)
-    on torch tensors; a batch runs item by item (the graph takes one excerpt)."""
+    on torch tensors; a batch runs item by item (the graph takes one excerpt). ``state`` is the part's
+    :func:`weights_state` when the session was built. onnxruntime's own errors come out as RuntimeError (what
+    separate.py reports and skips a song for, as torch's); a deep copy shares the session (the copy's weights
+    have their own state, so it runs torch)."""
 
-    def __init__(self, session):
-        self.session = session
+    def __init__(self, session, state: tuple):
+        self.session, self.state = session, state
+
+    def fresh(self, part) -> bool:
+        return weights_state(part) == self.state
+
+    def __deepcopy__(self, memo):
+        return self
 
     def __call__(self, mag: torch.Tensor) -> torch.Tensor:
-        outs = [self.session.run(None, {"mag": m[None].detach().cpu().numpy().astype(np.float32)})[0]
-                for m in mag]
+        try:
+            outs = [self.session.run(None, {"mag": m[None].detach().cpu().numpy().astype(np.float32)})[0]
+                    for m in mag]
+        except Exception as err:
+            raise RuntimeError(f"onnxruntime: {str(err).strip() or type(err).__name__}") from None
         return torch.from_numpy(np.concatenate(outs)).to(mag.device)
 
 
 def accelerate(part, n_bins: int) -> None:
     """Run ``part``'s raw masks (its ``_torch_masks``) through onnxruntime from now on, in eval mode without
-    gradients (training and gradients keep torch; see the part's ``_masks``): the part is exported in memory,
+    gradients and while its weights stay as they are (training, gradients, and any change of the weights after
+    this call run torch; see the part's ``_masks``): the part is exported in memory,
     with its current weights, to a session on as many threads as torch has (set ``--threads`` first), after
     checking that its masks equal torch's within :data:`TOLERANCE` on two frame counts; otherwise UserError and
     the part is left as it was. ``separate.apply_runtime`` calls it for the parts whose class names onnxruntime
@@ -233,13 +260,14 @@ def accelerate(part, n_bins: int) -> None:
                               opset_version=17)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        masks = _SessionMasks(ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"]))
+        masks = _SessionMasks(ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"]),
+                              weights_state(part))
         gen = torch.Generator().manual_seed(0)
         worst = 0.0
         for frames in (37, 80):
             mag = torch.rand(1, frames, n_bins, generator=gen) * 0.1
             with torch.no_grad():
-                worst = max(worst, float((part._torch_masks(mag) - masks(mag)).abs().max()))
+                worst = max(worst, max_difference(part._torch_masks(mag), masks(mag)))
     except Exception as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise UserError(f"onnxruntime could not run {util.class_name(part)} ({first})") from None
@@ -247,7 +275,7 @@ def accelerate(part, n_bins: int) -> None:
         part.train(was_training)
     if not worst <= TOLERANCE:
         raise UserError(f"onnxruntime's masks for {util.class_name(part)} differ from torch's by {worst:.2e} "
-                        f"(> {TOLERANCE}); kept torch")
+                        f"(> {TOLERANCE})")
     part.__dict__["_onnx_masks"] = masks       # a plain attribute: not a submodule, never in a state_dict
 
 

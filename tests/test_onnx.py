@@ -128,7 +128,15 @@ def test_runtime_auto_runs_the_hourglass_on_onnxruntime_with_the_same_masks():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
     session = model.__dict__["_onnx_masks"]
     calls = []
-    model.__dict__["_onnx_masks"] = lambda m: calls.append(m.shape) or session(m)
+
+    class Spy:                                     # counts the session's calls
+        def fresh(self, part):
+            return session.fresh(part)
+
+        def __call__(self, m):
+            calls.append(m.shape)
+            return session(m)
+    model.__dict__["_onnx_masks"] = Spy()
     with torch.no_grad():
         got = model(mag)
     assert calls == [(1, 75, 129)] and (got - want).abs().max() < 1e-4
@@ -136,12 +144,47 @@ def test_runtime_auto_runs_the_hourglass_on_onnxruntime_with_the_same_masks():
     with torch.no_grad():
         model(mag)
     assert len(calls) == 4
-    # with gradients (a training step, a teacher being fitted) the masks come from torch
-    model.train()
-    model(mag).mean().backward()
+    Model.set_shifts(model, 1)
+    model(mag).mean().backward()                   # eval mode with gradients: torch
     assert len(calls) == 4 and model.stem[0].weight.grad is not None
+    model.train()
+    with torch.no_grad():
+        model(mag)                  # training mode without gradients: torch, whose batch-norm update makes it stale
+    assert len(calls) == 4
+    model.eval()
+    with torch.no_grad():
+        got = model(mag)
+    assert len(calls) == 4 and "_onnx_masks" not in model.__dict__ and torch.equal(got, model._torch_masks(mag))
+    assert separate.apply_runtime(model, None) == "onnxruntime"
+    with torch.no_grad():
+        model(mag)
+        assert "_onnx_masks" in model.__dict__
+        model.stem[0].bias.add_(0.5)               # the weights change (an optimizer step, a load): torch again
+        got = model(mag)
+        assert "_onnx_masks" not in model.__dict__
+        assert torch.equal(got, model._torch_masks(mag)) and (got - want).abs().max() > 1e-3
+    assert separate.apply_runtime(model, None) == "onnxruntime"
     separate.release_runtime(model)
     assert "_onnx_masks" not in model.__dict__
+
+
+def test_accelerating_a_model_in_training_mode_changes_nothing_of_it():
+    model = _trained_hourglass().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert separate.apply_runtime(model, None) == "onnxruntime" and model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    import copy
+    twin = copy.deepcopy(model).eval()             # shares the session, but its weights are its own: torch
+    with torch.no_grad():
+        twin(torch.rand(1, 30, 129))
+    assert "_onnx_masks" not in twin.__dict__ and "_onnx_masks" in model.__dict__
+
+
+def test_onnxruntime_errors_come_out_as_runtime_errors():
+    model = _trained_hourglass()
+    assert separate.apply_runtime(model, None) == "onnxruntime"
+    with pytest.raises(RuntimeError, match="^onnxruntime: "), torch.no_grad():
+        model(torch.rand(1, 30, 77))               # the wrong number of bins
 
 
 def test_runtime_torch_and_models_without_a_faster_runtime_keep_torch():
@@ -159,7 +202,11 @@ def test_runtime_auto_falls_back_to_torch_with_a_note(monkeypatch, capsys):
     assert separate.apply_runtime(model, None) == "torch" and "_onnx_masks" not in model.__dict__
     err = capsys.readouterr().err.strip()
     assert err.startswith("note: onnxruntime's masks for Model_Hourglass.StackedHourglass differ") \
-        and err.endswith("running torch") and len(err.splitlines()) == 1
+        and err.endswith("(> -1.0); running torch") and len(err.splitlines()) == 1
+    monkeypatch.setattr(onnx_export, "TOLERANCE", 1e-4)
+    monkeypatch.setattr(onnx_export, "max_difference", lambda a, b: float("inf"))   # what a NaN mask gives
+    assert separate.apply_runtime(model, None, quiet=True) == "torch" and "_onnx_masks" not in model.__dict__
+    assert onnx_export.max_difference(torch.zeros(3), torch.tensor([0.0, float("nan"), 0.0])) == float("inf")
     monkeypatch.setattr(onnx_export, "available", lambda: False)  # not installed
     assert separate.apply_runtime(model, None) == "torch"
     assert "pip install -r requirements-onnx.txt" in capsys.readouterr().err
@@ -182,8 +229,8 @@ def test_separate_and_evaluate_run_and_record_the_runtime(tmp_path):
         assert e.value.code == 0
         with pytest.raises(SystemExit) as e:
             util.run_cli(evaluate_sdr.main, ["--model", str(tmp_path / "hg.pt"), "--limit", "1", "--quiet",
-                                             "--semitones", "0", "--runtime", runtime,
-                                             "--out", str(tmp_path / f"ev_{runtime}")])
+                                             "--semitones", "0", "--runtime", runtime, "--cache-dir",
+                                             str(tmp_path / "cache"), "--out", str(tmp_path / f"ev_{runtime}")])
         assert e.value.code == 0
     a, _ = sf.read(tmp_path / "auto" / "song" / "vocals.wav", dtype="int16")
     b, _ = sf.read(tmp_path / "torch" / "song" / "vocals.wav", dtype="int16")
@@ -192,3 +239,14 @@ def test_separate_and_evaluate_run_and_record_the_runtime(tmp_path):
     assert auto["meta"]["systems"]["hg"]["runtime"] == "onnxruntime"
     assert torch_["meta"]["systems"]["hg"]["runtime"] == "torch"
     assert abs(auto["summary"]["hg"]["vocals"]["GNSDR"] - torch_["summary"]["hg"]["vocals"]["GNSDR"]) < 0.01
+
+
+def test_evaluation_workers_take_the_runtime_the_parent_settled(tmp_path):
+    import evaluate_sdr
+    util.save_checkpoint(tmp_path / "hg.pt", _trained_hourglass(), STFT, 8000)
+    for runtime, attached in (("auto", True), ("torch", False)):
+        settings = evaluate_sdr.EvalSettings(models=(str(tmp_path / "hg.pt"),), names=("hg",), tracks=(),
+                                             sample_rate=8000, cache_dir=str(tmp_path / "cache"),
+                                             oracle_stft=STFT.config(), oracles=(), runtime=runtime)
+        worker = evaluate_sdr._Worker(settings)
+        assert ("_onnx_masks" in worker.models[0][1].__dict__) is attached
