@@ -43,6 +43,31 @@ NOT_EXPORTABLE = {
 TOLERANCE = 1e-4
 
 
+def _first_line(err: Exception) -> str:
+    """An exception's first line (at most 200 characters), or its type's name if it has no message."""
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def _trace(net, args, target, inputs, outputs) -> None:
+    """Export ``net`` traced on ``args`` to ``target`` (a path or a file object), any number of frames: the
+    exporter settings of both :func:`export` and :func:`accelerate`. Its warnings are silenced."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, args, target, dynamo=False, input_names=inputs, output_names=outputs,
+                          dynamic_axes={"mag": {1: "frames"}, "mask": {2: "frames"}}, opset_version=17)
+
+
+def _session(source):
+    """An onnxruntime CPU session of ``source`` (a path or the graph's bytes) on as many threads as torch has
+    (``--threads``)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
 def _require():
     try:
         import onnx  # noqa: F401
@@ -97,15 +122,10 @@ def export(ckpt_path, out_path, check_audio=None) -> dict:
     out_path = Path(out_path)
     tmp = util.temp_path(out_path.parent, f".{out_path.name}.", ".onnx")
     try:
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                torch.onnx.export(net, args, str(tmp), dynamo=False, input_names=inputs, output_names=outputs,
-                                  dynamic_axes={"mag": {1: "frames"}, "mask": {2: "frames"}}, opset_version=17)
-            except Exception as err:
-                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-                raise UserError(f"{ckpt_path}: the ONNX exporter failed on {name} ({first})") from None
+        try:
+            _trace(net, args, str(tmp), inputs, outputs)
+        except Exception as err:
+            raise UserError(f"{ckpt_path}: the ONNX exporter failed on {name} ({_first_line(err)})") from None
         proto = onnx.load(str(tmp))
         meta = {"model_class": name, "model_args": json.dumps(ckpt["model_args"]), "stft": json.dumps(stft.config()),
                 "sample_rate": str(sample_rate), "sources": json.dumps(list(model.sources)),
@@ -235,7 +255,7 @@ class _SessionMasks:
         return torch.from_numpy(np.concatenate(outs)).to(mag.device)
 
 
-def accelerate(part, n_bins: int) -> None:
+def accelerate(part) -> None:
     """Run ``part``'s raw masks (its ``_torch_masks``) through onnxruntime from now on, in eval mode without
     gradients and while its weights stay as they are (training, gradients, and any change of the weights after
     this call run torch; see the part's ``_masks``): the part is exported in memory,
@@ -245,32 +265,22 @@ def accelerate(part, n_bins: int) -> None:
     as its faster runtime (the stacked hourglass: its masks 2.4x faster on one thread, a separation 1.5x)."""
     _require()
     import io
-    import warnings
-
-    import onnxruntime as ort
 
     part.__dict__.pop("_onnx_masks", None)
     was_training = part.training
     net, buf = _RawMasks(part).eval(), io.BytesIO()    # eval before export: the exporter restores the mode it found
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (torch.rand(1, 64, n_bins),), buf, dynamo=False, input_names=["mag"],
-                              output_names=["mask"], dynamic_axes={"mag": {1: "frames"}, "mask": {2: "frames"}},
-                              opset_version=17)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        masks = _SessionMasks(ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"]),
-                              weights_state(part))
+        with torch.no_grad():
+            _trace(net, (torch.rand(1, 64, part.n_bins),), buf, ["mag"], ["mask"])
+        masks = _SessionMasks(_session(buf.getvalue()), weights_state(part))
         gen = torch.Generator().manual_seed(0)
         worst = 0.0
         for frames in (37, 80):
-            mag = torch.rand(1, frames, n_bins, generator=gen) * 0.1
+            mag = torch.rand(1, frames, part.n_bins, generator=gen) * 0.1
             with torch.no_grad():
                 worst = max(worst, max_difference(part._torch_masks(mag), masks(mag)))
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise UserError(f"onnxruntime could not run {util.class_name(part)} ({first})") from None
+        raise UserError(f"onnxruntime could not run {util.class_name(part)} ({_first_line(err)})") from None
     finally:
         part.train(was_training)
     if not worst <= TOLERANCE:
@@ -282,15 +292,11 @@ def accelerate(part, n_bins: int) -> None:
 def load(path, device="cpu"):
     """(model, stft, sample_rate, info) for an exported .onnx file, like util.load_model."""
     _require()
-    import onnxruntime as ort
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such ONNX model")
     try:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()       # as torch's (--threads)
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = _session(str(path))
     except Exception as err:
         raise UserError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
     model = OnnxMaskModel(session)

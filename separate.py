@@ -1098,7 +1098,7 @@ def apply_runtime(model, runtime: str | None, device="cpu", quiet: bool = False)
         return "torch"
     try:
         for part in parts:
-            onnx_export.accelerate(part, part.n_bins)
+            onnx_export.accelerate(part)
     except UserError as err:
         release_runtime(model)
         if not quiet:
