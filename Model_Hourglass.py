@@ -122,6 +122,31 @@ class StackedHourglass(Model.GridImageMaskModel):
         self.merge_logits = nn.ModuleList(nn.Conv2d(s, c, 1) for _ in range(stacks - 1))
         self.to(memory_format=torch.channels_last)          # faster on CPU (module docstring)
 
+    def load_widened(self, state_dict: dict) -> None:
+        """Load a hourglass of the same stacks and depth with fewer ``features`` so that this wider one
+        computes exactly the same masks (``train_seed.py --widen-features``): every tensor holds the
+        checkpoint's in its leading channels; an added channel keeps its fresh weights into it (and batch
+        norm's defaults), and the weights from it into the checkpoint's channels start at zero, so the
+        checkpoint's channels, the logits and the masks see nothing of it until training grows them.
+        Every layer here is a convolution or a per-channel operation, so channels are never reordered."""
+        own = self.state_dict()
+        unknown = sorted(set(state_dict) - set(own))
+        missing = sorted(set(own) - set(state_dict))
+        if unknown or missing:
+            raise ValueError(f"not a hourglass of these stacks and depth ({(unknown or missing)[0]})")
+        grown = {}
+        for key, new in own.items():
+            old = state_dict[key].to(new.dtype)
+            if old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape)) \
+                    or old.shape[2:] != new.shape[2:]:
+                raise ValueError(f"{key}: shape {tuple(old.shape)} does not grow into {tuple(new.shape)}")
+            value = new.detach().clone()
+            if old.dim() >= 2:                       # convolution (out, in, kh, kw): old outputs see only old inputs
+                value[:old.shape[0], old.shape[1]:] = 0
+            value[tuple(slice(0, n) for n in old.shape)] = old
+            grown[key] = value
+        self.load_state_dict(grown)
+
     def _masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """The raw masks: through onnxruntime once ``separate.apply_runtime`` has attached a session, in eval mode
         without gradients while the weights are those it was built from; else (training, gradients, weights

@@ -173,6 +173,10 @@ def build_parser(system: str | None) -> argparse.ArgumentParser:
     g.add_argument("--features", type=util.positive_int, default=d.get("features", 24),
                    help="waveunet: extra channels per level F_c; hourglass: channels of every residual block, "
                         ">= 4 (default %(default)s)")
+    g.add_argument("--widen-features", action="store_true",
+                   help="hourglass: grow a hourglass --init with fewer features to --features; the added channels "
+                        "are seen through weights that start at zero, so training starts from exactly the "
+                        "checkpoint's masks")
     g = p.add_argument_group("waveunet")
     g.add_argument("--levels", type=util.int_range(1, 16), default=12, help="down/up levels L (default 12)")
     g.add_argument("--down-kernel", type=util.positive_int, default=15,
@@ -209,6 +213,8 @@ def parse_args(argv=None):
         if args.system != "drnn" or not args.init:
             raise UserError("--widen-context needs --system drnn and a DRNN checkpoint as --init")
         args.context_frames = args.widen_context
+    if args.widen_features and (args.system != "hourglass" or not args.init):
+        raise UserError("--widen-features needs --system hourglass and a hourglass checkpoint as --init")
     if args.backward_units and args.system != "drnn":
         raise UserError("--backward-units is an option of --system drnn")
     if args.system == "drnn":
@@ -253,8 +259,9 @@ def build(n_bins, a):
 
 def init_from(model, a):
     """--init: the checkpoint's weights; with --widen-context or --backward-units, a DRNN's narrower
-    window widened or backward units added (their weights into the layer above start at zero)."""
-    widened = a.system == "drnn" and (a.widen_context or a.backward_units)
+    window widened or backward units added (their weights into the layer above start at zero); with
+    --widen-features, a narrower hourglass grown (the added channels start unseen)."""
+    widened = (a.system == "drnn" and (a.widen_context or a.backward_units)) or getattr(a, "widen_features", False)
     training.init_from_checkpoint(model, a.init, load=model.load_widened if widened else None)
 
 

@@ -357,6 +357,60 @@ def test_hourglass_follows_park():
     assert train_seed.parse_args(["--system", "waveunet", "--data", "x"]).features == 24
 
 
+def test_hourglass_widened_features_compute_the_narrow_models_masks():
+    """load_widened: more features, same masks in eval and in training mode (batch norm per channel; the
+    added channels' weights into the checkpoint's start at zero); the added channels count once those
+    weights move; fewer features, or other stacks, are refused."""
+    torch.manual_seed(0)
+    narrow = Model_Hourglass.StackedHourglass(F, features=8, stacks=2, depth=3)
+    with torch.no_grad():
+        for p in narrow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        for name, buf in narrow.named_buffers():
+            if name.endswith("running_mean"):
+                buf.uniform_(-0.5, 0.5)
+    wide = Model_Hourglass.StackedHourglass(F, features=12, stacks=2, depth=3)
+    wide.load_widened(narrow.state_dict())
+    mix, _ = mags(t=20)
+    for train in (False, True):
+        narrow.train(train), wide.train(train)
+        assert torch.allclose(wide(mix), narrow(mix), atol=1e-5)
+    head = wide.heads[0][1]                                   # 1x1 conv: 12 -> 12, the old 8 see only the old 8
+    assert head.weight[:8, 8:].abs().sum() == 0 and head.weight[8:].abs().sum() > 0
+    assert torch.equal(head.weight[:8, :8], narrow.heads[0][1].weight)
+    wide.eval(), narrow.eval()
+    with torch.no_grad():
+        wide.logits[1].weight[:, 8:] += 0.5                   # the last logits now read the added channels
+    assert not torch.allclose(wide(mix), narrow(mix), atol=1e-3)
+    with pytest.raises(ValueError, match="does not grow into"):
+        narrow.load_widened(wide.state_dict())
+    with pytest.raises(ValueError, match="not a hourglass of these stacks and depth"):
+        Model_Hourglass.StackedHourglass(F, features=12, stacks=3, depth=3).load_widened(narrow.state_dict())
+
+
+def test_train_seed_hourglass_widen_features_grows_the_checkpoint(demo, tmp_path):
+    """--widen-features: a hourglass --init grown to --features (the saved model's convolutions hold the
+    checkpoint's weights where lr is 0); refused without a hourglass --init, or to fewer features."""
+    torch.manual_seed(0)
+    narrow = Model_Hourglass.StackedHourglass(65, features=8, stacks=1, depth=2)
+    util.save_checkpoint(tmp_path / "hg.pt", narrow, util.make_stft(128, 32), 8000)
+    common = ("--stacks", "1", "--depth", "2", "--curriculum-start", "0", "--init", str(tmp_path / "hg.pt"))
+    train_seed.main(seed_args("hourglass", demo, tmp_path / "r", tmp_path / "cache", *common, "--features", "12",
+                              "--widen-features", "--lr", "0", "--epochs", "1"))
+    wide, *_ = util.load_model(tmp_path / "r" / "savedModel_hourglass_best.pt")
+    assert wide.model_args["features"] == 12
+    assert torch.equal(wide.logits[0].weight[:, :8], narrow.logits[0].weight)
+    assert wide.logits[0].weight[:, 8:].abs().sum() == 0
+    with pytest.raises(UserError, match="does not match this model's shapes"):
+        train_seed.main(seed_args("hourglass", demo, tmp_path / "r2", tmp_path / "cache", *common, "--features", "4",
+                                  "--widen-features"))
+    with pytest.raises(UserError, match="--widen-features needs --system hourglass and a hourglass checkpoint"):
+        train_seed.main(seed_args("hourglass", demo, tmp_path / "r3", tmp_path / "cache", "--widen-features"))
+    with pytest.raises(UserError, match="--widen-features needs --system hourglass"):
+        train_seed.main(seed_args("unet", demo, tmp_path / "r4", tmp_path / "cache", "--init",
+                                  str(tmp_path / "hg.pt"), "--widen-features"))
+
+
 def test_hourglass_one_training_step_l1():
     m = tiny_models()["hourglass"]
     mix, src = mags(t=20)
