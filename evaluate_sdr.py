@@ -151,11 +151,13 @@ class EvalSettings:
 class _Worker:
     """Per-process state: the settings, the models loaded once, the audio cache."""
 
-    def __init__(self, settings: EvalSettings):
+    def __init__(self, settings: EvalSettings, models=None):
+        """``models``: the (name, model, stft, sr) the parent loaded and set up, when the work stays in its
+        process (one job); else each is loaded here."""
         torch.set_num_threads(1)
         self.settings = settings
-        self.models = []
-        for path, name in zip(settings.models, settings.names):
+        self.models = list(models or [])
+        for path, name in zip(settings.models, settings.names) if models is None else ():
             model, stft, sr, _ = util.load_model(path)
             Model.set_shifts(model, settings.shifts)
             Model.set_ensemble_mean(model, settings.ensemble_mean)
@@ -169,11 +171,11 @@ class _Worker:
 _worker: _Worker | None = None        # set in each worker process by _init_worker
 
 
-def _init_worker(settings: EvalSettings, pool_worker: bool = False):
+def _init_worker(settings: EvalSettings, pool_worker: bool = False, models=None):
     global _worker
     if pool_worker:
         util.worker_default_signals()
-    _worker = _Worker(settings)
+    _worker = _Worker(settings, models)
 
 
 def used_semitones(meta: dict) -> dict:
@@ -348,7 +350,10 @@ def evaluate(args) -> dict:
     names = args.name or []
     if len(names) not in (0, len(args.model)):
         raise UserError(f"--name gives {len(names)} names for {len(args.model)} models")
-    systems, first = {}, None
+    jobs = max(1, min(args.jobs or 1, len(tracks)))
+    if jobs == 1:             # the work stays in this process, on one thread, with the models loaded here
+        torch.set_num_threads(1)
+    systems, first, loaded = {}, None, []
     for i, path in enumerate(args.model):
         model, stft, sr, ckpt = util.load_model(path)                  # validates before forking
         name = names[i] if names else util.checkpoint_name(path)
@@ -371,7 +376,10 @@ def evaluate(args) -> dict:
         runtime = separate.apply_runtime(model, args.runtime)
         if runtime:
             systems[name]["runtime"] = runtime
-        separate.release_runtime(model)          # each worker makes its own session; none crosses a fork
+        if jobs == 1:
+            loaded.append((name, model, stft, sr))
+        else:
+            separate.release_runtime(model)      # each worker makes its own session; none crosses a fork
         first = first or (stft, sr)
     model_names = list(systems)
     # the workers try onnxruntime only if the parent's check passed (a failure of their own prints its note)
@@ -394,9 +402,8 @@ def evaluate(args) -> dict:
         cache.length(t)
     t0 = time.time()
     results = []
-    jobs = max(1, min(args.jobs or 1, len(tracks)))
     if jobs == 1:
-        _init_worker(settings)
+        _init_worker(settings, models=loaded)
         it = map(_evaluate_track, range(len(tracks)))
         results = list(tqdm(it, total=len(tracks), desc="evaluating", disable=args.quiet))
     else:

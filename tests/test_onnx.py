@@ -250,3 +250,33 @@ def test_evaluation_workers_take_the_runtime_the_parent_settled(tmp_path):
                                              oracle_stft=STFT.config(), oracles=(), runtime=runtime)
         worker = evaluate_sdr._Worker(settings)
         assert ("_onnx_masks" in worker.models[0][1].__dict__) is attached
+
+
+def test_one_evaluation_job_exports_the_hourglass_once_and_separates_with_it(tmp_path, monkeypatch):
+    """With one job the work stays in the parent's process, which uses the models it loaded and checked:
+    the hourglass is exported once, and its masks come from that session."""
+    import evaluate_sdr
+    import onnx_export
+    util.save_checkpoint(tmp_path / "hg.pt", _trained_hourglass(), STFT, 8000)
+    exports, runs = [], []
+    accelerate = onnx_export.accelerate
+
+    class Counting:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, *a):
+            runs.append(1)
+            return self.session.run(*a)
+
+    def spy(part):
+        exports.append(part)
+        accelerate(part)
+        masks = part.__dict__["_onnx_masks"]
+        masks.session = Counting(masks.session)
+    monkeypatch.setattr(onnx_export, "accelerate", spy)
+    result = evaluate_sdr.evaluate(evaluate_sdr.parse_args(
+        ["--model", str(tmp_path / "hg.pt"), "--limit", "2", "--jobs", "1", "--quiet", "--semitones", "0",
+         "--cache-dir", str(tmp_path / "cache")]))
+    assert len(exports) == 1 and result["meta"]["systems"]["hg"]["runtime"] == "onnxruntime"
+    assert result["meta"]["tracks"] == 2 and len(runs) >= 2
