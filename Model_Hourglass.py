@@ -137,8 +137,11 @@ class StackedHourglass(Model.GridImageMaskModel):
         grown = {}
         for key, new in own.items():
             old = state_dict[key].to(new.dtype)
+            fixed = [i for i in range(new.dim()) if i >= 2 or "." not in key            # kernels, input statistics
+                     or (key.startswith("logits.") and i == 0)                          # the sources
+                     or (key.startswith("merge_logits.") and i == 1)]
             if old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape)) \
-                    or old.shape[2:] != new.shape[2:]:
+                    or any(old.shape[i] != new.shape[i] for i in fixed):
                 raise ValueError(f"{key}: shape {tuple(old.shape)} does not grow into {tuple(new.shape)}")
             value = new.detach().clone()
             if old.dim() >= 2:                       # convolution (out, in, kh, kw): old outputs see only old inputs

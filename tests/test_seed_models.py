@@ -369,6 +369,8 @@ def test_hourglass_widened_features_compute_the_narrow_models_masks():
         for name, buf in narrow.named_buffers():
             if name.endswith("running_mean"):
                 buf.uniform_(-0.5, 0.5)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
     wide = Model_Hourglass.StackedHourglass(F, features=12, stacks=2, depth=3)
     wide.load_widened(narrow.state_dict())
     mix, _ = mags(t=20)
@@ -386,6 +388,11 @@ def test_hourglass_widened_features_compute_the_narrow_models_masks():
         narrow.load_widened(wide.state_dict())
     with pytest.raises(ValueError, match="not a hourglass of these stacks and depth"):
         Model_Hourglass.StackedHourglass(F, features=12, stacks=3, depth=3).load_widened(narrow.state_dict())
+    with pytest.raises(ValueError, match="input_mean: shape .* does not grow into"):       # another STFT
+        Model_Hourglass.StackedHourglass(2 * F - 1, features=12, stacks=2, depth=3).load_widened(narrow.state_dict())
+    two = Model_Hourglass.StackedHourglass(F, features=12, stacks=2, depth=3, sources=("vocals", "drums"))
+    with pytest.raises(ValueError, match="logits.0.weight: shape .* does not grow into"):   # other sources
+        two.load_widened(narrow.state_dict())
 
 
 def test_train_seed_hourglass_widen_features_grows_the_checkpoint(demo, tmp_path):
