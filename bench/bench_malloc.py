@@ -25,6 +25,10 @@ folder. Decoding and caching the audio is done once, before the timed runs.
     python bench/bench_malloc.py                          # every configuration, 3 repeats
     python bench/bench_malloc.py --models cnn --repeats 5
     python bench/bench_malloc.py --models hourglass --samples-per-epoch 40
+    python bench/bench_malloc.py --models hourglass --hourglass-size 80 4 --samples-per-epoch 12 --repeats 1
+
+``--hourglass-size FEATURES BATCH`` trains another hourglass than the 48-feature one in batches of 8 (the
+shipped one: 80 features), to see the peak memory its training needs.
 """
 from __future__ import annotations
 
@@ -77,7 +81,13 @@ def main(argv=None):
     p.add_argument("--samples-per-epoch", type=int, default=160, help="training excerpts per run (default 160)")
     p.add_argument("--repeats", type=int, default=3, help="runs per configuration (default 3)")
     p.add_argument("--demo", action="store_true", help="train on the synthetic demo set even where MIR-1K is")
+    p.add_argument("--hourglass-size", type=int, nargs=2, default=None, metavar=("FEATURES", "BATCH"),
+                   help="the hourglass training's features and batch size (default 48 8)")
     args = p.parse_args(argv)
+    trainings = dict(TRAININGS)
+    if args.hourglass_size:
+        features, batch = args.hourglass_size
+        trainings["hourglass"] = [*TRAININGS["hourglass"], "--features", str(features), "--batch-size", str(batch)]
 
     with tempfile.TemporaryDirectory(prefix="bench_malloc_") as tmp:
         tmp = Path(tmp)
@@ -104,10 +114,12 @@ def main(argv=None):
                                                       "models/hourglass.pt", "--threads", "1", "--outdir", str(run_dir)]
                 print(f"# {m}: {song.relative_to(tmp)}, 60 s at 44.1 kHz")
                 continue
-            script, *opts = TRAININGS[m]
+            script, *opts = trainings[m]
             cmds[m] = lambda run_dir, script=script, opts=opts: [
                 sys.executable, script, *COMMON, *opts, *data, *cache,
                 "--samples-per-epoch", str(args.samples_per_epoch), "--run-dir", str(run_dir)]
+            if m == "hourglass" and args.hourglass_size:
+                print(f"# hourglass: {args.hourglass_size[0]} features, batches of {args.hourglass_size[1]}")
             run(cmds[m](tmp / f"warm-{m}"), True, env)          # decode and cache the audio once
         rows = {(m, k): [] for m in args.models for k in (False, True)}
         n = 0
