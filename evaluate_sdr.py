@@ -156,14 +156,16 @@ class _Worker:
         process (one job); else each is loaded here."""
         torch.set_num_threads(1)
         self.settings = settings
-        self.models = list(models or [])
-        for path, name in zip(settings.models, settings.names) if models is None else ():
-            model, stft, sr, _ = util.load_model(path)
-            Model.set_shifts(model, settings.shifts)
-            Model.set_ensemble_mean(model, settings.ensemble_mean)
-            separate.set_transposition_mean(model, settings.transposition_mean)
-            separate.apply_runtime(model, settings.runtime)     # "torch" unless the parent's check passed
-            self.models.append((name, model, stft, sr))
+        if models is None:
+            models = []
+            for path, name in zip(settings.models, settings.names):
+                model, stft, sr, _ = util.load_model(path)
+                Model.set_shifts(model, settings.shifts)
+                Model.set_ensemble_mean(model, settings.ensemble_mean)
+                separate.set_transposition_mean(model, settings.transposition_mean)
+                separate.apply_runtime(model, settings.runtime)     # "torch" unless the parent's check passed
+                models.append((name, model, stft, sr))
+        self.models = list(models)
         self.oracle_stft = util.make_stft(**settings.oracle_stft)
         self.cache = Data.AudioCache(settings.sample_rate, settings.cache_dir)
 

@@ -261,7 +261,7 @@ def init_from(model, a):
     """--init: the checkpoint's weights; with --widen-context or --backward-units, a DRNN's narrower
     window widened or backward units added (their weights into the layer above start at zero); with
     --widen-features, a narrower hourglass grown (the added channels start unseen)."""
-    widened = (a.system == "drnn" and (a.widen_context or a.backward_units)) or getattr(a, "widen_features", False)
+    widened = (a.system == "drnn" and (a.widen_context or a.backward_units)) or a.widen_features
     training.init_from_checkpoint(model, a.init, load=model.load_widened if widened else None)
 
 
