@@ -160,10 +160,9 @@ class _Worker:
             models = []
             for path, name in zip(settings.models, settings.names):
                 model, stft, sr, _ = util.load_model(path)
-                Model.set_shifts(model, settings.shifts)
-                Model.set_ensemble_mean(model, settings.ensemble_mean)
-                separate.set_transposition_mean(model, settings.transposition_mean)
-                separate.apply_runtime(model, settings.runtime)     # "torch" unless the parent's check passed
+                # as the parent did, its notes printed once there; runtime "torch" unless the parent's check passed
+                separate.apply_settings(model, settings.shifts, settings.ensemble_mean, settings.semitones,
+                                        settings.transposition_mean, settings.runtime, quiet=True)
                 models.append((name, model, stft, sr))
         self.models = list(models)
         self.oracle_stft = util.make_stft(**settings.oracle_stft)
@@ -366,18 +365,9 @@ def evaluate(args) -> dict:
                          "sample_rate": sr, "stft": ckpt["stft"],
                          "train_seconds": util.train_seconds(ckpt),
                          "epoch": ckpt.get("epoch"), "semitones": separate.model_semitones(model, args.semitones)}
-        Model.set_shifts(model, args.shifts)
-        if Model.shifts_of(model) is not None:
-            systems[name]["shifts"] = Model.shifts_of(model)
-        if Model.set_ensemble_mean(model, args.ensemble_mean):
-            systems[name]["ensemble_mean"] = model.mean
-        if systems[name]["semitones"]:
-            mean = separate.apply_transposition_mean(model, args.transposition_mean)
-            if mean:
-                systems[name]["transposition_mean"] = mean
-        runtime = separate.apply_runtime(model, args.runtime)
-        if runtime:
-            systems[name]["runtime"] = runtime
+        used = separate.apply_settings(model, args.shifts, args.ensemble_mean, args.semitones,
+                                       args.transposition_mean, args.runtime)
+        systems[name].update((key, value) for key, value in used.items() if value is not None)
         if jobs == 1:
             loaded.append((name, model, stft, sr))
         else:

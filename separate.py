@@ -609,12 +609,12 @@ def set_transposition_mean(model, mean: str | None) -> bool:
     return True
 
 
-def apply_transposition_mean(model, mean: str | None) -> str | None:
+def apply_transposition_mean(model, mean: str | None, quiet: bool = False) -> str | None:
     """Set ``--transposition-mean`` on ``model`` (:func:`set_transposition_mean`); a note on stderr when
-    the user asked for it and the model is a time-domain one. Returns the mean the model's transpositions
-    use, None for a time-domain model."""
+    the user asked for it and the model is a time-domain one, unless ``quiet``. Returns the mean the model's
+    transpositions use, None for a time-domain model."""
     if not set_transposition_mean(model, mean):
-        if mean is not None:
+        if mean is not None and not quiet:
             print(f"note: --transposition-mean has no effect on {util.class_name(model)}, a time-domain model "
                   "(its transposed estimates are averaged as waveforms)", file=sys.stderr)
         return None
@@ -1051,11 +1051,12 @@ def add_ensemble_mean_arg(parser):
                              f"(default {DEFAULT_ENSEMBLE_MEAN})")
 
 
-def apply_ensemble_mean(model, mean: str | None) -> str | None:
+def apply_ensemble_mean(model, mean: str | None, quiet: bool = False) -> str | None:
     """Set ``--ensemble-mean`` on an ensemble (None = its default); a note on stderr when the user
-    asked for it and the model is not an ensemble. Returns the mean used, None for a single model."""
+    asked for it and the model is not an ensemble, unless ``quiet``. Returns the mean used, None for a
+    single model."""
     if not Model.set_ensemble_mean(model, mean):
-        if mean is not None:
+        if mean is not None and not quiet:
             print(f"note: --ensemble-mean has no effect on {util.class_name(model)} (not an ensemble)",
                   file=sys.stderr)
         return None
@@ -1124,11 +1125,33 @@ def requested_settings(shifts: int | None, ensemble_mean: str | None, semitones:
             "transposition_mean": transposition or DEFAULT_TRANSPOSITION_MEAN}
 
 
-def apply_shifts(model, shifts: int | None) -> int | list[int] | None:
+def apply_settings(model, shifts: int | None = None, ensemble_mean: str | None = None,
+                   semitones: int | None = None, transposition_mean: str | None = None,
+                   runtime: str | None = None, device="cpu", quiet: bool = False) -> dict:
+    """Apply a run's per-model options to a loaded model, the one way separate.py, evaluate_sdr.py (its
+    parent and each worker) and the real-songs bench do: ``--shifts``, ``--ensemble-mean``,
+    ``--transposition-mean`` when the model transposes (``--semitones``, resolved by :func:`model_semitones`)
+    and ``--runtime`` (call it after ``torch.set_num_threads``). Each option that does not apply to the model
+    says so on stderr unless ``quiet``; a runtime that falls back to torch always says why. Returns what the
+    model then uses, as the results files record it: ``shifts``, ``ensemble_mean`` and ``semitones``, with
+    ``transposition_mean`` when it transposes and ``runtime`` when it has parts onnxruntime can run (None:
+    the option does not apply to it)."""
+    used = {"shifts": apply_shifts(model, shifts, quiet),
+            "ensemble_mean": apply_ensemble_mean(model, ensemble_mean, quiet),
+            "semitones": model_semitones(model, semitones)}
+    if used["semitones"]:
+        used["transposition_mean"] = apply_transposition_mean(model, transposition_mean, quiet)
+    used_runtime = apply_runtime(model, runtime, device)
+    if used_runtime:
+        used["runtime"] = used_runtime
+    return used
+
+
+def apply_shifts(model, shifts: int | None, quiet: bool = False) -> int | list[int] | None:
     """Set ``--shifts`` (None = each part's own default) on the model's shift-averaging parts; a
-    note on stderr when the user asked for shifts and the model has none. Returns the shifts used
-    (:func:`Model.shifts_of`)."""
-    if not Model.set_shifts(model, shifts) and shifts not in (None, 1):
+    note on stderr when the user asked for shifts and the model has none, unless ``quiet``. Returns the
+    shifts used (:func:`Model.shifts_of`)."""
+    if not Model.set_shifts(model, shifts) and shifts not in (None, 1) and not quiet:
         print(f"note: --shifts has no effect on {util.class_name(model)} "
               "(only the U-Net, the CNN and the stacked hourglass average over shifts)", file=sys.stderr)
     return Model.shifts_of(model)
@@ -1163,11 +1186,9 @@ def main(argv=None, default_model=None, expect=None, description=__doc__):
     model, stft, model_sr, _ = util.load_model(args.model, device, expect)
     if args.mask_power != 1 and getattr(model, "domain", None) == "time":
         print(f"note: --mask-power has no effect on {util.class_name(model)}, a time-domain model", file=sys.stderr)
-    apply_shifts(model, args.shifts)
-    apply_ensemble_mean(model, args.ensemble_mean)
-    apply_runtime(model, args.runtime, device)
-    if apply_transposition_mean(model, args.transposition_mean) and args.transposition_mean \
-            and not model_semitones(model, args.semitones):
+    used = apply_settings(model, args.shifts, args.ensemble_mean, args.semitones, args.transposition_mean,
+                          args.runtime, device)
+    if args.transposition_mean and not used["semitones"]:
         print("note: --transposition-mean has no effect with --semitones 0 (one separation, nothing to combine)",
               file=sys.stderr)
     subtype = util.SUBTYPES[args.subtype]

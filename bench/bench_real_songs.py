@@ -105,16 +105,9 @@ def main(argv=None):
     systems = {}                                       # the settings each model was run with
     for path in args.model:
         model, stft, model_sr, _ = util.load_model(path)
-        semitones = separate.model_semitones(model, args.semitones)
-        systems[label[path]] = {"shifts": separate.apply_shifts(model, args.shifts),
-                                "ensemble_mean": separate.apply_ensemble_mean(model, args.ensemble_mean),
-                                "semitones": semitones}
-        if semitones:
-            systems[label[path]]["transposition_mean"] = separate.apply_transposition_mean(
-                model, args.transposition_mean)
-        runtime = separate.apply_runtime(model, args.runtime)
-        if runtime:
-            systems[label[path]]["runtime"] = runtime
+        systems[label[path]] = separate.apply_settings(model, args.shifts, args.ensemble_mean, args.semitones,
+                                                       args.transposition_mean, args.runtime)
+        semitones = systems[label[path]]["semitones"]
         for d in tracks:
             mixture, sr = util.load_audio(d / "mixture.wav")
             vocals, _ = util.load_audio(d / "vocals.wav")

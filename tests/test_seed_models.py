@@ -543,6 +543,43 @@ def test_evaluate_takes_the_ensemble_mean(demo, tmp_path):
     assert abs(sdr["geometric"][0] - sdr["arithmetic"][0]) > 1e-3
 
 
+def test_evaluate_workers_apply_the_parents_settings(demo, tmp_path, capsys):
+    """With a pool (--jobs 2) each worker loads the models itself: it must apply every option as the parent
+    did with the models it kept (--jobs 1), and the notes of options that do not apply come once, from the
+    parent."""
+    util.save_checkpoint(tmp_path / "u.pt", tiny_models()["unet"], util.make_stft(128, 32), 8000)
+    util.save_checkpoint(tmp_path / "g.pt", tiny_models()["gru"], util.make_stft(128, 32), 8000)
+    runs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        capsys.readouterr()
+        assert evaluate_sdr.main(["--model", f"{tmp_path / 'u.pt'}+{tmp_path / 'g.pt'}", str(tmp_path / "g.pt"),
+                                  "--name", "ens", "g", "--data", str(demo), "--split", "train", "--limit", "2",
+                                  "--out", str(out), "--quiet", "--jobs", jobs, "--ensemble-mean", "arithmetic",
+                                  "--shifts", "2", "--semitones", "1", "--transposition-mean", "geometric"]) == 0
+        err = capsys.readouterr().err
+        assert err.count("--ensemble-mean has no effect") == 1 and err.count("--shifts has no effect") == 1
+        runs[jobs] = json.loads((out / "summary.json").read_text())
+    one, two = runs["1"], runs["2"]
+    assert one["meta"]["systems"] == two["meta"]["systems"]
+    assert one["meta"]["systems"]["ens"]["ensemble_mean"] == "arithmetic"
+    assert one["meta"]["systems"]["ens"]["shifts"] == 2 and "shifts" not in one["meta"]["systems"]["g"]
+    assert one["meta"]["systems"]["g"]["transposition_mean"] == "geometric"
+    assert one["meta"]["tracks"] >= 2                    # both workers had a track
+    for name in ("ens", "g"):
+        for key in ("GNSDR", "GSIR", "GSAR", "median_SDR"):
+            assert one["summary"][name]["vocals"][key] == pytest.approx(two["summary"][name]["vocals"][key],
+                                                                        abs=1e-9), (name, key)
+    # and the same run with the default options differs, so the comparison above can fail
+    out = tmp_path / "defaults"
+    assert evaluate_sdr.main(["--model", f"{tmp_path / 'u.pt'}+{tmp_path / 'g.pt'}", str(tmp_path / "g.pt"),
+                              "--name", "ens", "g", "--data", str(demo), "--split", "train", "--limit", "2",
+                              "--out", str(out), "--quiet", "--jobs", "2", "--semitones", "1"]) in (0, None)
+    defaults = json.loads((out / "summary.json").read_text())["summary"]
+    for name in ("ens", "g"):
+        assert abs(defaults[name]["vocals"]["GNSDR"] - one["summary"][name]["vocals"]["GNSDR"]) > 1e-4
+
+
 # ----------------------------------------------------------------------------------------------
 # Wave-U-Net
 # ----------------------------------------------------------------------------------------------
