@@ -994,8 +994,8 @@ def ensemble_mean_section(rep, table):
           "kept in proportion to how many members keep it). Vocals, dB: validation = the 15 held-out clips; new "
           "singer = the U-Net and the stacked hourglass of the cross-singer A/B (trained on abjones only) on amy's "
           "132 clips; excerpts = the six produced excerpts, at 16 kHz (evaluate_sdr.py) and at 44.1 kHz full band "
-          "(bench/bench_real_songs.py, top-mean); the hourglass member is the 80-feature one shipped from the "
-          "thirty-sixth to the fifty-third session (results/hourglass_wide/hg80x2-eq6-ema_best.pt). The geometric "
+          "(bench/bench_real_songs.py, top-mean); the hourglass member is the shipped 96-feature one (since the "
+          "fifty-fifth session; the README gives the 80-feature one's numbers beside). The geometric "
           "mean wins on MIR-1K and stays the default; the arithmetic mean wins on every produced excerpt at 44.1 "
           "kHz and is the README's choice for songs.", size=8.5)
     rep.table(["set, score", "ensemble", *ENSEMBLE_MEANS],
