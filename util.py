@@ -29,20 +29,42 @@ class UserError(Exception):
     """A problem with the user's input (file, folder, checkpoint): printed as one line."""
 
 
+def _importing(frame) -> bool:
+    """Whether ``frame`` runs inside an import (importlib's frames are on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _terminate(signum, frame):
+    """SIGTERM and Ctrl-C under :func:`run_cli`: KeyboardInterrupt, so temporary files are cleaned. Not while
+    a module is being imported: an exception raised in a native extension's module init (soxr's and onnx's
+    nanobind bindings, imported when first needed) aborts the whole process, so the signal is sent again
+    50 ms later, when the import is done."""
+    if _importing(frame):
+        import threading
+
+        again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        again.daemon = True
+        again.start()
+        return
     raise KeyboardInterrupt
 
 
 def run_cli(main, argv=None):
     """Run ``main(argv)``; turn a :class:`UserError`, Ctrl-C or SIGTERM into a one-line message.
 
-    SIGTERM (``kill``) is handled like Ctrl-C, so temporary files are cleaned up either way.
+    SIGTERM (``kill``) is handled like Ctrl-C, so temporary files are cleaned up either way (both wait for
+    an import under way to finish: :func:`_terminate`).
     Exit status: 0 success, 1 partial failure (``main`` returned 1), 2 bad input, 130 interrupted.
     """
     import signal
 
     if threading_main():
         signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _terminate)
     try:
         code = main(argv)
     except UserError as err:

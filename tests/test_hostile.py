@@ -234,6 +234,36 @@ def test_sigterm_cleans_temp_files(tmp_path, ckpt):
     assert not any((out / "long").iterdir())
 
 
+IMPORT_SCRIPT = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r}); sys.path.insert(0, {here!r})
+import util
+
+def main(argv):
+    import slow_module            # signals this process in the middle of its import
+    print("imported", slow_module.DONE, flush=True)
+    time.sleep(10)                # the signal, sent again, lands here
+    return 0
+
+util.run_cli(main)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_an_import_waits_for_it(tmp_path, signum):
+    """A signal that lands while a module is being imported (soxr and onnx are imported when first needed,
+    and their native module init aborts the process on an exception: exit -6, nothing cleaned) is sent again
+    once the import is done, and the run still ends as interrupted (130)."""
+    (tmp_path / "slow_module.py").write_text(
+        f"import os, time\nos.kill(os.getpid(), {int(signum)})\ntime.sleep(0.3)\nDONE = True\n")
+    script = tmp_path / "run.py"
+    script.write_text(IMPORT_SCRIPT.format(root=str(ROOT), here=str(tmp_path)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stdout.decode().strip() == "imported True"
+    assert b"interrupted" in proc.stderr and b"Traceback" not in proc.stderr
+
+
 def test_interrupt_between_a_temp_file_and_its_writer_leaves_nothing(tmp_path, ckpt, monkeypatch):
     """A signal that lands after a temp file is made but before the stem writer has its name (the race
     test_sigterm_cleans_temp_files can hit): the run still exits 130 and leaves no temp file."""
