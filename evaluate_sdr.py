@@ -12,7 +12,8 @@ project's vectorised reimplementation (``bss_eval.py``, equal to mir_eval within
 windows (median over frames, then median over tracks).
 
 Rows: every ``--model``; ``mixture`` (the unprocessed mixture as the estimate of every source:
-the floor); the oracle masks from the true sources with the first model's STFT (the ceiling of
+the floor); the oracle masks from the true sources with the STFT of the first model at the
+evaluation rate (the highest of the models' rates unless ``--sample-rate`` says; the ceiling of
 any magnitude mask): ``irm`` (|V|/(|V|+|A|)), ``irm2`` (|V|^2/(|V|^2+|A|^2)), ``ibm`` (|V|>|A|),
 ``psm`` (phase-sensitive, Re(V/X) clipped to [0,1]).
 Summary per row and source: GNSDR/GSIR/GSAR = means of NSDR (= SDR - SDR of the mixture),
@@ -55,13 +56,13 @@ def parse_args(argv=None):
                    help="dataset folder (default: the synthetic demo set, generated if missing)")
     p.add_argument("--split", choices=["train", "test"], default="test", help="which split (default test)")
     p.add_argument("--sample-rate", type=util.int_range(1000, 384000), default=None,
-                   help="evaluation sample rate in Hz (default: the first model's, else 16000)")
+                   help="evaluation sample rate in Hz (default: the highest of the models' rates, else 16000)")
     p.add_argument("--oracle", nargs="*", choices=ORACLES, default=list(ORACLES),
                    help="oracle masks to include (default: all); give none to skip")
     p.add_argument("--n-fft", type=util.int_range(16, 65536), default=None,
-                   help="STFT size for the oracles (default: first model's, else 1024)")
+                   help="STFT size for the oracles (default: the first model's at the evaluation rate, else 1024)")
     p.add_argument("--hop", type=util.positive_int, default=None,
-                   help="STFT hop for the oracles (default: first model's, else 256)")
+                   help="STFT hop for the oracles (default: the first model's at the evaluation rate, else 256)")
     p.add_argument("--backend", choices=["fast", "mir_eval"], default="fast",
                    help="BSS Eval implementation: fast (vectorised, equal within 0.01 dB) or mir_eval (default fast)")
     p.add_argument("--framewise", action="store_true",
@@ -338,6 +339,22 @@ def select_tracks(data, split: str, patterns) -> list:
     return tracks
 
 
+def evaluation_rate(requested, rated):
+    """The evaluation sample rate and the STFT of the oracle masks, from ``rated`` = [(stft, rate)] of the models.
+
+    ``--sample-rate`` if given, else the highest of the models' rates (every model resamples its input, so none
+    is handed a mixture band-limited below its own rate), else 16000; the oracles take the STFT of the first
+    model at that rate (the first model's when none runs at it; None without models). A note when the models'
+    rates differ and ``--sample-rate`` does not say."""
+    rates = [sr for _, sr in rated]
+    sample_rate = requested or (max(rates) if rates else 16000)
+    if requested is None and len(set(rates)) > 1:
+        print(f"note: the models run at {', '.join(str(r) for r in sorted(set(rates)))} Hz; every one is scored "
+              f"at {sample_rate} Hz (--sample-rate to choose)", file=sys.stderr)
+    first = next((stft for stft, sr in rated if sr == sample_rate), rated[0][0] if rated else None)
+    return sample_rate, first
+
+
 def evaluate(args) -> dict:
     data = args.data
     if data is None:
@@ -354,7 +371,7 @@ def evaluate(args) -> dict:
     jobs = max(1, min(args.jobs or 1, len(tracks)))
     if jobs == 1:             # the work stays in this process, on one thread, with the models loaded here
         torch.set_num_threads(1)
-    systems, first, loaded = {}, None, []
+    systems, rated, loaded = {}, [], []
     for i, path in enumerate(args.model):
         model, stft, sr, ckpt = util.load_model(path)                  # validates before forking
         name = names[i] if names else util.checkpoint_name(path)
@@ -372,14 +389,14 @@ def evaluate(args) -> dict:
             loaded.append((name, model, stft, sr))
         else:
             separate.release_runtime(model)      # each worker makes its own session; none crosses a fork
-        first = first or (stft, sr)
+        rated.append((stft, sr))
     model_names = list(systems)
     # the workers try onnxruntime only if the parent's check passed (a failure of their own prints its note)
     worker_runtime = args.runtime if any(s.get("runtime") == "onnxruntime" for s in systems.values()) else "torch"
-    sample_rate = args.sample_rate or (first[1] if first else 16000)
-    oracle_stft = util.make_stft(args.n_fft or (first[0].n_fft if first else 1024),
-                                 args.hop or (first[0].hop if first else 256),
-                                 first[0].window_name if first else "hann")
+    sample_rate, first = evaluation_rate(args.sample_rate, rated)
+    oracle_stft = util.make_stft(args.n_fft or (first.n_fft if first else 1024),
+                                 args.hop or (first.hop if first else 256),
+                                 first.window_name if first else "hann")
     settings = EvalSettings(models=tuple(str(p) for p in args.model), names=tuple(model_names),
                             tracks=tuple(tracks), sample_rate=sample_rate, cache_dir=str(args.cache_dir),
                             oracle_stft=oracle_stft.config(), oracles=tuple(args.oracle), backend=args.backend,

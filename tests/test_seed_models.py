@@ -580,6 +580,34 @@ def test_evaluate_workers_apply_the_parents_settings(demo, tmp_path, capsys):
         assert abs(defaults[name]["vocals"]["GNSDR"] - one["summary"][name]["vocals"]["GNSDR"]) > 1e-4
 
 
+def test_evaluate_scores_models_of_different_rates_at_the_highest(demo, tmp_path, capsys):
+    """A model at a lower rate listed first must not band-limit the mixture every other model is given: the
+    default evaluation rate is the highest of the models' rates, with a note, and a model scores the same
+    beside a slower-rate model as alone."""
+    gru = tiny_models()["gru"]
+    util.save_checkpoint(tmp_path / "g8.pt", gru, util.make_stft(128, 32), 8000)
+    util.save_checkpoint(tmp_path / "g16.pt", gru, util.make_stft(128, 64), 16000)
+    common = ["--data", str(demo), "--split", "train", "--limit", "2", "--quiet", "--jobs", "1", "--oracle", "irm"]
+    capsys.readouterr()
+    assert evaluate_sdr.main(["--model", str(tmp_path / "g8.pt"), str(tmp_path / "g16.pt"), "--name", "g8", "g16",
+                              "--out", str(tmp_path / "both"), *common]) == 0
+    assert "the models run at 8000, 16000 Hz; every one is scored at 16000 Hz" in capsys.readouterr().err
+    assert evaluate_sdr.main(["--model", str(tmp_path / "g16.pt"), "--name", "g16", "--out", str(tmp_path / "alone"),
+                              *common]) == 0
+    assert "the models run at" not in capsys.readouterr().err
+    both = json.loads((tmp_path / "both" / "summary.json").read_text())
+    alone = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    assert both["meta"]["sample_rate"] == alone["meta"]["sample_rate"] == 16000
+    assert both["meta"]["oracle_stft"] == alone["meta"]["oracle_stft"]        # the 16 kHz model's STFT
+    for key in ("GNSDR", "GSIR", "GSAR"):
+        assert both["summary"]["g16"]["vocals"][key] == pytest.approx(alone["summary"]["g16"]["vocals"][key], abs=1e-9)
+    # --sample-rate still decides, without the note
+    assert evaluate_sdr.main(["--model", str(tmp_path / "g8.pt"), str(tmp_path / "g16.pt"), "--sample-rate", "8000",
+                              "--out", str(tmp_path / "at8"), *common]) == 0
+    assert "the models run at" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "at8" / "summary.json").read_text())["meta"]["sample_rate"] == 8000
+
+
 # ----------------------------------------------------------------------------------------------
 # Wave-U-Net
 # ----------------------------------------------------------------------------------------------
