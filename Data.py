@@ -158,7 +158,15 @@ def _track_folders(folder: Path) -> list[Track]:
 
 
 def _mir1k_clips(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if _is_audio(p) and "_" in p.stem)
+    """The clips of a MIR-1K folder (``<singer>_<song>_<clip>.<ext>``; hidden files such as macOS's ``._*`` are
+    not clips); a UserError when one clip is there in two formats, which would score it twice."""
+    clips = sorted(p for p in folder.iterdir() if _is_audio(p) and "_" in p.stem and not p.name.startswith("."))
+    seen = {}
+    for p in clips:
+        if p.stem in seen:
+            raise UserError(f"{folder}: clip {p.stem} is there twice ({seen[p.stem].name}, {p.name}); keep one")
+        seen[p.stem] = p
+    return clips
 
 
 def _mir1k(folder: Path, split: str) -> list[Track]:

@@ -53,6 +53,16 @@ def test_mir1k_layout_and_split(mir1k, tmp_path):
     assert len(Data.find_tracks(mir1k / "Wavfile", "test")) == 2
 
 
+def test_mir1k_hidden_files_are_skipped_and_a_clip_twice_is_an_error(mir1k):
+    wav = mir1k / "Wavfile"
+    (wav / "._stool_1_01.wav").write_bytes(b"\x00\x05\x16\x07 AppleDouble")   # macOS metadata, not audio
+    assert [t.name for t in Data.find_tracks(mir1k, "test")] == ["stool_1_01", "stool_2_01"]
+    audio, sr = sf.read(wav / "stool_2_01.wav")
+    sf.write(wav / "stool_2_01.flac", audio, sr)                # the same clip in a second format
+    with pytest.raises(UserError, match=r"clip stool_2_01 is there twice \(stool_2_01.flac, stool_2_01.wav\)"):
+        Data.find_tracks(mir1k, "test")
+
+
 def test_cache_decodes_once(mir1k, tmp_path, monkeypatch):
     track = Data.find_tracks(mir1k, "test")[0]
     Data.AudioCache(8000, tmp_path / "c").source(track, "vocals")
