@@ -810,7 +810,8 @@ def read_blocks(path, block_samples):
 
 class StemWriter:
     """The one writer of separated stems, for every model: ``out_dir/<name>.<fmt>`` for the
-    model's sources plus ``accompaniment`` = mixture - vocals when the model does not name it.
+    model's sources, and ``accompaniment`` = mixture - vocals whether the model has an accompaniment
+    output or not (so the two always sum to the input, and the file is what evaluate_sdr.py scores).
 
     Stems go to hidden temporary files in ``out_dir``; :meth:`commit` renames them into place,
     :meth:`abort` (or any exception inside ``with``) removes them, so a failure or a kill leaves
@@ -837,9 +838,9 @@ class StemWriter:
     def write(self, separated: np.ndarray, mixture: np.ndarray):
         """separated (S, C, n) in the model's source order; mixture (C, n), the same samples."""
         for i, name in enumerate(self.sources):
-            self._write(name, separated[i])
-        if "accompaniment" not in self.sources:
-            self._write("accompaniment", mixture - separated[self.sources.index("vocals")])
+            if name != "accompaniment":
+                self._write(name, separated[i])
+        self._write("accompaniment", mixture - separated[self.sources.index("vocals")])
 
     def _write(self, name, x):
         """x (C, n) float. Integer PCM (not OGG) is rounded to the nearest step here, clipped at
@@ -994,8 +995,8 @@ def add_mask_power_arg(parser):
     parser.add_argument("--mask-power", type=util.float_range(0.25, 8), default=DEFAULT_MASK_POWER,
                         help="raise each source's mask to this power before applying it, 0.25..8 "
                              "(spectrogram models; 1 = the model's own mask). Above 1 the vocals keep less "
-                             "of the accompaniment; a model without an accompaniment output still gives "
-                             "accompaniment = mixture - vocals, so the two sum to the mixture. Measured "
+                             "of the accompaniment; the accompaniment written is still mixture - vocals, so "
+                             "the two sum to the mixture. Measured "
                              "(README 'Post-processing'): 1.5 raised the vocals SDR on MIR-1K's validation "
                              "clips, on its test singers only for some models, and lowered it on produced "
                              "songs (default %(default)g)")
@@ -1158,7 +1159,7 @@ def apply_shifts(model, shifts: int | None, quiet: bool = False) -> int | list[i
 
 
 def output_names(model) -> list[str]:
-    """The stems a separation writes: the model's sources, plus accompaniment = mixture - vocals."""
+    """The stems a separation writes: the model's sources, with accompaniment = mixture - vocals."""
     return list(model.sources) + ([] if "accompaniment" in model.sources else ["accompaniment"])
 
 

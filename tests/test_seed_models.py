@@ -580,6 +580,25 @@ def test_evaluate_workers_apply_the_parents_settings(demo, tmp_path, capsys):
         assert abs(defaults[name]["vocals"]["GNSDR"] - one["summary"][name]["vocals"]["GNSDR"]) > 1e-4
 
 
+@pytest.mark.parametrize("name, sr", [("drnn", 16000), ("cnn2", 16000), ("waveunet", 8000)])
+def test_separate_writes_accompaniment_as_mixture_minus_vocals(name, sr, tmp_path):
+    """A model with its own accompaniment output still gets accompaniment = mixture - vocals written (what
+    evaluate_sdr.py scores, and the README's promise that the two sum to the input): its own estimate drops
+    the band above an 8 kHz Wave-U-Net's Nyquist and leaves a residual for the mask models."""
+    model = tiny_models()[name]
+    assert "accompaniment" in model.sources
+    util.save_checkpoint(tmp_path / "m.pt", model, util.make_stft(128, 32), sr)
+    rng = np.random.default_rng(0)
+    song = rng.standard_normal((22050, 2)).astype(np.float32) * 0.1        # 0.5 s of full-band stereo noise
+    sf.write(tmp_path / "song.wav", song, 44100, subtype="FLOAT")
+    separate.main([str(tmp_path / "song.wav"), "--model", str(tmp_path / "m.pt"), "-o", str(tmp_path / "out"),
+                   "--subtype", "float", "--semitones", "0", "--quiet"])
+    vocals, _ = sf.read(tmp_path / "out" / "song" / "vocals.wav", dtype="float32")
+    accompaniment, _ = sf.read(tmp_path / "out" / "song" / "accompaniment.wav", dtype="float32")
+    assert np.abs(vocals).max() > 1e-3                                    # the model did take something
+    assert np.abs(vocals + accompaniment - song).max() < 1e-5
+
+
 def test_evaluate_scores_models_of_different_rates_at_the_highest(demo, tmp_path, capsys):
     """A model at a lower rate listed first must not band-limit the mixture every other model is given: the
     default evaluation rate is the highest of the models' rates, with a note, and a model scores the same
