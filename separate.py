@@ -808,6 +808,9 @@ def read_blocks(path, block_samples):
                 yield block
 
 
+CANCELLING_DOWNMIX = 1e-3     # a mono downmix 30 dB below the channels' mean energy: they (nearly) cancel
+
+
 class StemWriter:
     """The one writer of separated stems, for every model: ``out_dir/<name>.<fmt>`` for the
     model's sources, and ``accompaniment`` = mixture - vocals whether the model has an accompaniment
@@ -933,12 +936,16 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
             pending[:] = [mix[:, n:]]
             writer.write(separated, mix[:, :n])
 
+    energy = np.zeros(2)                                                # the downmix's, the channels' mean
     with StemWriter(model, out_dir, sr, channels, fmt, subtype) as writer:
         bar = tqdm(total=n_total, unit="sample", unit_scale=True, desc=path.name[:30], disable=not progress,
                    leave=False)
         for block in read_blocks(path, max(int(block_seconds * sr), 1)):
             if not np.isfinite(block).all():
                 raise UserError(f"{path}: audio contains NaN or infinite samples")
+            if channels > 1:
+                energy += (float(np.square(block.mean(0, dtype=np.float64)).sum()),
+                           float(np.square(block, dtype=np.float64).sum()) / channels)
             pending.append(block)
             write(sep.push(block))
             bar.update(block.shape[1])
@@ -947,6 +954,10 @@ def separate_file(model, stft, model_sr, path: Path, out_dir: Path, fmt="wav", s
         written = writer.commit()
     if writer.clipped:
         print(f"warning: {path.name}: output exceeded full scale and was clipped", file=sys.stderr)
+    if energy[1] > 0 and energy[0] < CANCELLING_DOWNMIX * energy[1]:
+        print(f"warning: {path.name}: its channels cancel in the mono downmix the masks are computed from "
+              f"({10 * np.log10(max(energy[0], 1e-30) / energy[1]):.0f} dB; one channel phase-inverted?), "
+              "so the separation is unreliable", file=sys.stderr)
     return written
 
 

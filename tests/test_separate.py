@@ -138,6 +138,18 @@ def test_cli_silent_input_gives_silent_output(tmp_path, ckpt):
     assert np.all(np.isfinite(voc)) and np.all(voc == 0)
 
 
+def test_cli_warns_when_the_channels_cancel_in_the_downmix(tmp_path, ckpt, capsys):
+    """The masks come from the mono downmix: a phase-inverted channel (L = -R) leaves it silent, which is
+    worth a warning; an ordinary stereo song (and a silent one) gets none."""
+    x = tone(1.0, 8000, 220)[:, 0]
+    for name, left, right in [("inverted", x, -x), ("stereo", x, 0.5 * x), ("silent", 0 * x, 0 * x)]:
+        sf.write(tmp_path / f"{name}.wav", np.stack([left, right], 1), 8000, subtype="FLOAT")
+        capsys.readouterr()
+        assert run([str(tmp_path / f"{name}.wav"), "--model", str(ckpt), "-o", str(tmp_path / "o"), "--quiet"]) == 0
+        warned = "channels cancel in the mono downmix" in capsys.readouterr().err
+        assert warned == (name == "inverted"), name
+
+
 def test_cli_no_overwrite_without_force(tmp_path, ckpt, capsys):
     song = tmp_path / "s.wav"
     sf.write(song, tone(1.0, 8000, 220), 8000)
