@@ -66,7 +66,7 @@ def main(argv=None):
         lambda n_bins, a: Model.FrameMaskNet(n_bins, a.hidden, a.code, a.dropout, conv=a.conv, leaky=a.leaky),
         # --loss sdr resynthesises waveforms, so it trains on whole excerpts, frames in order
         examples=None if args.loss == "sdr" else shuffled_frames(transforms, args.frame_batch),
-        after_build=(lambda m, a: training.init_from_checkpoint(m, a.init)) if args.init else None)
+        after_build=(lambda m, a: training.init_from_checkpoint(m, a.init, args=a)) if args.init else None)
     print(run / "savedModel_feedforward_best.pt")
 
 

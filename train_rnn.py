@@ -111,7 +111,7 @@ def init_from_feedforward(model, ckpt):
 def main(argv=None):
     args = parse_args(argv)
     init = None
-    if args.init:
+    if args.init and args.resume is None:       # a resumed run has its settings and weights in its folder
         init = load_init(args.init)
         a = init["model_args"]
         args.hidden, args.code, args.conv = a["hidden"], a["code"], a.get("conv")
@@ -142,7 +142,7 @@ def main(argv=None):
     if args.leaky is None:
         args.leaky = 0.0
     for flag, value in (("--widen-rnn", args.widen_rnn), ("--widen-context", args.widen_context)):
-        if value is not None and (init is None or init["model_class"] != RNN_CLASS):
+        if value is not None and args.resume is None and (init is None or init["model_class"] != RNN_CLASS):
             raise UserError(f"{flag} needs an RNN checkpoint as --init")
     training.check_odd_window(args.context_frames)
     if args.context_frames > 1 and args.conv:

@@ -70,9 +70,10 @@ DEFAULTS = {
     "cnn": dict(epochs=30, batch_size=16, chunk_seconds=2.0, lr=1e-3, sample_rate=44100, n_fft=1024,
                 hop=256, loss="mse", sources=list(Data.FOUR_STEMS), hidden=None, layers=None,
                 dropout=0.0, curriculum_start=0.0),
-    # Jansson et al. 2017: 8192 Hz, STFT 1024 / hop 768, 128-frame patches (127 hops = 11.906 s).
-    "unet": dict(epochs=30, batch_size=8, chunk_seconds=127 * 768 / 8192, lr=1e-3, sample_rate=8192,
-                 n_fft=1024, hop=768, loss="l1", sources=["vocals"], hidden=None, layers=None,
+    # Jansson et al. 2017: 8192 Hz, STFT 1024 / hop 768, 128-frame patches. Hop 512 here: the largest the
+    # inverse STFT takes (at most n_fft / 2, for the overlap-add), 128 frames then span 127 hops = 7.94 s.
+    "unet": dict(epochs=30, batch_size=8, chunk_seconds=127 * 512 / 8192, lr=1e-3, sample_rate=8192,
+                 n_fft=1024, hop=512, loss="l1", sources=["vocals"], hidden=None, layers=None,
                  dropout=0.5, curriculum_start=0.0),
     # Park et al. 2018 on MIR-1K: 16 kHz, STFT 1024 / hop 256, 64-frame patches (63 hops), L1, Adam 1e-4,
     # batch 4, 256 features, 4 stacks.
@@ -262,7 +263,7 @@ def init_from(model, a):
     window widened or backward units added (their weights into the layer above start at zero); with
     --widen-features, a narrower hourglass grown (the added channels start unseen)."""
     widened = (a.system == "drnn" and (a.widen_context or a.backward_units)) or a.widen_features
-    training.init_from_checkpoint(model, a.init, load=model.load_widened if widened else None)
+    training.init_from_checkpoint(model, a.init, load=model.load_widened if widened else None, args=a)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -227,22 +227,38 @@ def check_odd_window(frames: int) -> None:
                         "(frame t and the same number of frames on each side)") from None
 
 
-def init_from_checkpoint(model, path, load=None):
+def init_from_checkpoint(model, path, load=None, args=None):
     """Start ``model`` from the weights (and input statistics) of a checkpoint of the same class
     and shape, e.g. a shipped ``models/<name>.pt`` whose run folder is gone. The optimizer starts
     fresh. ``load(state_dict)`` replaces ``model.load_state_dict`` where shapes may grow (e.g. a
-    DRNN's ``load_widened``). One-line UserError when the checkpoint holds another class
-    or shapes that do not fit."""
+    DRNN's ``load_widened``). One-line UserError when the checkpoint holds another class, shapes
+    that do not fit or (given the run's ``args``) another sample rate or STFT: its weights were learnt
+    for that front end. The checkpoint's input level normalisation is kept, and written into ``args``
+    so that the run's records (and a --resume) say what the model does."""
     ckpt = util.read_checkpoint(path)
     if ckpt["model_class"] != util.class_name(model):
         raise UserError(f"{path}: --init needs a {util.class_name(model)} checkpoint, got {ckpt['model_class']}")
+    if args is not None:
+        stft = ckpt.get("stft") or {}
+        have = {"--sample-rate": ckpt.get("sample_rate"), "--n-fft": stft.get("n_fft"), "--hop": stft.get("hop"),
+                "--window": stft.get("window", "hann")}
+        want = {"--sample-rate": args.sample_rate, "--n-fft": args.n_fft, "--hop": args.hop,
+                "--window": getattr(args, "window", "hann")}
+        differ = [k for k in have if have[k] is not None and have[k] != want[k]]
+        if differ:
+            raise UserError(f"{path}: --init checkpoint was trained with {' '.join(f'{k} {have[k]}' for k in differ)}, "
+                            f"this run has {' '.join(f'{k} {want[k]}' for k in differ)}: give the checkpoint's")
     try:
         (load or model.load_state_dict)(ckpt["state_dict"])     # float16 shipped weights load into float32
     except (RuntimeError, ValueError) as err:
+        lines = [x.strip() for x in str(err).strip().splitlines() if x.strip()]
+        detail = next((x for x in lines if x.startswith(("size mismatch", "Missing", "Unexpected"))), lines[0])
         raise UserError(f"{path}: --init checkpoint does not match this model's shapes "
-                        f"({str(err).strip().splitlines()[0][:120]}); give the same model options") from None
+                        f"({detail[:160]}); give the same model options") from None
     if "level_norm" in (ckpt.get("features") or {}):
         model.set_level_norm(ckpt["features"]["level_norm"])
+        if args is not None and hasattr(args, "level_norm"):
+            args.level_norm = ckpt["features"]["level_norm"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,7 +563,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
         with contextlib.nullcontext() if full else averaged():
             util.save_checkpoint(path, model, stft, args.sample_rate, **extra)
 
-    stale = 0
+    # epochs since the best (a resumed run keeps counting toward --patience where it stopped)
+    stale = history["valid"][-1]["epoch"] - history["best_epoch"] if history["best_epoch"] is not None else 0
     smoothed = history["smoothed"][-1] if history["smoothed"] else None
     for epoch in range(start_epoch, args.epochs + 1):
         t0 = time.time()

@@ -599,6 +599,14 @@ def test_separate_writes_accompaniment_as_mixture_minus_vocals(name, sr, tmp_pat
     assert np.abs(vocals + accompaniment - song).max() < 1e-5
 
 
+@pytest.mark.parametrize("system", train_seed.SYSTEMS)
+def test_every_system_takes_its_own_defaults(system):
+    """`train_seed.py --system S` with nothing else passes the option checks (the U-Net's paper hop, 768 of
+    1024, did not: the inverse STFT takes at most n_fft / 2)."""
+    args = train_seed.parse_args(["--system", system])
+    assert args.hop <= args.n_fft // 2 and args.sample_rate == train_seed.DEFAULTS[system]["sample_rate"]
+
+
 def test_evaluate_scores_models_of_different_rates_at_the_highest(demo, tmp_path, capsys):
     """A model at a lower rate listed first must not band-limit the mixture every other model is given: the
     default evaluation rate is the highest of the models' rates, with a note, and a model scores the same

@@ -318,6 +318,12 @@ def test_rnn_init_continues_an_rnn_checkpoint_with_its_shape(demo, tmp_path):
     train_rnn.main([*args[:args.index("--run-dir") + 1], str(tmp_path / "r2"),
                     *args[args.index("--run-dir") + 2:], "--dropout", "0.3"])      # dropout: given, it wins
     assert torch.load(tmp_path / "r2" / "savedModel_RNN_best.pt", weights_only=True)["model_args"]["dropout"] == 0.3
+    # a resume takes everything from its run folder, not from the --init file (changed or gone by then)
+    (tmp_path / "rnn.pt").unlink()
+    args[args.index("--epochs") + 1] = "2"
+    train_rnn.main(args + ["--resume", str(tmp_path / "r")])
+    last = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and last["model_args"]["rnn_hidden"] == 6 and last["stft"]["hop"] == 64
 
 
 def rnn_one_epoch_at_lr0(demo, tmp_path, init, *extra):
@@ -564,6 +570,20 @@ def test_lr_decays_on_plateau_and_resumes(demo, tmp_path, monkeypatch):
     assert json.loads((run / "history.json").read_text())["lr"] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
 
 
+def test_resume_keeps_counting_toward_patience(demo, tmp_path, monkeypatch):
+    """Early stopping counts the epochs since the best across a resume: with --patience 2 and no
+    improvement after epoch 1, a run resumed after epoch 2 stops after epoch 3, as it would have
+    uninterrupted (it used to start counting again and run on)."""
+    losses = iter([1.0, 2.0, 3.0, 4.0, 5.0])
+    monkeypatch.setattr(training, "valid", lambda *a, **k: next(losses))
+    run = tmp_path / "run"
+    args = tiny_args(demo, run, tmp_path / "cache", "--patience", "2")
+    train_feedforward.main(args)                                        # epochs 1-2 (tiny_args: --epochs 2)
+    args[args.index("--epochs") + 1] = "5"
+    train_feedforward.main(args + ["--resume", str(run)])
+    assert [v["epoch"] for v in json.loads((run / "history.json").read_text())["valid"]] == [1, 2, 3]
+
+
 def test_init_continues_from_a_shipped_style_checkpoint(ff_run, demo, tmp_path, capsys):
     """--init starts a training from a checkpoint's weights (the way to continue a shipped model
     whose run folder is gone): with lr 0 the new best checkpoint keeps them exactly."""
@@ -583,6 +603,25 @@ def test_init_continues_from_a_shipped_style_checkpoint(ff_run, demo, tmp_path, 
                                        "--n-fft", "256", "--hop", "64", "--samples-per-epoch", "4", "--batch-size", "2",
                                        "--cache-dir", str(tmp_path / "cache"), "--valid-fraction", "0.34"])
     assert e.value.code == 2 and "needs a Model_GRU.GRUMaskNet checkpoint" in capsys.readouterr().err
+
+
+def test_init_refuses_another_front_end_and_records_the_level_norm(ff_run, demo, tmp_path):
+    """--init weights were learnt for one sample rate and STFT: another is a one-line error naming both;
+    the checkpoint's level normalisation is the one the run records (so a --resume keeps it)."""
+    ckpt = ff_run / "savedModel_feedforward_best.pt"                   # 8000 Hz, n_fft 256, hop 64
+    for option, value, message in [("--sample-rate", "16000", "--sample-rate 8000, this run has --sample-rate 16000"),
+                                   ("--hop", "128", "--hop 64, this run has --hop 128")]:
+        args = tiny_args(demo, tmp_path / f"r{value}", tmp_path / "cache", "--init", str(ckpt))
+        args[args.index(option) + 1] = value
+        with pytest.raises(UserError, match=f"trained with {message}"):
+            train_feedforward.main(args)
+    plain = tmp_path / "plain"
+    train_feedforward.main(tiny_args(demo, plain, tmp_path / "cache", "--level-norm", "none", "--epochs", "1"))
+    cont = tmp_path / "cont"
+    train_feedforward.main(tiny_args(demo, cont, tmp_path / "cache", "--init",
+                                     str(plain / "savedModel_feedforward_best.pt"), "--epochs", "1"))
+    assert json.loads((cont / "history.json").read_text())["train_args"]["level_norm"] == "none"
+    assert util.read_checkpoint(cont / "last.pt")["features"]["level_norm"] == "none"
 
 
 def test_feedforward_init_continues_and_export_merges_history(demo, ff_run, tmp_path):
