@@ -343,8 +343,33 @@ def resolve_run_dir(args, name) -> Path:
     if run.resolve() == SHIPPED_MODELS.resolve() or SHIPPED_MODELS.resolve() in run.resolve().parents:
         raise UserError(f"{run}: is the shipped-models folder; training never writes there")
     if run.exists() and any(run.iterdir()):
+        if not (run / "last.pt").exists():
+            raise UserError(f"{run}: run folder exists and is not empty, with no last.pt to resume (a run stopped in "
+                            "its first epoch?): delete it or give another --run-dir")
         raise UserError(f"{run}: run folder exists and is not empty (use --resume {run} or another --run-dir)")
     return run
+
+
+RUN_CLAIM = ".claimed"       # a fresh run's marker: created exclusively, so two trainings never share a folder
+
+
+def claim_run_dir(run: Path, default_name: bool) -> Path:
+    """Create a fresh run's folder and claim it with an exclusively created marker: a second training that
+    started at the same time into the same folder stops with a one-line error (one with a default,
+    per-second name moves on to ``-2``, ``-3``, ...) instead of writing over the first one's files."""
+    base = run
+    for n in range(2, 1000):
+        if not (default_name and run.exists() and any(run.iterdir())):
+            run.mkdir(parents=True, exist_ok=True)
+            try:
+                os.close(os.open(run / RUN_CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                return run
+            except FileExistsError:
+                if not default_name:
+                    raise UserError(f"{run}: another training started in this run folder meanwhile "
+                                    "(give each its own --run-dir)") from None
+        run = base.with_name(f"{base.name}-{n}")
+    raise UserError(f"{base}: no free run folder name")
 
 
 def prepare_data(args, sources):
@@ -542,7 +567,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     train_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     train_args["data"] = str(data_root)
     if rank == 0:
-        run.mkdir(parents=True, exist_ok=True)
+        if args.resume is None:
+            run = claim_run_dir(run, default_name=args.run_dir is None)
         print(f"run folder: {run}  |  {type(model).__name__}: {Model.count_parameters(model):,} parameters  |  "
               f"{len(train_set.tracks)} train / {len(valid_set.tracks)} valid tracks  |  device {device}",
               file=sys.stderr)

@@ -74,6 +74,29 @@ def test_run_dir_never_overwritten(demo, ff_run, tmp_path):
         train_feedforward.main(tiny_args(demo, training.SHIPPED_MODELS, tmp_path / "cache"))
 
 
+def test_run_folder_is_claimed_once(demo, tmp_path, monkeypatch):
+    """Two trainings started at once into one folder both pass the empty-folder check; the second to claim
+    it (here: the claim made first, as by a twin started a moment earlier) stops instead of writing there,
+    and a default, per-second name moves on to a free one. A folder left without last.pt says so."""
+    run = tmp_path / "run"
+    run.mkdir()
+    real = training.claim_run_dir
+
+    def twin_first(path, default_name):
+        (path / training.RUN_CLAIM).touch()               # the twin claimed it while this one decoded the data
+        return real(path, default_name)
+    monkeypatch.setattr(training, "claim_run_dir", twin_first)
+    with pytest.raises(UserError, match="another training started in this run folder meanwhile"):
+        train_feedforward.main(tiny_args(demo, run, tmp_path / "cache"))
+    assert [p.name for p in run.iterdir()] == [training.RUN_CLAIM]          # nothing of this run written
+    default = tmp_path / "runs" / "feedforward-20261207-120000"
+    default.mkdir(parents=True)
+    (default / training.RUN_CLAIM).touch()
+    assert real(default, default_name=True) == tmp_path / "runs" / "feedforward-20261207-120000-2"
+    with pytest.raises(UserError, match="no last.pt to resume"):
+        train_feedforward.main(tiny_args(demo, run, tmp_path / "cache"))
+
+
 def test_resume_continues_history(demo, tmp_path):
     run, cache = tmp_path / "run", tmp_path / "cache"
     train_feedforward.main(tiny_args(demo, run, cache))
