@@ -654,8 +654,9 @@ class DSD100Dataset(torch.utils.data.Dataset):
             vocal = self.cache.source(track, "vocals")
             mixture = vocal + self.cache.source(track, "accompaniment")
         else:
-            load = lambda refs: sum(np.float32(r.scale) * util.load_audio(r.path, self.sample_rate)[0].T  # noqa: E731
-                                    for r in refs)
+            def load(refs):          # (samples, channels); a stem on one channel of its file (MIR-1K) keeps only it
+                return sum(np.float32(r.scale) * (x if r.channel is None else x[r.channel:r.channel + 1]).T
+                           for r in refs for x in [util.load_audio(r.path, self.sample_rate)[0]])
             vocal = load(track.stems["vocals"])
             mixture = vocal + load(track.stems["accompaniment"])
         sample = {"mixture": np.asarray(mixture, np.float32), "vocal": np.asarray(vocal, np.float32)}

@@ -63,6 +63,17 @@ def test_mir1k_hidden_files_are_skipped_and_a_clip_twice_is_an_error(mir1k):
         Data.find_tracks(mir1k, "test")
 
 
+def test_course_dataset_keeps_mir1k_channels_apart_without_mono(mir1k, tmp_path):
+    """The skeleton's DSD100Dataset with mono=False on MIR-1K: the voice is the right channel and the
+    mixture left + right, one channel each (it used to take both channels of the file for each)."""
+    ds = Data.DSD100Dataset(mir1k, "Test", mono=False, cache_dir=tmp_path / "cache")
+    clip, _ = sf.read(mir1k / "Wavfile" / "stool_1_01.wav", dtype="float32")
+    sample = ds[0]
+    assert sample["vocal"].shape == sample["mixture"].shape == (len(clip), 1)
+    assert np.allclose(sample["vocal"][:, 0], clip[:, 1], atol=1e-6)
+    assert np.allclose(sample["mixture"][:, 0], clip.sum(1), atol=1e-6)
+
+
 def test_cache_decodes_once(mir1k, tmp_path, monkeypatch):
     track = Data.find_tracks(mir1k, "test")[0]
     Data.AudioCache(8000, tmp_path / "c").source(track, "vocals")
