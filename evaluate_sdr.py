@@ -80,7 +80,8 @@ def parse_args(argv=None):
     p.add_argument("--force", action="store_true", help="overwrite existing results in --out")
     p.add_argument("--compare", type=Path, default=None, metavar="SUMMARY_JSON",
                    help="compare the table with a committed summary.json (e.g. results/mir1k_test_public/"
-                        "summary.json): prints 'same numbers' or every difference above 0.01 dB (exit 1)")
+                        "summary.json): prints 'same numbers' or every difference above 0.01 dB (exit 1); systems "
+                        "not in this run are named and left out")
     p.add_argument("--html", action="store_true",
                    help="also write <out>/index.html, a listening page: the summary table (sortable), every "
                         "track worst first with its scores, audio players (mixture, true vocals, each system's "
@@ -506,8 +507,11 @@ def main(argv=None):
         print(f"listening page: {page} (open it in a browser; it needs no server)")
     if committed is not None:
         diffs = compare_summaries(result["summary"], committed["summary"])
+        absent = [name for name in committed["summary"] if name not in result["summary"]]
         print(f"\n{args.compare}: " + ("same numbers (every system, source and metric within 0.01 dB)"
                                       if not diffs else f"{len(diffs)} difference(s):\n  " + "\n  ".join(diffs)))
+        if absent:
+            print(f"not in this run, so not compared: {', '.join(absent)}")
         then, now = used_semitones(committed.get("meta", {})), used_semitones(result["meta"])
         changed = {name: (then[name], n) for name, n in now.items() if name in then and then[name] != n}
         if diffs and changed:
@@ -518,9 +522,12 @@ def main(argv=None):
 
 
 def compare_summaries(new: dict, old: dict, tol: float = 0.01) -> list[str]:
-    """Differences above ``tol`` dB between two summary dicts (systems, sources, metrics of ``old``)."""
+    """Differences above ``tol`` dB between two summary dicts (the sources and metrics of ``old``'s systems
+    that ``new`` has: a rerun of a few of the systems compares those; a source it lacks is a difference)."""
     diffs = []
     for system, sources in old.items():
+        if system not in new:
+            continue
         for src, metrics in sources.items():
             if not isinstance(metrics, dict):
                 continue

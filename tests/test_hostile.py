@@ -411,6 +411,9 @@ def test_compare_summaries_names_differences():
     assert evaluate_sdr.compare_summaries({"x": {"vocals": {"GNSDR": 5.004, "median_SDR": 4.0}}}, old) == []
     diffs = evaluate_sdr.compare_summaries({"x": {"vocals": {"GNSDR": 5.2, "median_SDR": 4.0}}}, old)
     assert diffs == ["x vocals GNSDR: 5.20 now, 5.00 committed"]
+    # a rerun of some of the systems compares those; a source missing from a system it has is a difference
+    assert evaluate_sdr.compare_summaries({}, old) == []
+    assert evaluate_sdr.compare_summaries({"x": {}}, old) == ["x vocals: missing"]
 
 
 def test_summarise_weights_by_length_and_skips_nan():
