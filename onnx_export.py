@@ -299,10 +299,15 @@ def load(path, device="cpu"):
         session = _session(str(path))
     except Exception as err:
         raise UserError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        if not {"stft", "sample_rate", "sources", "context", "model_class"} <= set(meta):
+            raise ValueError("missing keys")
+        json.loads(meta["stft"]), json.loads(meta["sources"]), int(meta["sample_rate"])
+    except (ValueError, TypeError):
+        raise UserError(f"{path}: not an ONNX export of this project (no valid STFT, sample-rate and "
+                        "sources metadata)") from None
     model = OnnxMaskModel(session)
-    if "stft" not in model.meta or "sample_rate" not in model.meta:
-        raise UserError(f"{path}: not an ONNX export of this project (no STFT/sample-rate metadata)")
-    stft = util.make_stft(**json.loads(model.meta["stft"]))
-    rate = int(model.meta["sample_rate"])
+    stft, rate = util.checked_front_end(json.loads(model.meta["stft"]), int(model.meta["sample_rate"]), path)
     return model, stft, rate, {"model_class": model.model_class, "onnx": str(path), "stft": stft.config(),
                                "sample_rate": rate}

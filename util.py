@@ -572,6 +572,9 @@ def read_checkpoint(path) -> dict:
     return ckpt
 
 
+MAX_WEIGHTS = 200_000_000       # 0.8 GB of float32 weights; the largest model here has 9.8 million
+
+
 def build_model(ckpt: dict, path="checkpoint") -> torch.nn.Module:
     """Rebuild the model a checkpoint describes and load its weights. Only the classes of
     :data:`MODEL_CLASSES` are built; weights must be finite."""
@@ -582,7 +585,13 @@ def build_model(ckpt: dict, path="checkpoint") -> torch.nn.Module:
     if not isinstance(ckpt["model_args"], dict) or not all(isinstance(k, str) for k in ckpt["model_args"]):
         raise UserError(f"{path}: model_args is not a dict of named arguments")
     try:
+        with torch.device("meta"):                  # its size first, without memory: model_args are data
+            weights = sum(p.numel() for p in cls(**ckpt["model_args"]).parameters())
+        if weights > MAX_WEIGHTS:
+            raise UserError(f"{path}: model_args describe {weights:,} weights (more than {MAX_WEIGHTS:,}): refused")
         model = cls(**ckpt["model_args"])
+    except UserError:
+        raise
     except Exception as err:
         raise UserError(f"{path}: cannot build model {ckpt['model_class']} ({err})") from None
     features = ckpt.get("features") or {}
@@ -628,11 +637,27 @@ def load_model(path, device="cpu", expect: type | tuple | None = None):
             raise UserError(f"{path}: holds a {model.model_class}, expected a {expected} export")
         return model, stft, sample_rate, info
     ckpt = read_checkpoint(path)
+    stft, sample_rate = checked_front_end(ckpt["stft"], ckpt["sample_rate"], path)
     model = build_model(ckpt, path)
     if expect is not None and type(model) not in expect:
         raise UserError(f"{path}: holds a {type(model).__name__}, expected a {expected} checkpoint")
-    stft = make_stft(**ckpt["stft"])
-    return model.to(device), stft, int(ckpt["sample_rate"]), ckpt
+    return model.to(device), stft, sample_rate, ckpt
+
+
+def checked_front_end(stft_config, sample_rate, path="checkpoint"):
+    """(STFT, sample rate) from a checkpoint's (or export's) settings, within the ranges the command lines
+    take (n_fft 16..65536, 1 <= hop <= n_fft, 1000..384000 Hz); a one-line UserError otherwise: a file made
+    elsewhere is data, and a 2^31-point STFT would fill the memory before anything else failed."""
+    try:
+        cfg = dict(stft_config)
+        n_fft, hop, window = cfg.pop("n_fft"), cfg.pop("hop"), cfg.pop("window", "hann")
+        ok = (not cfg and all(type(v) is int for v in (n_fft, hop, sample_rate)) and 16 <= n_fft <= 65536
+              and 1 <= hop <= n_fft and 1000 <= sample_rate <= 384000 and window in ("hann", "hamming"))
+    except (TypeError, ValueError, KeyError):
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: bad STFT settings or sample rate ({stft_config!r}, {sample_rate!r})")
+    return make_stft(n_fft, hop, window), sample_rate
 
 
 def train_seconds(ckpt: dict) -> float | None:

@@ -98,6 +98,25 @@ def test_malicious_checkpoint_every_entry_point(tmp_path, make):
     assert not marker.exists() and not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.parametrize("change,message", [
+    (dict(stft={"n_fft": 2 ** 31, "hop": 1}), "bad STFT settings or sample rate"),
+    (dict(stft={"n_fft": 256, "hop": 64, "window": "kaiser"}), "bad STFT settings or sample rate"),
+    (dict(sample_rate="abc"), "bad STFT settings or sample rate"),
+    (dict(sample_rate=0), "bad STFT settings or sample rate"),
+    (dict(model_args={"n_bins": 129, "hidden": [10 ** 6, 10 ** 4], "code": 8}), "weights (more than"),
+])
+def test_checkpoint_sizes_are_checked_before_anything_is_built(tmp_path, tiny_ff, song, capsys, change, message):
+    """A checkpoint's STFT, rate and model sizes are data from elsewhere: out of range, one line and exit 2,
+    before any memory goes to them (a 2^31-point STFT or a 10-billion-weight layer filled the machine)."""
+    util.save_checkpoint(tmp_path / "ff.pt", tiny_ff, STFT, 8000)
+    ckpt = torch.load(tmp_path / "ff.pt", weights_only=True)
+    ckpt.update(change)
+    torch.save(ckpt, tmp_path / "odd.pt")
+    assert sep([str(song), "--model", str(tmp_path / "odd.pt"), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
 def test_registry_is_shared_with_train_seed():
     import train_seed
     assert set(train_seed.SYSTEM_CLASSES.values()) <= set(util.MODEL_CLASSES)

@@ -88,6 +88,30 @@ def test_separate_cli_runs_an_onnx_file(tmp_path):
     assert vocals.shape == (16000, 2) and np.abs(vocals).max() > 0
 
 
+def test_an_onnx_file_without_or_with_odd_metadata_is_refused_in_one_line(tmp_path, capsys):
+    """An .onnx that is not one of ours (no metadata) or whose STFT is out of range: one line, exit 2."""
+    import onnx
+    import soundfile as sf
+    sf.write(tmp_path / "song.wav", tone(1.0, 8000, 220), 8000)
+    model = _models()["ff"].eval()
+    util.save_checkpoint(tmp_path / "m.pt", model, STFT, 8000)
+    assert _run([str(tmp_path / "m.pt"), str(tmp_path / "m.onnx")]) == 0
+    for name, meta in [("bare", {}), ("huge", {"stft": '{"n_fft": 2147483648, "hop": 1}'})]:
+        graph = onnx.load(str(tmp_path / "m.onnx"))
+        kept = {p.key: p.value for p in graph.metadata_props}
+        del graph.metadata_props[:]
+        for key, value in ({**kept, **meta} if meta else {}).items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.save(graph, str(tmp_path / f"{name}.onnx"))
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            util.run_cli(lambda a: separate.main(a, None, None), [str(tmp_path / "song.wav"), "--model",
+                                                                  str(tmp_path / f"{name}.onnx"), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1, err
+        assert ("not an ONNX export of this project" if name == "bare" else "bad STFT settings") in err, err
+
+
 def test_an_ensemble_takes_onnx_members_and_a_batch(tmp_path):
     """``a.pt+b.onnx``: the same masks as the two torch models' ensemble; an ONNX model (whose graph
     takes one excerpt) runs a batch item by item and refuses a state for more than one."""
