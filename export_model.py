@@ -75,6 +75,13 @@ def main(argv=None):
         if not 0.0 <= args.input_rms <= Model_WaveUNet.INPUT_RMS_MAX:
             raise UserError(f"--input-rms must be in [0, {Model_WaveUNet.INPUT_RMS_MAX:g}] (0: off), "
                             f"got {args.input_rms}")
+    merged = None                                                 # made before anything is written
+    if hist.exists() and old is not None:
+        try:
+            merged = continued_history(old, json.loads(hist.read_text()), str(args.continues))
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise UserError(f"--continues: {args.continues} and {hist} do not merge ({type(err).__name__}: "
+                            f"{err}); nothing written") from None
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = util.temp_path(args.output.parent, ".export.", ".pt")
     try:
@@ -85,8 +92,8 @@ def main(argv=None):
         os.replace(tmp, args.output)
     finally:
         tmp.unlink(missing_ok=True)
-    if hist.exists() and old is not None:
-        util.write_json(hist_out, continued_history(old, json.loads(hist.read_text()), str(args.continues)))
+    if merged is not None:
+        util.write_json(hist_out, merged)
     elif hist.exists():
         util.atomic_write(hist_out, lambda t: shutil.copyfile(hist, t))
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
@@ -96,7 +103,8 @@ def main(argv=None):
 def read_history(path: Path) -> dict:
     try:
         h = json.loads(Path(path).read_text())
-        if not (h["best_epoch"] >= 1 and len(h["epoch_time"]) >= h["best_epoch"]):
+        if not (h["best_epoch"] >= 1 and len(h["epoch_time"]) >= h["best_epoch"] and len(h["valid"]) >= h["best_epoch"]
+                and "step" in h["valid"][h["best_epoch"] - 1]):
             raise ValueError
         return h
     except FileNotFoundError:

@@ -697,8 +697,10 @@ def average_weights(ckpt: dict, src, others: dict) -> dict:
     model = build_model(ckpt, src)
     total = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     for other, o in others.items():
-        for key in ("model_class", "stft", "sample_rate"):
-            if o.get(key) != ckpt.get(key):
+        if Path(other).resolve() == Path(src).resolve():
+            raise UserError(f"{other}: is {src} itself; average other fine-tunes with it")
+        for key in ("model_class", "stft", "sample_rate", "features"):
+            if (o.get(key) or None) != (ckpt.get(key) or None):
                 raise UserError(f"{other}: its {key} differs from {src}'s; only fine-tunes of one model average")
         if build_model(o, other).model_args != model.model_args:      # defaults filled in (older files)
             raise UserError(f"{other}: its model_args differs from {src}'s; only fine-tunes of one model average")

@@ -1,8 +1,11 @@
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+import Model
 import util
 from util import UserError
 
@@ -135,6 +138,25 @@ def test_export_checkpoint_half_weights(tmp_path, tiny_ff):
     assert e.value.code == 2
 
 
+def test_export_continues_refuses_a_history_it_cannot_merge_before_writing(tmp_path, capsys):
+    """--continues OLD with fewer validation entries than its best epoch (or without steps): refused in one
+    line, and no checkpoint written beside a stale history (the merge used to fail after the write)."""
+    import export_model
+    run = tmp_path / "run"
+    run.mkdir()
+    util.save_checkpoint(run / "best.pt", Model.FrameMaskNet(129, (32, 16), 8), util.make_stft(256, 64), 8000)
+    entry = {"epoch": 1, "step": 2, "loss": 1.0}
+    (run / "history.json").write_text(json.dumps({"best_epoch": 1, "epoch_time": [1.0], "valid": [entry],
+                                                  "train": [1.0], "smoothed": [1.0, 1.0]}))
+    for name, old in [("short", {"best_epoch": 3, "epoch_time": [1.0] * 3, "valid": [entry]}),
+                      ("nostep", {"best_epoch": 1, "epoch_time": [1.0], "valid": [{"epoch": 1, "loss": 1.0}]})]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(old))
+        assert _run(export_model, [str(run / "best.pt"), str(tmp_path / f"{name}.pt"), "--continues",
+                                   str(tmp_path / f"{name}.json")]) == 2
+        assert "not a training history" in capsys.readouterr().err
+        assert not (tmp_path / f"{name}.pt").exists()
+
+
 def test_export_average_writes_the_mean_of_the_weights(tmp_path, capsys):
     """--average: a model soup. The written weights are the mean of the checkpoints', the training
     times add up, the file names its ingredients; another shape or class is refused in one line,
@@ -164,6 +186,13 @@ def test_export_average_writes_the_mean_of_the_weights(tmp_path, capsys):
     assert "its model_args differs" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
     assert _run(export_model, [str(paths[0]), str(paths[1]), "--average", str(paths[1]), "--force"]) == 2
     assert "would overwrite an input checkpoint" in capsys.readouterr().err
+    # the same file twice, or another input level normalisation: not fine-tunes of one model
+    assert _run(export_model, [str(paths[0]), str(tmp_path / "x.pt"), "--average", str(paths[0])]) == 2
+    assert "is " + str(paths[0]) + " itself" in capsys.readouterr().err
+    models[1].set_level_norm("frame" if models[0].level_norm != "frame" else "none")
+    util.save_checkpoint(tmp_path / "raw.pt", models[1], stft, 8000)
+    assert _run(export_model, [str(paths[0]), str(tmp_path / "x.pt"), "--average", str(tmp_path / "raw.pt")]) == 2
+    assert "its features differs" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
     # a DRNN's power-iteration vectors are recomputed for the mean weights: its gain stays bounded
     drnns = []
     for seed in range(2):
