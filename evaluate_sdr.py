@@ -492,6 +492,9 @@ def main(argv=None):
     meta = result["meta"]
     print(f"{meta['data']} [{meta['split']}]: {meta['tracks']} tracks, {meta['audio_seconds'] / 60:.1f} min of audio, "
           f"evaluated at {meta['sample_rate']} Hz in {meta['wall_seconds']:.1f} s")
+    averaged = settings_line(meta.get("systems", {}))
+    if averaged:
+        print(f"test-time averaging: {averaged} (--semitones 0 --shifts 1: the raw models)")
     print(format_table(result["summary"], meta, "vocals"))
     print()
     print(format_table(result["summary"], meta, "accompaniment"))
@@ -519,6 +522,19 @@ def main(argv=None):
                   + ", ".join(f"{name} ({a} then, {b} now)" for name, (a, b) in changed.items()))
         return 1 if diffs else 0
     return 0
+
+
+def settings_line(systems: dict) -> str:
+    """What each system averages over at test time, e.g. ``RNN 4 semitones; U-Net 2 semitones, 4 shifts``."""
+    parts = []
+    for name, info in systems.items():
+        shifts = info.get("shifts")
+        shifts = max(shifts) if isinstance(shifts, list) else shifts
+        done = [f"{info['semitones']} semitones"] if info.get("semitones") else []
+        done += [f"{shifts} shifts"] if shifts and shifts > 1 else []
+        if done:
+            parts.append(f"{name} {', '.join(done)}")
+    return "; ".join(parts)
 
 
 def compare_summaries(new: dict, old: dict, tol: float = 0.01) -> list[str]:

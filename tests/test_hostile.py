@@ -435,6 +435,13 @@ def test_compare_summaries_names_differences():
     assert evaluate_sdr.compare_summaries({"x": {}}, old) == ["x vocals: missing"]
 
 
+def test_the_table_says_what_each_system_averages_over():
+    import evaluate_sdr
+    systems = {"RNN": {"semitones": 4}, "raw": {"semitones": 0, "shifts": 1}, "E": {"semitones": 2, "shifts": [4, 1]}}
+    assert evaluate_sdr.settings_line(systems) == "RNN 4 semitones; E 2 semitones, 4 shifts"
+    assert evaluate_sdr.settings_line({"raw": {"semitones": 0}}) == ""
+
+
 def test_summarise_weights_by_length_and_skips_nan():
     """GNSDR is the length-weighted mean of SDR - SDR(mixture); a NaN track is left out of the G*
     means (mean/median SDR keep every track)."""
