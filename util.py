@@ -656,7 +656,7 @@ def checked_front_end(stft_config, sample_rate, path="checkpoint"):
     except (TypeError, ValueError, KeyError):
         ok = False
     if not ok:
-        raise UserError(f"{path}: bad STFT settings or sample rate ({stft_config!r}, {sample_rate!r})")
+        raise UserError(f"{path}: bad STFT settings or sample rate ({stft_config!r:.120}, {sample_rate!r:.40})")
     return make_stft(n_fft, hop, window), sample_rate
 
 
