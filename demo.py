@@ -37,6 +37,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     t0 = time.time()
     run = args.run_dir or training.ROOT / "runs" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run.exists() and not run.is_dir():
+        raise util.UserError(f"{run}: exists and is not a folder; choose another --run-dir")
     if run.exists() and any(run.iterdir()):
         raise util.UserError(f"{run}: exists and is not empty; choose another --run-dir")
     data = demo_data.make_demo_dataset(demo_data.DEMO_ROOT)

@@ -353,6 +353,10 @@ def _is_complete(root, params):
     return {k: marker.get(k) for k in params} == params and all(f.is_file() for f in files)
 
 
+class DemoFolderTaken(util.UserError, FileExistsError):
+    """The demo folder holds something else (or an incomplete set): a one-line error for the command lines."""
+
+
 def make_demo_dataset(root, n_dev=8, n_test=3, seconds=12.0, sample_rate=16000, seed=0, overwrite=False,
                       layout="dsd100") -> Path:
     """Create (or reuse) the demo dataset under ``root`` and return ``root`` as a Path.
@@ -373,8 +377,9 @@ def make_demo_dataset(root, n_dev=8, n_test=3, seconds=12.0, sample_rate=16000, 
     if _is_complete(root, params):
         return root
     if root.exists() and (not root.is_dir() or any(root.iterdir())) and not overwrite:
-        raise FileExistsError(f"{root} exists and is not a demo dataset with these parameters; "
-                              f"pick another root or pass overwrite=True (--overwrite)")
+        raise DemoFolderTaken(f"{root}: exists and is not a complete demo dataset with these parameters (a file "
+                              f"missing?); pick another folder or rebuild it: python demo_data.py --root {root} "
+                              f"--overwrite")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     n = int(round(seconds * sample_rate))

@@ -206,8 +206,9 @@ def write_page(folder: Path, result: dict, media: dict, row_cells, columns) -> P
                  "<table class='sortable tracks'><thead><tr><th>track</th>"
                  + "".join(f"<th>{e(s)} SDR</th><th>SIR</th><th>SAR</th>" for s in ["mixture", *systems])
                  + "</tr></thead><tbody>")
+    anchor = {t: f"t{i}-{slug(t)}" for i, t in enumerate(order)}    # unique even when two names slug alike
     for t in order:
-        parts.append(f"<tr><td><a href='#{slug(t)}'>{e(t)}</a></td>" + "".join(
+        parts.append(f"<tr><td><a href='#{anchor[t]}'>{e(t)}</a></td>" + "".join(
             f"<td>{_num(by_track[t].get(s, {}).get(k))}</td>" for s in ["mixture", *systems]
             for k in ("sdr", "sir", "sar")) + "</tr>")
     parts.append("</tbody></table>")
@@ -216,7 +217,7 @@ def write_page(folder: Path, result: dict, media: dict, row_cells, columns) -> P
         if not m:
             continue
         a, b = m["excerpt"]
-        parts.append(f"<div class='track' id='{slug(t)}'><h3>{e(t)}</h3><p>excerpt {a:.1f}-{b:.1f} s (the "
+        parts.append(f"<div class='track' id='{anchor[t]}'><h3>{e(t)}</h3><p>excerpt {a:.1f}-{b:.1f} s (the "
                      f"{b - a:.0f} s with the most vocal energy); vocals SDR: "
                      + ", ".join(f"{e(s)} {_num(by_track[t].get(s, {}).get('sdr'))} dB" for s in ["mixture", *systems])
                      + "</p><div class='players'>")

@@ -136,3 +136,17 @@ def test_foreign_folder_is_left_alone(tmp_path):
     assert not (foreign / "notes.txt").exists() and (foreign / MARKER).is_file()
     with pytest.raises(FileExistsError):
         make_demo_dataset(foreign, **{**SMALL, "seconds": 1.0})
+
+
+def test_an_incomplete_demo_folder_is_a_one_line_error_naming_the_fix(tmp_path):
+    """A demo set with a stem missing is neither reused nor silently replaced: a UserError (one line on the
+    command lines, demo.py's included) that says how to rebuild it; demo.py's --run-dir must be a folder."""
+    import demo
+    import util
+    root = make_demo_dataset(tmp_path / "demo", **SMALL)
+    next(root.glob("Sources/*/*/bass.wav")).unlink()
+    with pytest.raises(util.UserError, match=r"not a complete demo dataset .*demo_data.py --root .* --overwrite"):
+        make_demo_dataset(root, **SMALL)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(util.UserError, match="exists and is not a folder"):
+        demo.main(["--run-dir", str(tmp_path / "file")])

@@ -115,3 +115,25 @@ def test_page_in_a_real_browser(page, tmp_path):
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'p2'}", "--window-size=1000,900",
                     f"--screenshot={shot}", url], capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_track_anchors_are_unique_when_names_slug_alike(tmp_path):
+    """Two tracks whose names make the same slug (``a<b>&c`` and ``a_b_c``) get their own anchors, and
+    every link of the tracks table lands on exactly one section."""
+    import re
+
+    import torch
+
+    import Model
+    for i, name in enumerate(["a<b>&c", "a_b_c"]):
+        write_stems(tmp_path / "songs" / name, ("vocals", "accompaniment"), sr=8000, seconds=2.0, seed=i)
+    torch.manual_seed(0)
+    util.save_checkpoint(tmp_path / "ff.pt", Model.FrameMaskNet(129, (16,), 8, dropout=0.0).eval(),
+                         util.make_stft(256, 64), 8000)
+    assert evaluate_sdr.main(["--model", str(tmp_path / "ff.pt"), "--data", str(tmp_path / "songs"), "--out",
+                              str(tmp_path / "eval"), "--html", "--html-seconds", "1", "--jobs", "1", "--quiet",
+                              "--oracle", "--cache-dir", str(tmp_path / "cache")]) == 0
+    text = (tmp_path / "eval" / "index.html").read_text()
+    links = re.findall(r"href='#([^']+)'", text)
+    ids = re.findall(r"class='track' id='([^']+)'", text)
+    assert len(links) == 2 and sorted(links) == sorted(ids) and len(set(ids)) == 2
