@@ -289,6 +289,22 @@ def accelerate(part) -> None:
     part.__dict__["_onnx_masks"] = masks       # a plain attribute: not a submodule, never in a state_dict
 
 
+def _check_masks(model, path, frames: int = 24):
+    """One run on random magnitudes: the graph must return one mask in [0, 1] per source, frame and bin, as
+    every export of this project does; a graph that copies our metadata but returns something else (say,
+    the magnitudes) would otherwise scale the song by whatever it outputs."""
+    mag = torch.rand(1, frames, model.n_bins, generator=torch.Generator().manual_seed(0))
+    try:
+        mask = model(mag)
+        ok = (tuple(mask.shape) == (1, len(model.sources), frames, model.n_bins) and bool(torch.isfinite(mask).all())
+              and float(mask.min()) >= -1e-4 and float(mask.max()) <= 1 + 1e-4)
+    except Exception:                 # onnxruntime's errors: wrong inputs, shapes, types
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: its graph does not return masks in [0, 1] of shape (1, {len(model.sources)}, "
+                        f"frames, {model.n_bins}): not an export of this project")
+
+
 def load(path, device="cpu"):
     """(model, stft, sample_rate, info) for an exported .onnx file, like util.load_model."""
     _require()
@@ -309,5 +325,6 @@ def load(path, device="cpu"):
                         "sources metadata)") from None
     model = OnnxMaskModel(session)
     stft, rate = util.checked_front_end(json.loads(model.meta["stft"]), int(model.meta["sample_rate"]), path)
+    _check_masks(model, path)
     return model, stft, rate, {"model_class": model.model_class, "onnx": str(path), "stft": stft.config(),
                                "sample_rate": rate}

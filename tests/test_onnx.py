@@ -112,6 +112,30 @@ def test_an_onnx_file_without_or_with_odd_metadata_is_refused_in_one_line(tmp_pa
         assert ("not an ONNX export of this project" if name == "bare" else "bad STFT settings") in err, err
 
 
+def test_an_onnx_graph_that_returns_no_mask_is_refused(tmp_path, capsys):
+    """Our metadata on a graph that returns 10 x the magnitudes (not a mask in [0, 1]): refused at load, in
+    one line, instead of scaling the song by whatever it outputs."""
+    import onnx
+    from onnx import TensorProto, helper
+    model = _models()["ff"].eval()
+    util.save_checkpoint(tmp_path / "m.pt", model, STFT, 8000)
+    assert _run([str(tmp_path / "m.pt"), str(tmp_path / "m.onnx")]) == 0
+    assert util.load_model(tmp_path / "m.onnx")[0] is not None          # the real export passes the check
+    ten = helper.make_tensor("ten", TensorProto.FLOAT, [], [10.0])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["mag", "ten"], ["scaled"]),
+         helper.make_node("Unsqueeze", ["scaled", "axes"], ["mask"])],
+        "not-a-mask", [helper.make_tensor_value_info("mag", TensorProto.FLOAT, [1, "T", 129])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "T", 129])], [ten, axes])
+    fake = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for prop in onnx.load(str(tmp_path / "m.onnx")).metadata_props:
+        fake.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(fake, str(tmp_path / "fake.onnx"))
+    with pytest.raises(util.UserError, match=r"does not return masks in \[0, 1\]"):
+        util.load_model(tmp_path / "fake.onnx")
+
+
 def test_an_ensemble_takes_onnx_members_and_a_batch(tmp_path):
     """``a.pt+b.onnx``: the same masks as the two torch models' ensemble; an ONNX model (whose graph
     takes one excerpt) runs a batch item by item and refuses a state for more than one."""
