@@ -315,16 +315,13 @@ def load(path, device="cpu"):
         session = _session(str(path))
     except Exception as err:
         raise UserError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
-    meta = session.get_modelmeta().custom_metadata_map
-    try:
-        if not {"stft", "sample_rate", "sources", "context", "model_class"} <= set(meta):
-            raise ValueError("missing keys")
-        json.loads(meta["stft"]), json.loads(meta["sources"]), int(meta["sample_rate"])
-    except (ValueError, TypeError):
+    try:                                  # the metadata our exports carry, read once
+        model = OnnxMaskModel(session)
+        stft_config, rate = json.loads(model.meta["stft"]), int(model.meta["sample_rate"])
+    except (KeyError, ValueError, TypeError):
         raise UserError(f"{path}: not an ONNX export of this project (no valid STFT, sample-rate and "
                         "sources metadata)") from None
-    model = OnnxMaskModel(session)
-    stft, rate = util.checked_front_end(json.loads(model.meta["stft"]), int(model.meta["sample_rate"]), path)
+    stft, rate = util.checked_front_end(stft_config, rate, path)
     _check_masks(model, path)
     return model, stft, rate, {"model_class": model.model_class, "onnx": str(path), "stft": stft.config(),
                                "sample_rate": rate}
