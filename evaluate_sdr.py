@@ -55,11 +55,11 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=None,
                    help="dataset folder (default: the synthetic demo set, generated if missing)")
     p.add_argument("--split", choices=["train", "test"], default="test", help="which split (default test)")
-    p.add_argument("--sample-rate", type=util.int_range(1000, 384000), default=None,
+    p.add_argument("--sample-rate", type=util.int_range(*util.SAMPLE_RATE_RANGE), default=None,
                    help="evaluation sample rate in Hz (default: the highest of the models' rates, else 16000)")
     p.add_argument("--oracle", nargs="*", choices=ORACLES, default=list(ORACLES),
                    help="oracle masks to include (default: all); give none to skip")
-    p.add_argument("--n-fft", type=util.int_range(16, 65536), default=None,
+    p.add_argument("--n-fft", type=util.int_range(*util.N_FFT_RANGE), default=None,
                    help="STFT size for the oracles (default: the first model's at the evaluation rate, else 1024)")
     p.add_argument("--hop", type=util.positive_int, default=None,
                    help="STFT hop for the oracles (default: the first model's at the evaluation rate, else 256)")

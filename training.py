@@ -47,10 +47,11 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--data", type=Path, default=None,
                    help="dataset folder: DSD100, MUSDB18-HQ style or MIR-1K (default: generate and use "
                         f"the synthetic demo set in {demo_data.DEMO_ROOT.relative_to(ROOT)}/)")
-    g.add_argument("--sample-rate", type=util.int_range(1000, 384000), default=sample_rate,
-                   help=f"model sample rate in Hz, 1000..384000; audio is resampled to it (default {sample_rate})")
-    g.add_argument("--n-fft", type=util.int_range(16, 65536), default=n_fft,
-                   help=f"STFT size in samples, 16..65536 (default {n_fft})")
+    g.add_argument("--sample-rate", type=util.int_range(*util.SAMPLE_RATE_RANGE), default=sample_rate,
+                   help="model sample rate in Hz, {}..{}; audio is resampled to it (default {})".format(
+                       *util.SAMPLE_RATE_RANGE, sample_rate))
+    g.add_argument("--n-fft", type=util.int_range(*util.N_FFT_RANGE), default=n_fft,
+                   help="STFT size in samples, {}..{} (default {})".format(*util.N_FFT_RANGE, n_fft))
     g.add_argument("--hop", type=util.positive_int, default=hop,
                    help=f"STFT hop in samples, 1..n_fft/2 (default {hop})")
     g.add_argument("--window", choices=util.WINDOWS, default="hann",

@@ -161,6 +161,8 @@ def device_name(text):
 # STFT
 # ----------------------------------------------------------------------------------------------
 WINDOWS = ("hann", "hamming")
+N_FFT_RANGE = (16, 65536)              # every STFT size taken, from the command line or from a file
+SAMPLE_RATE_RANGE = (1000, 384000)     # every model and evaluation sample rate (Hz) taken
 
 
 class STFT:
@@ -646,13 +648,15 @@ def load_model(path, device="cpu", expect: type | tuple | None = None):
 
 def checked_front_end(stft_config, sample_rate, path="checkpoint"):
     """(STFT, sample rate) from a checkpoint's (or export's) settings, within the ranges the command lines
-    take (n_fft 16..65536, 1 <= hop <= n_fft, 1000..384000 Hz); a one-line UserError otherwise: a file made
-    elsewhere is data, and a 2^31-point STFT would fill the memory before anything else failed."""
+    take (:data:`N_FFT_RANGE`, 1 <= hop <= n_fft, :data:`SAMPLE_RATE_RANGE`, :data:`WINDOWS`); a one-line
+    UserError otherwise: a file made elsewhere is data, and a 2^31-point STFT would fill the memory before
+    anything else failed."""
     try:
         cfg = dict(stft_config)
         n_fft, hop, window = cfg.pop("n_fft"), cfg.pop("hop"), cfg.pop("window", "hann")
-        ok = (not cfg and all(type(v) is int for v in (n_fft, hop, sample_rate)) and 16 <= n_fft <= 65536
-              and 1 <= hop <= n_fft and 1000 <= sample_rate <= 384000 and window in ("hann", "hamming"))
+        ok = (not cfg and all(type(v) is int for v in (n_fft, hop, sample_rate))
+              and N_FFT_RANGE[0] <= n_fft <= N_FFT_RANGE[1] and 1 <= hop <= n_fft
+              and SAMPLE_RATE_RANGE[0] <= sample_rate <= SAMPLE_RATE_RANGE[1] and window in WINDOWS)
     except (TypeError, ValueError, KeyError):
         ok = False
     if not ok:
