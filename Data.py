@@ -366,15 +366,17 @@ def pitch_bend(audio: np.ndarray, semitones: float, sample_rate: int, rng: rando
     """(samples,) -> (samples,) played along a slow random pitch curve (pitch and tempo together, as
     :func:`varispeed` but varying in time): a value uniform in [-semitones, semitones] every
     :data:`BEND_KNOT_SECONDS`, linear between, so the voice sings other melodies and vibratos.
-    Linear interpolation, read positions scaled to stay inside the excerpt."""
+    The curve is centred so that its mean rate is 1: the excerpt is read from start to end, bent up
+    as often as down around its own pitch (the key is the varispeed's). Linear interpolation."""
     n = len(audio)
     if not semitones or n < 2:
         return audio
     step = max(1, int(BEND_KNOT_SECONDS * sample_rate))
     knots = np.arange(0, n + step, step)
-    curve = np.interp(np.arange(n), knots, [rng.uniform(-semitones, semitones) for _ in knots])
-    pos = np.concatenate([[0.0], np.cumsum(2.0 ** (curve[:-1] / 12.0))])
-    pos *= min(1.0, (n - 1) / pos[-1])
+    curve = np.interp(np.arange(n - 1), knots, [rng.uniform(-semitones, semitones) for _ in knots])
+    rates = 2.0 ** (curve / 12.0)
+    pos = np.concatenate([[0.0], np.cumsum(rates / rates.mean())])   # ends at n - 1
+    pos = np.minimum(pos, n - 1)                                     # rounding
     return np.interp(pos, np.arange(n), audio).astype(np.float32)
 
 
@@ -471,7 +473,7 @@ class SeparationDataset(torch.utils.data.Dataset):
     stem goes, with probability p, through :func:`random_reverb` (the target keeps the reverb, as
     produced songs' vocal stems do).
     With ``vocal_bend`` b > 0 the vocal stem follows a slow random pitch curve within +-b semitones
-    (:func:`pitch_bend`: other melodies and vibratos).
+    (:func:`pitch_bend`: other melodies and vibratos), except in aligned excerpts.
     With ``vocal_formant`` f > 0 the vocal stem's formants move by a random factor in [1/(1+f), 1+f]
     (:func:`formant_shift`, pitch kept): with the varispeed, voices of other timbres and ranges.
     With ``vocal_atten_db`` a > 0 the vocal stem is further lowered by a uniform 0..a dB (MIR-1K
@@ -538,7 +540,7 @@ class SeparationDataset(torch.utils.data.Dataset):
             audio = fit_length(self.cache.source(track, s, start, start + span), span)
             if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
-            if s == "vocals" and self.vocal_bend:
+            if s == "vocals" and self.vocal_bend and not aligned:     # an aligned excerpt stays in tune
                 audio = pitch_bend(audio, self.vocal_bend, self.cache.sample_rate, rng)
             if s == "vocals" and self.vocal_formant:
                 audio = formant_shift(audio, random_factor(rng, self.vocal_formant), self.cache.sample_rate)

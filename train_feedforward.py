@@ -44,12 +44,17 @@ def parse_args(argv=None):
 
 
 def shuffled_frames(transforms, frame_batch):
-    """Batch of stems -> minibatches of shuffled frames (1, frame_batch, F) and (1, S, frame_batch, F)."""
+    """Batch of stems -> minibatches of shuffled frames (1, frame_batch, F) and (1, S, frame_batch, F).
+    In eval mode (validation) every frame at once, in order: the loss is the track's mean over its frames,
+    whatever the torch RNG (a shuffled short last batch counted as much as a full one)."""
     def examples(stems, model):
         mix_mag, src_mag = transforms(stems)                     # (B, T, F), (B, S, T, F)
         n_bins = mix_mag.shape[-1]
         mix = mix_mag.reshape(-1, n_bins)                        # (B*T, F)
         src = src_mag.transpose(0, 1).reshape(src_mag.shape[1], -1, n_bins)  # (S, B*T, F)
+        if not model.training:
+            yield mix[None], src[None]
+            return
         order = torch.randperm(mix.shape[0], device=mix.device)
         for i in range(0, len(order), frame_batch):
             idx = order[i:i + frame_batch]

@@ -67,8 +67,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                         "ignored where the dataset has its own validation split)")
     g.add_argument("--valid-tracks", default=None, metavar="PATTERN",
                    help="validate on the training tracks whose names match this glob pattern and train on the "
-                        "others, e.g. 'amy_*' to see how a recipe carries to a singer it never heard (MIR-1K); "
-                        "default: the dataset's own validation split, else --valid-fraction of the songs")
+                        "others, e.g. 'amy_*' to see how a recipe carries to a singer it never heard (MIR-1K; "
+                        "a warning names any song it splits); default: the dataset's own validation split, else "
+                        "--valid-fraction of the songs")
     g.add_argument("--valid-seconds", type=util.positive_float, default=30.0,
                    help="validate on the first N seconds of each validation track (default 30)")
     g.add_argument("--remix-prob", type=util.probability, default=0.5,
@@ -89,8 +90,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                         "that stay in standard tuning; replaces --accomp-speed; default 0: off)")
     g.add_argument("--vocal-bend", type=util.float_range(0, 12), default=0.0, metavar="SEMITONES",
                    help="augmentation: each training vocal follows a slow random pitch curve (a new value every "
-                        "0.25 s, pitch and tempo together) within +-SEMITONES: other melodies and vibratos "
-                        "(default 0: off)")
+                        "0.25 s, pitch and tempo together) within +-SEMITONES, centred on the vocal's own pitch: "
+                        "other melodies and vibratos (default 0: off)")
     g.add_argument("--vocal-formant", type=util.float_range(0, 1), default=0.0,
                    help="augmentation: move each training vocal's formants by a random factor in [1/(1+f), 1+f], "
                         "its pitch kept (another vocal tract; 0.15 = +-15%%; default 0: off)")
@@ -388,8 +389,16 @@ def prepare_data(args, sources):
         if not chosen or len(chosen) == len(tracks):
             raise UserError(f"--valid-tracks {args.valid_tracks!r} matches {len(chosen)} of {len(tracks)} "
                             f"training tracks: it must match some, not all")
+        if valid_tracks:
+            print(f"note: --valid-tracks validates on {len(chosen)} training tracks; the dataset's own "
+                  f"validation split ({len(valid_tracks)} tracks) is not used", file=sys.stderr)
         train_tracks = [t for t in tracks if t.name not in chosen]
         valid_tracks = [t for t in tracks if t.name in chosen]
+        split = sorted({Data.song_key(t) for t in train_tracks} & {Data.song_key(t) for t in valid_tracks})
+        if split:
+            print(f"warning: --valid-tracks {args.valid_tracks!r} puts clips of {len(split)} songs on both sides "
+                  f"({', '.join(split[:3])}{', ...' if len(split) > 3 else ''}): validation is not on unseen "
+                  f"songs (e.g. 'amy_1_*' takes one whole song)", file=sys.stderr)
     elif valid_tracks:
         train_tracks = tracks
     else:

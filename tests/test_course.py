@@ -1,5 +1,6 @@
 """The assignment's own data layout (the course's DSD100 subset) and its Data.py/util.py interface."""
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -105,6 +106,20 @@ def test_training_uses_the_valid_split_and_history_names_it(course, tmp_path):
     model, stft, _, _ = util.load_model(run / "savedModel_feedforward_best.pt")
     assert stft.window_name == "hamming"                       # separation follows the checkpoint
     assert torch.allclose(stft.window("cpu"), torch.hamming_window(256))
+
+
+def test_valid_tracks_over_a_valid_split_says_the_split_is_unused(course, tmp_path, capsys):
+    import train_feedforward
+    first = Data.find_tracks(course, "train")[0].name
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(train_feedforward.main, [
+            "--data", str(course), "--sample-rate", "8000", "--n-fft", "256", "--hop", "128", "--epochs", "1",
+            "--batch-size", "2", "--samples-per-epoch", "2", "--hidden", "16", "--code", "8", "--quiet",
+            "--threads", "1", "--valid-tracks", first, "--run-dir", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cc")])
+    assert e.value.code == 0
+    assert "validation split (1 tracks) is not used" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["valid_tracks"] == [first]
 
 
 def test_course_dataset_items_and_repetition(course):
@@ -216,9 +231,16 @@ def test_valid_tracks_pattern_holds_out_a_singer(mir1k, tmp_path, capsys):
     assert e.value.code == 0
     history = json.loads((run / "history.json").read_text())
     assert history["valid_tracks"] == ["amy_1_01", "amy_2_01"]
+    assert "warning" not in capsys.readouterr().err                       # whole songs: no warning
     with pytest.raises(SystemExit) as e:
         util.run_cli(train_feedforward.main, base + ["--run-dir", str(tmp_path / "r2"), "--valid-tracks", "nobody_*"])
     assert e.value.code == 2 and "matches 0 of 4" in capsys.readouterr().err
+    # a pattern that takes some clips of a song warns that validation is not on unseen songs
+    shutil.copy(mir1k / "Wavfile" / "abjones_1_01.wav", mir1k / "Wavfile" / "abjones_1_02.wav")
+    with pytest.raises(SystemExit) as e:
+        util.run_cli(train_feedforward.main, base + ["--run-dir", str(tmp_path / "r3"), "--valid-tracks", "*_01"])
+    err = capsys.readouterr().err
+    assert e.value.code == 0 and "puts clips of 1 songs on both sides (abjones_1)" in err
 
 
 def test_dsd100_missing_stem_is_not_taken_as_vocals_only(dsd100):

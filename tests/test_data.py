@@ -322,9 +322,10 @@ def test_aligned_items_are_the_song_as_recorded(dsd100, tmp_path):
     kw = dict(train=True, chunk_samples=2000, samples_per_epoch=6, remix_prob=1.0, seed=3)
     aligned = Data.SeparationDataset(tracks, cache, aligned_prob=1.0, **kw)
     remixed = Data.SeparationDataset(tracks, cache, **kw)
-    for x in (aligned[i] for i in range(6)):
+    bent = Data.SeparationDataset(tracks, cache, aligned_prob=1.0, vocal_bend=1.0, **kw)
+    for x in [aligned[i] for i in range(6)] + [bent[i] for i in range(6)]:
         v, a = (_locate(x[k].double().numpy(), cache, tracks, s) for k, s in enumerate(Data.SOURCES))
-        assert v == a                                           # one track, one offset
+        assert v == a                                           # one track, one offset (no bend: in tune)
     pairs = [tuple(_locate(x[k].double().numpy(), cache, tracks, s) for k, s in enumerate(Data.SOURCES))
              for x in (remixed[i] for i in range(6))]
     assert all(v != a for v, a in pairs)                        # remixed: other tracks or offsets
@@ -345,3 +346,18 @@ def test_transforms_shapes():
     t = Data.Transforms(util.make_stft(256, 64))
     mix, src = t(torch.randn(3, 2, 1000))
     assert mix.shape == (3, 1000 // 64 + 1, 129) and src.shape == (3, 2, 1000 // 64 + 1, 129)
+
+
+def test_pitch_bend_bends_up_as_often_as_down():
+    """The curve is centred: no net drift of the pitch over many draws (it was always down or level:
+    read positions past the excerpt's end were scaled back, cancelling every net upward bend)."""
+    sr = 16000
+    x = np.sin(2 * np.pi * 440 * np.arange(2 * sr) / sr).astype(np.float32)
+    net, peaks = [], []
+    for seed in range(40):
+        f = _local_freqs(Data.pitch_bend(x, 2.0, sr, random.Random(seed)), sr, sr // 20)
+        st = 12 * np.log2(f / 440)
+        net.append(st.mean())
+        peaks.append(st.max())
+    assert abs(np.mean(net)) < 0.05                      # the old scaling: about -0.17 semitones
+    assert np.mean(np.array(peaks) > 1.0) > 0.5          # most draws rise more than a semitone somewhere

@@ -822,3 +822,21 @@ def test_freq_mask_changes_training_but_not_validation(demo, ff_run, tmp_path):
     # about 1e-4 of it, a hundred times the rounding that validation is held to above
     assert runs["fm"]["train"][0] != pytest.approx(runs["plain"]["train"][0], rel=2e-5)
     assert runs["fm"]["train_args"]["freq_mask"] == [4, 60]
+
+
+def test_feedforward_validation_loss_is_each_tracks_frame_mean():
+    """Validation takes a track's frames in order, all at once: the same loss whatever the torch RNG, equal
+    to the loss over the whole track (shuffled batches of --frame-batch let a short last batch count as
+    much as a full one, and which frames it held was random)."""
+    import functools
+    tf = Data.Transforms(util.make_stft(256, 64))
+    torch.manual_seed(0)
+    model = Model.FrameMaskNet(129, (32,), 16, 0.0).eval()
+    valid_set = [torch.rand(2, 64 * 300) - 0.5]                     # 301 frames: batches of 50 leave 1
+    loss = functools.partial(training.mask_loss, source_index=[0], loss_fn=Model.LOSSES["kl"])
+    seen = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        seen.append(training.valid(model, valid_set, train_feedforward.shuffled_frames(tf, 50), loss, "cpu"))
+    whole = training.valid(model, valid_set, training.mask_examples(tf), loss, "cpu")
+    assert seen[0] == seen[1] == seen[2] and seen[0] == pytest.approx(whole, rel=1e-6)
