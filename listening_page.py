@@ -147,9 +147,9 @@ if (location.search.indexOf('selftest') >= 0) {
 """
 
 _SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach(function (th, col) {
+document.querySelectorAll('table.sortable th').forEach(function (th) {
   th.addEventListener('click', function () {
-    var table = th.closest('table'), body = table.tBodies[0];
+    var table = th.closest('table'), body = table.tBodies[0], col = th.cellIndex;
     var asc = th.dataset.order !== 'asc';
     table.querySelectorAll('th').forEach(function (h) { delete h.dataset.order; });
     th.dataset.order = asc ? 'asc' : 'desc';

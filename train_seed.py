@@ -293,9 +293,15 @@ def mask_target_loss(model, example, source_index, loss_fn, p, v, weight="none")
 
 def waveform_examples(stems, net):
     """(B, S, N) stems -> (mixture (B, 1, n_in), targets (B, S, n_out)): the longest admissible
-    input inside the excerpt for the Wave-U-Net ``net`` and the centre part it predicts."""
+    input inside the excerpt for the Wave-U-Net ``net`` and the centre part it predicts. A validation
+    clip (eval mode) shorter than the smallest input is zero-padded on both sides to it, as separation
+    pads a song; a training excerpt that short is an error."""
     n = stems.shape[-1]
     out = net.output_for_input(n)
+    if out is None and not net.training:
+        need = net.input_length(net.valid_output_length(1))
+        stems = torch.nn.functional.pad(stems, ((need - n) // 2, need - n - (need - n) // 2))
+        n, out = need, net.output_for_input(need)
     if out is None:
         need = net.input_length(net.valid_output_length(1))
         raise UserError(f"excerpt of {n} samples is shorter than the Wave-U-Net's smallest input "
@@ -352,6 +358,8 @@ def main(argv=None):
     elif args.system == "waveunet":
         examples = waveform_examples
         compute_loss = functools.partial(waveform_loss, kind=args.loss)
+    if args.curriculum_start and args.curriculum_epochs is None:
+        args.curriculum_epochs = max(1, args.epochs // 2)  # recorded, so a --resume with other --epochs keeps it
     best = f"savedModel_{args.system}_best.pt"
     run = training.train(args, f"seed-{args.system}", best, build, examples=examples,
                          compute_loss=compute_loss,

@@ -122,6 +122,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help=f"excerpts per batch, >= 1 (default {batch_size})")
     g.add_argument("--lr", type=util.nonneg_float, default=lr, help=f"Adam learning rate, >= 0 (default {lr})")
     g.add_argument("--weight-decay", type=util.nonneg_float, default=0.0, help="Adam weight decay (default 0)")
+    g.add_argument("--clip-grad", type=util.nonneg_float, default=5.0, metavar="NORM",
+                   help="scale each step's gradients down to a total norm of at most NORM (0: off; default 5; "
+                        "the DRNN's, U-Net's and frame model's are above it at almost every step, so they take "
+                        "steps of one size, the RNN's and GRU's below it)")
     g.add_argument("--loss", choices=sorted(loss_choices or MASK_LOSSES), default=loss,
                    help=loss_help or "training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
                                      "kl_reverse the swapped direction; or sdr = minus the SDR in dB, per excerpt, "
@@ -545,8 +549,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
     data_root, train_set, valid_set = prepare_data(args, all_sources)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=args.lr_decay_factor, patience=max(args.lr_decay_patience - 1, 0)) \
-        if args.lr_decay_patience else None
+        optimizer, factor=args.lr_decay_factor, patience=max(args.lr_decay_patience - 1, 0),
+        threshold=0.0, threshold_mode="abs") if args.lr_decay_patience else None   # improvement = the loop's best
     history = {"name": name, "loss": args.loss, "train": [], "smoothed": [], "valid": [], "epoch_time": [],
                "best_epoch": None, "best_valid": math.inf,
                "valid_tracks": [t.name for t in valid_set.tracks]}
@@ -625,7 +629,8 @@ def train(args, name: str, best_name: str, build_model, *, examples=None, comput
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                if args.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
                 with warmed_up(optimizer, len(history["smoothed"]), args.warmup_steps):
                     scaler.step(optimizer)
                 scaler.update()

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 import evaluate_sdr
+import listening_page
 import util
 from conftest import write_stems
 
@@ -137,3 +138,36 @@ def test_track_anchors_are_unique_when_names_slug_alike(tmp_path):
     links = re.findall(r"href='#([^']+)'", text)
     ids = re.findall(r"class='track' id='([^']+)'", text)
     assert len(links) == 2 and sorted(links) == sorted(ids) and len(set(ids)) == 2
+
+
+NODE = shutil.which("node")
+
+_FAKE_DOM = """
+function table(rows) {            // rows of numbers; the header row's cells know their own column
+  var ths = rows[0].map(function (_, i) { return {cellIndex: i, dataset: {}, on: null,
+    addEventListener: function (e, f) { this.on = f; }, closest: function () { return t; }}; });
+  var body = {rows: rows.map(function (r) { return {cells: r.map(function (v) {
+    return {dataset: {v: String(v)}, textContent: String(v)}; })}; }),
+    appendChild: function (r) { this.rows.splice(this.rows.indexOf(r), 1); this.rows.push(r); }};
+  var t = {tBodies: [body], ths: ths, querySelectorAll: function () { return ths; }};
+  return t;
+}
+var tables = [table([[1, 9], [2, 8]]), table([[5, 3, 7], [6, 2, 1], [4, 1, 8]])];
+var document = {querySelectorAll: function () { return tables[0].ths.concat(tables[1].ths); }};
+"""
+
+
+@pytest.mark.skipif(NODE is None, reason="node not installed")
+def test_every_tables_headings_sort_their_own_column(tmp_path):
+    """Click-to-sort works in every table of the page (headings were numbered across the page, so every
+    table after the first sorted on a column it does not have and failed)."""
+    script = tmp_path / "sort.js"
+    script.write_text(_FAKE_DOM + listening_page._SCRIPT + """
+tables[1].ths[2].on();
+console.log(JSON.stringify(tables[1].tBodies[0].rows.map(function (r) { return r.cells[2].textContent; })));
+tables[1].ths[2].on();
+console.log(JSON.stringify(tables[1].tBodies[0].rows.map(function (r) { return r.cells[2].textContent; })));
+""")
+    out = subprocess.run([NODE, str(script)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['["1","7","8"]', '["8","7","1"]']       # ascending, then descending

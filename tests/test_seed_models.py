@@ -720,6 +720,19 @@ def test_sdr_loss_for_every_system_without_magnitude_terms():
         train_seed.parse_args(["--system", "gru", "--loss", "sdr", "--mask-weight", "magnitude"])
 
 
+def test_waveunet_validation_clip_shorter_than_its_input_is_padded():
+    """A validation clip shorter than the smallest input is zero-padded (MIR-1K's 3-s clips under the
+    paper's 12 levels at 22.05 kHz stopped the run after its first epoch); a training excerpt is refused."""
+    m = tiny_models()["waveunet"]
+    need = m.input_length(m.valid_output_length(1))
+    stems = torch.randn(1, 2, need - 7) * 0.1
+    (mixture, target), = list(train_seed.waveform_examples(stems, m.eval()))
+    assert mixture.shape[-1] == need and target.shape[-1] == m.valid_output_length(1)
+    assert torch.allclose(mixture[0, 0, 3:need - 4], stems.sum(1)[0]) and mixture[..., :3].abs().max() == 0
+    with pytest.raises(util.UserError, match="shorter than the Wave-U-Net's smallest input"):
+        list(train_seed.waveform_examples(stems, m.train()))
+
+
 def test_waveunet_one_training_step_and_time_domain_separation():
     m = tiny_models()["waveunet"]
     stems = torch.randn(2, 2, 300) * 0.1
@@ -874,6 +887,17 @@ def test_train_seed_drnn_with_curriculum(demo, tmp_path, monkeypatch):
     assert isinstance(model, Model_DRNN.DRNN) and ckpt["train_args"]["gamma"] == 0.05
     assert ckpt["model_args"]["hidden"] == 16 and ckpt["model_args"]["recurrent_layers"] == [2]
     assert len(json.loads((run / "history.json").read_text())["valid"]) == 2
+
+
+def test_curriculum_length_is_recorded_for_resume(demo, tmp_path):
+    """Without --curriculum-epochs the curriculum's length (half of --epochs) is recorded with the run, so a
+    --resume with another --epochs does not reshape it halfway."""
+    train_seed.main(seed_args("drnn", demo, tmp_path / "run", tmp_path / "cache", "--hidden", "16", "--layers", "2",
+                              "--recurrent-layers", "2", "--curriculum-start", "0.25", "--loss", "kl"))
+    ckpt = util.read_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["train_args"]["curriculum_epochs"] == 1                  # --epochs 2
+    args = train_seed.parse_args(["--system", "drnn", "--resume", str(tmp_path / "run"), "--epochs", "8"])
+    assert args.curriculum_epochs == 1 and args.epochs == 8
 
 
 def test_train_seed_drnn_widen_context_starts_from_the_checkpoints_masks(demo, tmp_path):

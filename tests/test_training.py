@@ -593,6 +593,30 @@ def test_lr_decays_on_plateau_and_resumes(demo, tmp_path, monkeypatch):
     assert json.loads((run / "history.json").read_text())["lr"] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
 
 
+def test_lr_decay_counts_improvement_as_the_best_checkpoint_does(demo, tmp_path, monkeypatch):
+    """The scheduler's improvement is the loop's (a strictly lower loss): a slightly worse negative loss
+    (the sdr loss) counted as better under its default relative threshold, so the rate never decayed."""
+    losses = iter([-7.8, -7.7995, -7.7994])
+    monkeypatch.setattr(training, "valid", lambda *a, **k: next(losses))
+    run = tmp_path / "run"
+    args = tiny_args(demo, run, tmp_path / "cache", "--lr-decay-patience", "1", "--lr-decay-factor", "0.5")
+    args[args.index("--epochs") + 1] = "3"
+    train_feedforward.main(args)
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["best_epoch"] == 1 and hist["lr"] == pytest.approx([1e-3, 1e-3, 5e-4])   # as for [1, 2, 3]
+
+
+def test_clip_grad_option_bounds_the_step(demo, tmp_path, monkeypatch):
+    norms = []
+    real = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, n: norms.append(n) or real(p, n))
+    train_feedforward.main(tiny_args(demo, tmp_path / "a", tmp_path / "cache"))
+    assert norms and set(norms) == {5.0}                                  # the default
+    norms.clear()
+    train_feedforward.main(tiny_args(demo, tmp_path / "b", tmp_path / "cache", "--clip-grad", "0"))
+    assert norms == []                                                    # off
+
+
 def test_resume_keeps_counting_toward_patience(demo, tmp_path, monkeypatch):
     """Early stopping counts the epochs since the best across a resume: with --patience 2 and no
     improvement after epoch 1, a run resumed after epoch 2 stops after epoch 3, as it would have
