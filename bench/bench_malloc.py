@@ -18,9 +18,11 @@ default), on the SDR loss with the shipped augmentation (varispeed 0.12, EQ +-6 
 ``--samples-per-epoch`` excerpts (default 160 = 10 steps of 16), one epoch, one thread, validation
 on 2 s of one track. And one separation (``separate-hourglass``): ``separate.py`` with
 ``models/hourglass.pt`` on the first song of the synthetic demo set made 60 s long at 44.1 kHz, one
-thread. Training data: MIR-1K's training clips from ``../shared/data/mir1k`` when that folder exists
-(validation ``amy_1_01``), else (or with ``--demo``) the synthetic demo set written to a temporary
-folder. Decoding and caching the audio is done once, before the timed runs.
+thread, one torch separation (``--semitones 0 --runtime torch``: the allocator's effect on torch, not
+the transposition averaging's or onnxruntime's memory). Training data: MIR-1K's training clips from
+``../shared/data/mir1k`` when that folder exists (validation ``amy_1_01``), else (or with ``--demo``)
+the synthetic demo set written to a temporary folder. Decoding and caching the audio is done once, before
+the timed runs.
 
     python bench/bench_malloc.py                          # every configuration, 3 repeats
     python bench/bench_malloc.py --models cnn --repeats 5
@@ -28,21 +30,21 @@ folder. Decoding and caching the audio is done once, before the timed runs.
     python bench/bench_malloc.py --models hourglass --hourglass-size 80 4 --samples-per-epoch 12 --repeats 1
 
 ``--hourglass-size FEATURES BATCH`` trains another hourglass than the 48-feature one in batches of 8 (the
-shipped one: 80 features), to see the peak memory its training needs.
+shipped one: 96 features), to see the peak memory its training needs.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import child_usage  # noqa: E402  (bench/, beside this script)
+
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k" / "train"
 
 TRAININGS = {
@@ -61,17 +63,14 @@ COMMON = ["--sample-rate", "16000", "--n-fft", "1024", "--hop", "256", "--loss",
 
 
 def run(cmd: list[str], keep: bool, env: dict) -> dict:
-    """Run one training; its resource use from os.wait4."""
+    """Run one training; its own resource use (``child_usage``: not inflated by this process's peak,
+    as a direct child's ru_maxrss is, e.g. after the 60 s song is built here)."""
     env = dict(env, SVS_KEEP_FREED_MEMORY="1" if keep else "0")
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
+    code, wall, usage, err = child_usage.run(cmd, ROOT, env)
+    if code != 0 or not usage:
         raise SystemExit(f"run failed ({' '.join(cmd)}):\n{err[-2000:]}")
-    return {"wall": wall, "user": usage.ru_utime, "sys": usage.ru_stime, "minflt": usage.ru_minflt,
-            "rss_mb": usage.ru_maxrss / 1024}
+    return {"wall": wall, "user": usage["user"], "sys": usage["sys"], "minflt": usage["minflt"],
+            "rss_mb": usage["rss_bytes"] / 2**20}
 
 
 def main(argv=None):
@@ -111,8 +110,9 @@ def main(argv=None):
                 demo_data.make_demo_dataset(tmp / "song", n_dev=1, n_test=1, seconds=60.0, sample_rate=44100)
                 song = sorted((tmp / "song").rglob("mixture.wav"))[0]
                 cmds[m] = lambda run_dir, song=song: [sys.executable, "separate.py", str(song), "--model",
-                                                      "models/hourglass.pt", "--threads", "1", "--outdir", str(run_dir)]
-                print(f"# {m}: {song.relative_to(tmp)}, 60 s at 44.1 kHz")
+                                                      "models/hourglass.pt", "--threads", "1", "--semitones", "0",
+                                                      "--runtime", "torch", "--outdir", str(run_dir)]
+                print(f"# {m}: {song.relative_to(tmp)}, 60 s at 44.1 kHz, --semitones 0, torch")
                 continue
             script, *opts = trainings[m]
             cmds[m] = lambda run_dir, script=script, opts=opts: [

@@ -48,9 +48,10 @@ SETTINGS = ("resampled", "zero", "top-mean", "top-mean -40dB", "wiener1", "wiene
 def separate_vocals(model, stft, model_sr, mixture, sr, setting, semitones=0):
     """mixture (C, N) at ``sr`` -> vocals estimate (C, N) at ``sr`` (``semitones``: separate.py's
     --semitones)."""
+    vocal = list(model.sources).index("vocals")
     if setting == "resampled" or getattr(model, "domain", None) == "time":
         x = util.resample(mixture, sr, model_sr)
-        est = separate.separate_array(model, stft, x, semitones=semitones)[0]
+        est = separate.separate_array(model, stft, x, semitones=semitones)[vocal]
         est = util.resample(est, model_sr, sr)
         return Data.fit_length(est, mixture.shape[1])
     rule = "zero" if setting == "zero" else "top-mean"
@@ -63,7 +64,7 @@ def separate_vocals(model, stft, model_sr, mixture, sr, setting, semitones=0):
 
     sep = separate.transposing(make, semitones)
     parts = [sep.push(mixture), sep.finish()]
-    return np.concatenate([p for p in parts if p.shape[-1]], -1)[0]
+    return np.concatenate([p for p in parts if p.shape[-1]], -1)[vocal]
 
 
 def score(vocals, accompaniment, est_vocals, est_accompaniment):
@@ -92,11 +93,15 @@ def main(argv=None):
     if not args.data.is_dir():
         print(f"skipped: {args.data} not found")
         return 0
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise util.UserError(f"--out {args.out}: is a file, not a folder")
     if args.out is not None and (args.out / "results.json").exists():
         raise util.UserError(f"{args.out / 'results.json'}: exists")
+    tracks = sorted(d for d in args.data.iterdir() if (d / "vocals.wav").exists() and (d / "mixture.wav").exists())
+    if not tracks:
+        raise util.UserError(f"{args.data}: no track folders with mixture.wav and vocals.wav")
     import torch
     torch.set_num_threads(args.threads)
-    tracks = sorted(d for d in args.data.iterdir() if (d / "vocals.wav").exists())
     rows = []
     t0 = time.time()
     label = {p: util.checkpoint_label(p) for p in args.model}

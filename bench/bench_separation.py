@@ -26,7 +26,9 @@ Everything runs in ONE process on ONE machine so that the ratios are comparable:
 
 2. Peak memory of the CLI on a 60-minute 44.1 kHz stereo 16-bit WAV (written in blocks to a temp
    folder): ``separate_feedforward.py`` / ``separate_RNN.py --model <ckpt> --threads N`` run in a
-   subprocess; peak RSS from ``os.wait4`` (that child's own ``ru_maxrss``), plus wall time.
+   subprocess as a user runs them (the model's default ``--semitones``: 5 or 9 separations averaged),
+   and the bidirectional RNN once more with ``--semitones 0`` (one separation); peak RSS from
+   ``os.wait4`` (that child's own ``ru_maxrss``), plus wall time.
 
 3. Training throughput in frames/s of one optimisation step (forward, generalized-KL loss as in
    ``training.mask_loss``, backward, gradient clipping at 5 as in ``training.train``, Adam step)
@@ -73,9 +75,7 @@ import glob
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +94,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
+import child_usage  # noqa: E402
 import Model  # noqa: E402
 import Model_Hourglass  # noqa: E402
 import Model_RNN  # noqa: E402
@@ -463,52 +464,12 @@ def bench_speed(args, song: Song, models: dict, tmp: Path, results: list):
 # ----------------------------------------------------------------------------------------------
 # 2. Peak memory of the CLI on a long file
 # ----------------------------------------------------------------------------------------------
-# The child is started through a small launcher that fork()s and exec()s it and reports the
-# child's rusage. Reading ru_maxrss of a child spawned directly from this (large) process is wrong
-# on Linux: subprocess uses vfork/fork, and exec() keeps the high-water RSS of the address space it
-# replaces, so every direct child would report at least this process's own peak (seen: ~1 GB for
-# ``python -c pass``). The launcher's fork() copies only the launcher's small address space.
-LAUNCHER = r"""
-import os, sys
-out, argv = sys.argv[1], sys.argv[2:]
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(argv[0], argv)
-    finally:
-        os._exit(127)
-with open(out + ".pid", "w") as fh:
-    fh.write(str(pid))
-_, status, ru = os.wait4(pid, 0)
-with open(out, "w") as fh:
-    fh.write(str(ru.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
+# Each CLI runs in a child whose own peak RSS is measured (bench/child_usage.py: through a small
+# launcher, since a direct child of this large process would report this process's peak too).
 def run_child(cmd):
     """Run ``cmd`` from the repo root; return (exit code, wall seconds, peak RSS bytes, stderr)."""
-    with tempfile.TemporaryDirectory(prefix="bench_rss_") as d:
-        rss_file, err_file = Path(d) / "maxrss", Path(d) / "stderr"
-        t0 = time.perf_counter()
-        with open(err_file, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(rss_file), *cmd], cwd=REPO,
-                                    stdout=subprocess.DEVNULL, stderr=err)
-            try:
-                code = proc.wait()
-            except BaseException:                   # Ctrl-C: stop the launcher and its child (by pid)
-                pid_file = Path(str(rss_file) + ".pid")
-                if pid_file.exists():
-                    try:
-                        os.kill(int(pid_file.read_text()), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
-                proc.kill()
-                proc.wait()
-                raise
-        wall = time.perf_counter() - t0
-        peak = int(rss_file.read_text()) * 1024 if rss_file.exists() else -1
-        return code, wall, peak, err_file.read_text(errors="replace")
+    code, wall, usage, err = child_usage.run(cmd, REPO)
+    return code, wall, usage.get("rss_bytes", -1), err
 
 
 def bench_memory(args, song: Song, models: dict, tmp: Path, results: list):
@@ -525,12 +486,18 @@ def bench_memory(args, song: Song, models: dict, tmp: Path, results: list):
                                        f"Model_RNN; util.load_model({str(models['rnn_bi']['ckpt'])!r})"])
     log(f"baseline child (imports + model load, no audio): peak RSS {base / MB:.0f} MB")
     rows = []
-    runs = [("feedforward", "separate_feedforward.py"), ("rnn_bi", "separate_RNN.py"),
-            ("rnn_uni", "separate_RNN.py")]
-    for name, script in runs:
+    # each CLI as a user runs it (its model's default --semitones: 2N+1 separations averaged), and the
+    # bidirectional RNN once more as one plain separation (--semitones 0)
+    runs = [("feedforward", "separate_feedforward.py", None), ("rnn_bi", "separate_RNN.py", None),
+            ("rnn_uni", "separate_RNN.py", None), ("rnn_bi", "separate_RNN.py", 0)]
+    for name, script, semitones in runs:
         out = folder / "out"
         cmd = [py, script, str(wav), "--model", str(models[name]["ckpt"]), "-o", str(out),
                "--threads", str(args.threads), "--quiet", "--force"]
+        if semitones is not None:
+            cmd += ["--semitones", str(semitones)]
+        semitones = separate.model_semitones(models[name]["model"], semitones)
+        label = f"{name} --semitones {semitones}"
         code, wall, peak, err = run_child(cmd)
         ok = code == 0
         check = ""
@@ -541,12 +508,12 @@ def bench_memory(args, song: Song, models: dict, tmp: Path, results: list):
         else:
             check = f"exit {code}: {err.strip().splitlines()[-1] if err.strip() else ''}"
         shutil.rmtree(out, ignore_errors=True)
-        rows.append((name, script, peak, wall, check))
-        log(f"  {script} ({name}): peak RSS {peak / MB:.0f} MB, wall {wall:.1f} s "
+        rows.append((label, script, peak, wall, check))
+        log(f"  {script} ({label}): peak RSS {peak / MB:.0f} MB, wall {wall:.1f} s "
             f"({minutes * 60 / wall:.0f}x RT), {check}  (load {loadavg()})")
-        results.append((f"{name} CLI peak RSS, {minutes:g}-min song", f"{peak / MB:.0f} MB",
+        results.append((f"{label} CLI peak RSS, {minutes:g}-min song", f"{peak / MB:.0f} MB",
                         f"< {MEMORY_LIMIT_MB:.0f} MB", ok and peak < MEMORY_LIMIT_MB * MB))
-        results.append((f"{name} CLI wall time, {minutes:g}-min song",
+        results.append((f"{label} CLI wall time, {minutes:g}-min song",
                         f"{wall:.0f} s ({minutes * 60 / wall:.0f}x RT)", "info", None))
     results.append(("baseline child RSS (imports + model load)", f"{base / MB:.0f} MB", "info", None))
     shutil.rmtree(folder, ignore_errors=True)

@@ -61,6 +61,34 @@ def test_bench_real_songs_scores_a_mask_model_and_a_time_domain_model(tmp_path):
     assert wun["top-mean"] == wun["resampled"]                # one for the time-domain model
 
 
+def test_bench_real_songs_scores_the_vocals_output_whatever_its_place(tmp_path):
+    """A model whose vocals are its second output is scored on its vocals (it took output 0); an empty
+    data folder and an --out that is a file are one-line errors before any work."""
+    import Model_CNN
+    noise_song(tmp_path / "data", 0, frames=12000, channels=1, rate=8000)
+    stft = util.make_stft(128, 32)
+    torch.manual_seed(0)
+    cnn = Model_CNN.ChandnaCNN(stft.n_bins, ("accompaniment", "vocals"), time_context=10, horizontal=(4, 1),
+                               n_vertical=6, n_horizontal=5, bottleneck=8).eval()
+    util.save_checkpoint(tmp_path / "cnn.pt", cnn, stft, 8000)
+    assert bench_real_songs.main(["--model", str(tmp_path / "cnn.pt"), "--data", str(tmp_path / "data"),
+                                  "--settings", "resampled", "--semitones", "0", "--shifts", "1",
+                                  "--out", str(tmp_path / "out")]) == 0
+    row = json.loads((tmp_path / "out" / "results.json").read_text())["rows"][0]
+    mix, _ = util.load_audio(tmp_path / "data" / "song" / "mixture.wav")
+    voc, _ = util.load_audio(tmp_path / "data" / "song" / "vocals.wav")
+    separate.apply_settings(cnn, 1, None, 0, None, "torch")
+    est = separate.separate_array(cnn, stft, mix)[1]
+    assert row["resampled"] == pytest.approx(bench_real_songs.score(voc, mix - voc, est, mix - est)["vocals_sdr"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(util.UserError, match="no track folders"):
+        bench_real_songs.main(["--model", str(tmp_path / "cnn.pt"), "--data", str(tmp_path / "empty")])
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(util.UserError, match="is a file"):
+        bench_real_songs.main(["--model", str(tmp_path / "cnn.pt"), "--data", str(tmp_path / "data"),
+                               "--out", str(tmp_path / "afile")])
+
+
 def test_bench_real_songs_keeps_two_checkpoints_of_one_name_apart(tmp_path):
     """Two files both named m.pt (a run's best beside the shipped one) get a row each, not one merged median."""
     noise_song(tmp_path / "data", 1)

@@ -45,6 +45,22 @@ def test_bidirectional_stream_close_to_whole():
     assert np.abs(_stream(m, x, 30000, 100000) - whole).max() < 1e-5   # one window: exact
 
 
+def test_stream_separator_keeps_only_what_waits():
+    """What a separator keeps between pushes (queued spectra and magnitudes, the output accumulator, the
+    window's buffer and cross-fade tail) owns just its own memory: views of the spent arrays kept their
+    whole storage alive (a 60 s song at --semitones 4 peaked at 1.67 GB, then 0.90 GB)."""
+    torch.manual_seed(0)
+    m = Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=True).eval()
+    sep = separate.StreamSeparator(m, STFT, chunk_frames=64, overlap_frames=8)
+    x = np.random.default_rng(1).standard_normal((2, 30000)).astype(np.float32)
+    with torch.no_grad():
+        for i in range(0, x.shape[1], 7000):
+            sep.push(x[:, i:i + 7000])
+            kept = [*sep.spec_queue, *sep.mag_queue, sep.out, sep.env, *sep.runner.buffer, sep.runner.tail]
+            for t in (t for t in kept if t is not None and t.numel()):
+                assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+
+
 def test_mask_runner_window_covers_every_frame():
     torch.manual_seed(0)
     m = Model_RNN.RNNMaskNet(129, (32, 16), 8, 0.0, rnn_hidden=8, bidirectional=True).eval()
