@@ -62,6 +62,7 @@ import numpy as np  # noqa: E402
 
 import _bss_eval_core as core  # noqa: E402
 import bss_eval  # noqa: E402
+import util  # noqa: E402
 
 SAR_FINITE_DB = 100.0  # SAR above this is rounding noise for the mixture baseline
 KINDS = ("mixture", "crude", "mask")
@@ -173,7 +174,7 @@ def max_abs_diffs(ref, fast, kind):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="number of clips (default: all)")
-    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--processes", type=util.positive_int, default=os.cpu_count() or 1)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--no-crude", action="store_true",
                     help="the mixture baseline only (no crude / mask estimates)")

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import Model_RNN  # noqa: E402
+import util  # noqa: E402
 
 DENORMAL = 3e-39
 
@@ -37,7 +38,7 @@ DENORMAL = 3e-39
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fraction", type=float, default=0.004, help="share of each weight matrix set denormal")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median)")
+    p.add_argument("--repeats", type=util.positive_int, default=5, help="timed steps per configuration (median)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

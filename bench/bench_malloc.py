@@ -44,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import child_usage  # noqa: E402  (bench/, beside this script)
+import util  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k" / "train"
 
@@ -77,8 +78,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", choices=[*TRAININGS, SEPARATE], default=[*TRAININGS, SEPARATE])
-    p.add_argument("--samples-per-epoch", type=int, default=160, help="training excerpts per run (default 160)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per configuration (default 3)")
+    p.add_argument("--samples-per-epoch", type=util.positive_int, default=160,
+                   help="training excerpts per run (default 160)")
+    p.add_argument("--repeats", type=util.positive_int, default=3, help="runs per configuration (default 3)")
     p.add_argument("--demo", action="store_true", help="train on the synthetic demo set even where MIR-1K is")
     p.add_argument("--hourglass-size", type=int, nargs=2, default=None, metavar=("FEATURES", "BATCH"),
                    help="the hourglass training's features and batch size (default 48 8)")

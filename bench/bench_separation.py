@@ -668,13 +668,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="fast check: 30 s song, 5-minute memory test, 1 repeat")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per figure, median reported "
+    p.add_argument("--repeats", type=util.positive_int, default=None, help="timed repeats per figure, median reported "
                    "(default 5; 1 with --quick)")
     p.add_argument("--threads", type=int, default=2, help="torch threads, also for the CLI child (default 2)")
-    p.add_argument("--song-seconds", type=float, default=None, help="speed-test song length (default 180; 30 "
-                   "with --quick)")
-    p.add_argument("--memory-minutes", type=float, default=None, help="memory-test song length in minutes "
-                   "(default 60; 5 with --quick)")
+    p.add_argument("--song-seconds", type=util.positive_float, default=None,
+                   help="speed-test song length (default 180; 30 with --quick)")
+    p.add_argument("--memory-minutes", type=util.positive_float, default=None,
+                   help="memory-test song length in minutes (default 60; 5 with --quick)")
     p.add_argument("--train-frames", type=int, default=None,
                    help="frames per timed training repeat (default 8000; 4000 with --quick)")
     p.add_argument("--only", nargs="+", choices=["speed", "memory", "training", "hourglass"], default=None,
