@@ -159,8 +159,9 @@ def test_a_history_continued_on_another_loss_plots_each_loss_in_its_own_units(tm
     assert ("", [6, 8], [-5.0, -6.0]) in plotted                             # validation, sdr part only
     plotted.clear()
     assert build_report.plot_learning_curves(tmp_path, build_report.histories()).exists()
-    loss_line, sdr_line = plotted
-    assert loss_line[1] == [1.0, 2.0] and loss_line[2] == pytest.approx([1.0, 0.8])   # the mse part, relative
+    mse_line, sdr_loss_line, sdr_line = plotted         # each loss's stretch as its improvement (L_1 - L) / |L_1|
+    assert mse_line[1] == [1.0, 2.0] and mse_line[2] == pytest.approx([0.0, 0.2])
+    assert sdr_loss_line[1] == [3.0, 4.0] and sdr_loss_line[2] == pytest.approx([0.0, 0.2])   # negative: still up
     assert sdr_line[1] == [1.0, 2.0, 3.0, 4.0] and sdr_line[2] == [3.0, 4.0, 5.0, 6.0]
 
 
