@@ -124,8 +124,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
     g.add_argument("--weight-decay", type=util.nonneg_float, default=0.0, help="Adam weight decay (default 0)")
     g.add_argument("--clip-grad", type=util.nonneg_float, default=5.0, metavar="NORM",
                    help="scale each step's gradients down to a total norm of at most NORM (0: off; default 5; "
-                        "the DRNN's, U-Net's and frame model's are above it at almost every step, so they take "
-                        "steps of one size, the RNN's and GRU's below it)")
+                        "the DRNN's, U-Net's and frame model's are above it at almost every step, so each of their "
+                        "gradients enters Adam at that norm; the RNN's and GRU's are below it)")
     g.add_argument("--loss", choices=sorted(loss_choices or MASK_LOSSES), default=loss,
                    help=loss_help or "training loss on magnitudes: kl = generalized KL D(target||estimate) of eq. (3), "
                                      "kl_reverse the swapped direction; or sdr = minus the SDR in dB, per excerpt, "
