@@ -129,11 +129,11 @@ def test_a_history_continued_on_another_loss_plots_each_loss_in_its_own_units(tm
     """The Wave-U-Net was trained on MSE, then continued on minus the SDR (negative, in dB): the
     merged history says where the loss changed, and the figures plot only what has a meaning."""
     import export_model
-    old = {"loss": "mse", "best_epoch": 2, "smoothed": [0.02, 0.01, 0.008, 0.007], "epoch_time": [60, 60, 60],
+    old = {"loss": "mse", "best_epoch": 2, "smoothed": [0.02, 0.01, 0.008, 0.007], "epoch_time": [120, 120, 120],
            "valid": [{"epoch": 1, "step": 2, "loss": 0.01, "gnsdr": 3.0},
                      {"epoch": 2, "step": 4, "loss": 0.008, "gnsdr": 4.0},
                      {"epoch": 3, "step": 6, "loss": 0.009, "gnsdr": 3.5}]}
-    new = {"loss": "sdr", "best_epoch": 2, "smoothed": [-3.0, -4.0, -5.0, -6.0], "epoch_time": [60, 60],
+    new = {"loss": "sdr", "best_epoch": 2, "smoothed": [-3.0, -4.0, -5.0, -6.0], "epoch_time": [120, 120],
            "valid": [{"epoch": 1, "step": 2, "loss": -5.0, "gnsdr": 5.0},
                      {"epoch": 2, "step": 4, "loss": -6.0, "gnsdr": 6.0}]}
     merged = export_model.continued_history(old, new, "old.json")
@@ -160,9 +160,9 @@ def test_a_history_continued_on_another_loss_plots_each_loss_in_its_own_units(tm
     plotted.clear()
     assert build_report.plot_learning_curves(tmp_path, build_report.histories()).exists()
     mse_line, sdr_loss_line, sdr_line = plotted         # each loss's stretch as its improvement (L_1 - L) / |L_1|
-    assert mse_line[1] == [1.0, 2.0] and mse_line[2] == pytest.approx([0.0, 0.2])
-    assert sdr_loss_line[1] == [3.0, 4.0] and sdr_loss_line[2] == pytest.approx([0.0, 0.2])   # negative: still up
-    assert sdr_line[1] == [1.0, 2.0, 3.0, 4.0] and sdr_line[2] == [3.0, 4.0, 5.0, 6.0]
+    assert mse_line[1] == [2.0, 4.0] and mse_line[2] == pytest.approx([0.0, 0.2])       # minutes: 2-min epochs
+    assert sdr_loss_line[1] == [6.0, 8.0] and sdr_loss_line[2] == pytest.approx([0.0, 0.2])   # negative: still up
+    assert sdr_line[1] == [2.0, 4.0, 6.0, 8.0] and sdr_line[2] == [3.0, 4.0, 5.0, 6.0]
 
 
 def test_formant_ab_compares_over_the_epochs_both_ran(tmp_path, monkeypatch):
@@ -186,3 +186,10 @@ def test_formant_ab_compares_over_the_epochs_both_ran(tmp_path, monkeypatch):
     text = " ".join(_pdf_text(build_report.build(tmp_path / "report.pdf")))
     assert ("--vocal-formant 0.15: 5.30 dB best over its 4 epochs against 5.10 without; mean of epochs 1-4 4.75 "
             "against 4.65") in " ".join(text.split())
+
+
+def test_training_rows_count_minutes_to_the_best_epoch_and_in_all():
+    hist = {"RNN": {"smoothed": [0.0] * 1234, "epoch_time": [90, 150, 60], "best_epoch": 2, "valid": []}}
+    summary = {"summary": {"RNN": {"vocals": {"GNSDR": 9.314, "GSIR": 15.5, "GSAR": 11.2}}}}
+    assert build_report.training_rows(hist, summary) == [["RNN", "1,234", "4", "5", "2 of 3", "9.31", "15.50", "11.20"]]
+    assert build_report.training_rows(hist, None)[0][-3:] == ["-", "-", "-"]
