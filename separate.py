@@ -293,6 +293,13 @@ def wiener_refine(masks: torch.Tensor, spec: torch.Tensor, iterations: int) -> t
     return est.permute(3, 2, 0, 1).to(spec.device)                      # (S, C, k, F)
 
 
+def push_in_pieces(push, block: np.ndarray) -> np.ndarray:
+    """``push(piece)`` for each piece of at most :attr:`StreamSeparator.PIECE_SAMPLES` samples of ``block``
+    (C, n), in order; their outputs concatenated."""
+    piece = StreamSeparator.PIECE_SAMPLES
+    return np.concatenate([push(block[:, i:i + piece]) for i in range(0, block.shape[1], piece)], -1)
+
+
 class StreamSeparator:
     """Feed ``(C, n)`` blocks at the input rate; get ``(S, C, n')`` separated blocks back.
 
@@ -348,8 +355,7 @@ class StreamSeparator:
     def push(self, block: np.ndarray) -> np.ndarray:
         """block: (C, n) float32 at the input rate -> separated (S, C, n') ready so far."""
         if block.shape[1] > self.PIECE_SAMPLES and not self.wiener:
-            outs = [self.push(block[:, i:i + self.PIECE_SAMPLES]) for i in range(0, block.shape[1], self.PIECE_SAMPLES)]
-            return np.concatenate(outs, -1)
+            return push_in_pieces(self.push, block)
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
         if self.pending is None:                                        # centre padding, left side
             x = torch.cat([x.new_zeros(x.shape[0], self.n_fft // 2), x], 1)
@@ -573,9 +579,8 @@ class TransposedSeparator:
         return np.concatenate([out, self.combiner.finish()], -1) if last else out
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        piece = StreamSeparator.PIECE_SAMPLES           # one piece at a time: 2N+1 estimates of a piece, not a block
-        if block.shape[1] > piece and not getattr(self.seps[0], "wiener", 0):
-            return np.concatenate([self.push(block[:, i:i + piece]) for i in range(0, block.shape[1], piece)], -1)
+        if block.shape[1] > StreamSeparator.PIECE_SAMPLES and not self.seps[0].wiener:
+            return push_in_pieces(self.push, block)     # one piece at a time: 2N+1 estimates of a piece, not a block
         self.channels = self.channels or block.shape[0]
         self.n_in += block.shape[1]
         block = np.asarray(block, np.float32)

@@ -298,14 +298,13 @@ def waveform_examples(stems, net):
     pads a song; a training excerpt that short is an error."""
     n = stems.shape[-1]
     out = net.output_for_input(n)
-    if out is None and not net.training:
-        need = net.input_length(net.valid_output_length(1))
-        stems = torch.nn.functional.pad(stems, ((need - n) // 2, need - n - (need - n) // 2))
-        n, out = need, net.output_for_input(need)
     if out is None:
         need = net.input_length(net.valid_output_length(1))
-        raise UserError(f"excerpt of {n} samples is shorter than the Wave-U-Net's smallest input "
-                        f"({need} samples): raise --chunk-seconds (and --curriculum-start)")
+        if net.training:
+            raise UserError(f"excerpt of {n} samples is shorter than the Wave-U-Net's smallest input "
+                            f"({need} samples): raise --chunk-seconds (and --curriculum-start)")
+        stems = torch.nn.functional.pad(stems, ((need - n) // 2, need - n - (need - n) // 2))
+        n, out = need, net.output_for_input(need)
     ctx = net.context_samples()
     off = (n - out - 2 * ctx) // 2
     x = stems[..., off:off + out + 2 * ctx]
