@@ -35,6 +35,7 @@ from util import UserError
 
 SOURCES = ("vocals", "accompaniment")          # the two-stem task of the assignment
 FOUR_STEMS = ("vocals", "drums", "bass", "other")
+SAMPLE_BY = ("clip", "second")                  # how training excerpts are drawn (SeparationDataset)
 MIR1K_TRAIN_SINGERS = ("abjones", "amy")
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache" / "audio"
 
@@ -321,6 +322,22 @@ def random_offset(length: int, chunk: int, rng: random.Random) -> int:
     return rng.randint(0, length - chunk) if length > chunk else 0
 
 
+def random_offset_padded(length: int, chunk: int, rng: random.Random) -> int:
+    """Start of a random chunk of ``chunk`` samples that may run up to half a chunk past either end of a
+    track of ``length`` samples (a negative start: zeros before the track), so the track's first and last
+    samples are covered at least half as often as its middle ones."""
+    half = chunk // 2
+    return rng.randint(-half, max(length - chunk + half, -half))
+
+
+def read_padded(cache, track, name: str, start: int, n: int) -> np.ndarray:
+    """``n`` samples of source ``name`` from ``start`` (which may be negative or run past the end: zeros there)."""
+    audio = cache.source(track, name, max(start, 0), max(start + n, 0))
+    if start < 0:
+        audio = np.pad(audio, (min(-start, n), 0))
+    return fit_length(audio, n)
+
+
 def varispeed(audio: np.ndarray, n: int, rate: float) -> np.ndarray:
     """Play ``audio`` ``rate`` times faster (pitch and tempo together, like a tape) and return
     (n,) samples: ``round(n * rate)`` input samples are resampled to ``n``."""
@@ -478,6 +495,9 @@ class SeparationDataset(torch.utils.data.Dataset):
     (:func:`formant_shift`, pitch kept): with the varispeed, voices of other timbres and ranges.
     With ``vocal_atten_db`` a > 0 the vocal stem is further lowered by a uniform 0..a dB (MIR-1K
     mixes its voices at 0 dB; produced songs put them a few dB below the accompaniment).
+    With ``sample_by`` "second" each track is drawn in proportion to its length and each offset by
+    :func:`random_offset_padded`, so every second of the training audio is heard about equally often
+    ("clip", the default: tracks uniformly, offsets inside the track).
     Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
     repeatable and never touches the global RNG.
     Evaluation (``train=False``): whole tracks (cropped to ``chunk_samples`` from the start when
@@ -487,7 +507,7 @@ class SeparationDataset(torch.utils.data.Dataset):
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
                  eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0, accomp_speed=0.0,
-                 aligned_prob=0.0, vocal_bend=0.0, accomp_semitones=0):
+                 aligned_prob=0.0, vocal_bend=0.0, accomp_semitones=0, sample_by="clip"):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -499,7 +519,16 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
         self.vocal_atten_db, self.vocal_formant, self.accomp_speed = vocal_atten_db, vocal_formant, accomp_speed
         self.aligned_prob, self.vocal_bend, self.accomp_semitones = aligned_prob, vocal_bend, int(accomp_semitones)
+        if sample_by not in SAMPLE_BY:
+            raise ValueError(f"sample_by must be one of {SAMPLE_BY}, not {sample_by!r}")
+        self.sample_by = sample_by
+        self.weights = [cache.length(t) for t in tracks] if train and sample_by == "second" else None
         self.epoch = 0
+
+    def _draw_track(self, rng: random.Random):
+        if self.weights is None:
+            return rng.choice(self.tracks)
+        return rng.choices(self.tracks, weights=self.weights)[0]
 
     def __len__(self):
         return self.samples_per_epoch if self.train else len(self.tracks)
@@ -511,12 +540,12 @@ class SeparationDataset(torch.utils.data.Dataset):
             return torch.from_numpy(np.stack([self.cache.source(track, s, 0, stop) for s in self.sources]))
         rng = random.Random(hash((self.seed, self.epoch, index)))
         aligned = bool(self.aligned_prob) and rng.random() < self.aligned_prob
-        vocal_track = rng.choice(self.tracks)
+        vocal_track = self._draw_track(rng)
         if aligned:                             # the song as recorded: one track, one offset, one speed
             other_track = vocal_track
             shared_rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
         else:
-            other_track = rng.choice(self.tracks) if rng.random() < self.remix_prob else vocal_track
+            other_track = self._draw_track(rng) if rng.random() < self.remix_prob else vocal_track
         other_rate = None                       # drawn at the first other stem: the vocals' draws stay as without it
         shared_start = None                     # aligned: the first stem's offset, kept for the others
         stems = []
@@ -534,10 +563,15 @@ class SeparationDataset(torch.utils.data.Dataset):
                         other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
             span = max(1, int(round(self.chunk * rate)))
-            start = shared_start if shared_start is not None else random_offset(self.cache.length(track), span, rng)
+            if shared_start is not None:
+                start = shared_start
+            elif self.weights is not None:
+                start = random_offset_padded(self.cache.length(track), span, rng)
+            else:
+                start = random_offset(self.cache.length(track), span, rng)
             if aligned:
                 shared_start = start
-            audio = fit_length(self.cache.source(track, s, start, start + span), span)
+            audio = read_padded(self.cache, track, s, start, span)
             if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
             if s == "vocals" and self.vocal_bend and not aligned:     # an aligned excerpt stays in tune

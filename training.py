@@ -74,6 +74,11 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help="validate on the first N seconds of each validation track (default 30)")
     g.add_argument("--remix-prob", type=util.probability, default=0.5,
                    help="probability that an excerpt's accompaniment comes from another song (default 0.5)")
+    g.add_argument("--sample-by", choices=Data.SAMPLE_BY, default="clip",
+                   help="how training excerpts are drawn: clip = a track uniformly, then an offset inside it (short "
+                        "tracks count more per second, and each track's first and last seconds less); second = a "
+                        "track in proportion to its length and an offset that may run up to half an excerpt past "
+                        "either end (zeros there), so every second of audio counts about the same (default clip)")
     g.add_argument("--aligned-prob", type=util.probability, default=0.0,
                    help="probability that a training excerpt is the song as recorded: every stem from the same "
                         "track at the same offset (and --vocal-speed's speed for all), in time and in tune as "
@@ -418,7 +423,7 @@ def prepare_data(args, sources):
                                        vocal_reverb=args.vocal_reverb, vocal_atten_db=args.vocal_atten_db,
                                        vocal_formant=args.vocal_formant, accomp_speed=args.accomp_speed,
                                        aligned_prob=args.aligned_prob, vocal_bend=args.vocal_bend,
-                                       accomp_semitones=args.accomp_semitones)
+                                       accomp_semitones=args.accomp_semitones, sample_by=args.sample_by)
     valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
                                        chunk_samples=int(args.valid_seconds * args.sample_rate))
     return root, train_set, valid_set

@@ -237,6 +237,52 @@ def test_random_offset_and_fit_length():
     assert Data.fit_length(np.ones(5, np.float32), 8).tolist() == [1] * 5 + [0] * 3
 
 
+def test_random_offset_padded_and_read_padded(tmp_path):
+    rng = random.Random(0)
+    offs = [Data.random_offset_padded(100, 10, rng) for _ in range(2000)]
+    assert min(offs) == -5 and max(offs) == 95                  # up to half a chunk past either end
+    assert {Data.random_offset_padded(4, 10, rng) for _ in range(200)} == set(range(-5, 0))   # a track under a chunk
+    folder = tmp_path / "t" / "A"
+    folder.mkdir(parents=True)
+    ramp = np.arange(1, 11, dtype=np.float32) / 10
+    sf.write(folder / "vocals.wav", ramp, 8000, subtype="FLOAT")
+    sf.write(folder / "accompaniment.wav", ramp, 8000, subtype="FLOAT")
+    track = Data.find_tracks(tmp_path / "t", "train")[0]
+    cache = Data.AudioCache(8000, tmp_path / "c")
+    assert np.allclose(Data.read_padded(cache, track, "vocals", -3, 6), [0, 0, 0, 0.1, 0.2, 0.3])
+    assert np.allclose(Data.read_padded(cache, track, "vocals", 7, 6), [0.8, 0.9, 1.0, 0, 0, 0])
+    assert np.allclose(Data.read_padded(cache, track, "vocals", 2, 3), [0.3, 0.4, 0.5])
+
+
+def test_sample_by_second_weighs_tracks_by_length(tmp_path):
+    """--sample-by second: a track 5x longer gives about 5/6 of the excerpts (clip: about half), and its
+    edges are heard too (excerpts that start or end in zeros, never more than half a chunk of them)."""
+    root = tmp_path / "folders"
+    for name, seconds, sign in (("short", 0.5, 1.0), ("long", 2.5, -1.0)):
+        (root / name).mkdir(parents=True)
+        sf.write(root / name / "vocals.wav", np.full(int(seconds * 8000), 0.3 * sign, np.float32), 8000)
+        sf.write(root / name / "accompaniment.wav", np.full(int(seconds * 8000), 0.2, np.float32), 8000)
+    tracks = Data.find_tracks(root, "train")
+    cache = Data.AudioCache(8000, tmp_path / "c")
+    kw = dict(train=True, chunk_samples=2000, samples_per_epoch=600, remix_prob=0.0, seed=1)
+    shares = {}
+    for how in Data.SAMPLE_BY:
+        ds = Data.SeparationDataset(tracks, cache, sample_by=how, **kw)
+        items = [ds[i] for i in range(len(ds))]
+        long = [float(x[0][x[0] != 0].mean()) < 0 for x in items]
+        shares[how] = np.mean(long)
+        zeros = [int((x[0] == 0).sum()) for x in items]
+        if how == "second":
+            assert max(zeros) <= 1000 and sum(z > 0 for z in zeros) > 60      # about 1 in 6 here
+            assert any(x[0][0] == 0 for x in items) and any(x[0][-1] == 0 for x in items)   # both edges
+            assert all(torch.equal(x, y) for x, y in zip(items[:20], [ds[i] for i in range(20)]))   # repeatable
+        else:                                    # clip: zeros only where a track is shorter than a chunk
+            assert all(z == 0 for z, is_long in zip(zeros, long) if is_long)
+    assert abs(shares["second"] - 5 / 6) < 0.05 and abs(shares["clip"] - 0.5) < 0.07
+    with pytest.raises(ValueError, match="sample_by"):
+        Data.SeparationDataset(tracks, cache, sample_by="minute", **kw)
+
+
 def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     tracks = Data.find_tracks(dsd100, "train")
     cache = Data.AudioCache(8000, tmp_path / "c")
