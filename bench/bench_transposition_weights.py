@@ -101,7 +101,9 @@ def parse_args(argv=None):
     p.add_argument("--tracks", help="only the tracks whose names match this glob pattern")
     p.add_argument("--semitones", type=util.int_range(1, 6), default=4, help="N, 1..6 (default 4)")
     p.add_argument("--threads", type=util.positive_int, default=1, help="torch threads (default 1)")
-    p.add_argument("--out", type=Path, help="write results.json into this folder")
+    p.add_argument("--cache-dir", type=Path, default=Data.DEFAULT_CACHE,
+                   help="decoded-audio cache (default .cache/audio)")
+    p.add_argument("--out", type=Path, help="write results.json into this folder (a new one, or without results.json)")
     return p.parse_args(argv)
 
 
@@ -112,6 +114,8 @@ def main(argv=None) -> int:
         return 0
     if args.name and len(args.name) != len(args.model):
         raise SystemExit("--name needs one name per --model")
+    if args.out is not None and (args.out / "results.json").exists():
+        raise util.UserError(f"{args.out / 'results.json'}: exists")
     torch.set_num_threads(args.threads)
     tracks = Data.find_tracks(args.data, args.split)
     if args.tracks:
@@ -123,7 +127,7 @@ def main(argv=None) -> int:
     rows, t0 = [], time.perf_counter()
     for path, name in zip(args.model, names):
         model, stft, sr, _ = util.load_model(path)
-        cache = Data.AudioCache(sr)
+        cache = Data.AudioCache(sr, args.cache_dir)
         for track in tracks:
             refs = np.stack([cache.source(track, s) for s in Data.SOURCES]).astype(np.float64)
             if not all(np.any(x) for x in refs) or refs.shape[1] < stft.n_fft:

@@ -408,6 +408,7 @@ def levers(rep):
     sections = [(training_levers_section, training_levers()), (mask_power_section, mask_power_table()),
                 (shifts_section, shifts_table()), (semitones_section, semitones_table()),
                 (transposition_mean_section, transposition_mean_table()),
+                (transposition_weights_section, transposition_weights_table()),
                 (input_rms_section, input_rms_table()),
                 (ensemble_mean_section, ensemble_mean_table())]
     if not ab and not cnn_ab and not songs.exists() and not any(table for _, table in sections):
@@ -926,6 +927,41 @@ def transposition_mean_section(rep, table):
     rep.table(["set", "system", "arithmetic", "geometric"],
               [[name, system, fmt(v["arithmetic"]) if v["arithmetic"] is not None else "-", fmt(v["geometric"])]
                for (name, system), v in table.items()], size=7.5)
+
+
+TRANSPOSITION_WEIGHT_SETS = (("new_voice", "new voice"), ("valid", "validation"), ("excerpts16", "excerpts"))
+
+
+def transposition_weights_table() -> dict:
+    """{combination: {set: value}} from results/transposition_weights/<set>/results.json
+    (bench/bench_transposition_weights.py): the new voice's and validation's GNSDR (the mean over the set's
+    models) and the excerpts' median vocals SDR (its one model)."""
+    folder, table = RESULTS / "transposition_weights", {}
+    for name, label in TRANSPOSITION_WEIGHT_SETS:
+        path = folder / name / "results.json"
+        if not path.exists():
+            continue
+        result = json.loads(path.read_text())
+        values = result["median_sdr"] if name == "excerpts16" else result["gnsdr"]
+        for combo, per_model in values.items():
+            table.setdefault(combo, {})[label] = sum(per_model.values()) / len(per_model)
+    return table
+
+
+def transposition_weights_section(rep, table):
+    rep.p("Other weights for the 2N+1 transposed estimates (bench/bench_transposition_weights.py, fifty-eighth "
+          "session; N = 4): each clip separated once per transposition and the combinations scored on the same "
+          "separations. Vocals, dB: GNSDR on the new voice (the mean of the four bench RNNs of the fifty-seventh "
+          "session, amy's 132 clips) and on validation (the shipped RNN, 15 clips), and the median vocals SDR of "
+          "the shipped RNN on the six produced excerpts at 16 kHz. 'uniform N' is today's equal weights over "
+          "-N..N; 'triangle' weighs k by N+1-|k|, 'gauss2' by exp(-k^2/8); 'geometric' and 'median' mask the "
+          "mixture by the vocals' share of the geometric mean or the median of the magnitude spectrograms. No "
+          "combination gains on all three: the weights lose on the new voice, the median and the geometric mean on "
+          "the excerpts, so the equal weights stay.", size=8.5)
+    labels = [label for _, label in TRANSPOSITION_WEIGHT_SETS]
+    rep.table(["combination", *labels],
+              [[combo, *(fmt(v[label]) if label in v else "-" for label in labels)] for combo, v in table.items()],
+              size=7.5)
 
 
 def input_rms_table() -> list:

@@ -1,4 +1,5 @@
 """The benchmark scripts run on any checkpoint the project makes (here tiny ones on a tiny folder)."""
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -170,3 +171,50 @@ def test_bench_tuning_moves_one_stem(tmp_path, mir1k):
         assert runs[move]["move"] == move
     assert runs["vocals"]["gnsdr"][1] == pytest.approx(runs["song"]["gnsdr"][1], abs=1e-9)
     assert len({runs[m]["gnsdr"][0] for m in runs}) == 3
+
+
+def test_bench_transposition_weights_matches_the_separators_own_averaging(tmp_path, mir1k):
+    """Equal weights over -N..N are what --semitones N gives, the estimate at k = 0 is the raw model's, and the
+    geometric row is --transposition-mean geometric's, each scored as evaluate_sdr.py scores."""
+    import bench_transposition_weights as btw
+    import bss_eval
+    import Data
+    stft = util.make_stft(256, 64)
+    torch.manual_seed(0)
+    net = Model.FrameMaskNet(stft.n_bins, (16,), 8, dropout=0.0)
+    with torch.no_grad():                       # sharper, more input-dependent masks than an untrained model's
+        for p in net.parameters():
+            p.mul_(4)
+    util.save_checkpoint(tmp_path / "ff.pt", net, stft, 8000)
+    out = tmp_path / "tw"
+    args = ["--model", str(tmp_path / "ff.pt"), "--data", str(mir1k), "--tracks", "amy_1_*", "--semitones", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert btw.main(args) == 0
+    result = json.loads((out / "results.json").read_text())
+    model, stft, sr, _ = util.load_model(tmp_path / "ff.pt")
+    track, = [t for t in Data.find_tracks(mir1k, "train") if t.name == "amy_1_01"]
+    refs = np.stack([Data.AudioCache(sr, tmp_path / "cache").source(track, s) for s in Data.SOURCES]).astype(np.float64)
+    mix = refs.sum(0)
+
+    def nsdr(vocals):
+        return bss_eval.evaluate(refs, np.stack([vocals, mix - vocals]))[0][0] - \
+            bss_eval.evaluate(refs, np.stack([mix, mix]))[0][0]
+
+    def separated(semitones, mean=None):
+        if mean:
+            separate.set_transposition_mean(model, mean)
+        try:
+            return separate.separate_array(model, stft, mix[None].astype(np.float32), semitones=semitones)[0, 0]
+        finally:
+            model.__dict__.pop("transposition_mean", None)
+
+    gnsdr = {combo: values["ff"] for combo, values in result["gnsdr"].items()}
+    assert abs(gnsdr["none (k=0)"] - nsdr(separated(0))) < 1e-3
+    assert abs(gnsdr["uniform 2"] - nsdr(separated(2))) < 1e-3             # whole clip here, streamed there
+    assert abs(gnsdr["uniform 1"] - nsdr(separated(1))) < 1e-3
+    assert abs(gnsdr["geometric"] - nsdr(separated(2, "geometric"))) < 1e-3
+    assert {"triangle", "gauss2", "median"} <= set(gnsdr)
+    assert min(abs(a - b) for a, b in itertools.combinations(gnsdr.values(), 2)) > 0.01     # each row its own
+    assert len(result["rows"]) == len(gnsdr) and result["meta"]["semitones"] == 2
+    with pytest.raises(util.UserError, match="exists"):
+        btw.main(args)

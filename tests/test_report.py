@@ -193,3 +193,25 @@ def test_training_rows_count_minutes_to_the_best_epoch_and_in_all():
     summary = {"summary": {"RNN": {"vocals": {"GNSDR": 9.314, "GSIR": 15.5, "GSAR": 11.2}}}}
     assert build_report.training_rows(hist, summary) == [["RNN", "1,234", "4", "5", "2 of 3", "9.31", "15.50", "11.20"]]
     assert build_report.training_rows(hist, None)[0][-3:] == ["-", "-", "-"]
+
+
+def test_transposition_weights_table(tmp_path, monkeypatch):
+    """The bench's results: GNSDR averaged over a set's models, the excerpts' median SDR, a missing set as '-'."""
+    results = tmp_path / "results"
+    (results / "mir1k_test_public").mkdir(parents=True)
+    (results / "mir1k_test_public" / "summary.json").write_text(json.dumps(_fake_summary(["mixture", "ff"])))
+    (results / "mir1k_test_public" / "tracks.csv").write_text("track,system,source,samples,sdr,sir,sar,seconds\n")
+    folder = results / "transposition_weights"
+    for name, gnsdr, median in (("new_voice", {"uniform 4": {"a": 8.0, "b": 9.0}, "median": {"a": 8.5, "b": 9.1}},
+                                 {"uniform 4": {"a": 1.0, "b": 1.0}, "median": {"a": 1.0, "b": 1.0}}),
+                                ("excerpts16", {"uniform 4": {"m": 10.0}, "median": {"m": 9.0}},
+                                 {"uniform 4": {"m": 6.55}, "median": {"m": 6.26}})):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "results.json").write_text(json.dumps({"gnsdr": gnsdr, "median_sdr": median, "rows": []}))
+    monkeypatch.setattr(build_report, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(build_report, "MODELS", tmp_path / "models")
+    assert build_report.transposition_weights_table() == {"uniform 4": {"new voice": 8.5, "excerpts": 6.55},
+                                                          "median": {"new voice": 8.8, "excerpts": 6.26}}
+    text = _pdf_text(build_report.build(tmp_path / "report.pdf"))
+    i = text.index("uniform 4")
+    assert text[i:i + 8] == ["uniform 4", "8.50", "-", "6.55", "median", "8.80", "-", "6.26"]
