@@ -58,14 +58,20 @@ class Residual(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
         mid = max(1, cout // 2)
+        # In place where nothing needs the overwritten tensor (a batch norm's output; the last convolution's
+        # output, which its backward does not use): the same values and gradients, fewer tensors alive and
+        # fewer passes over memory. The shipped 96-feature model over 1024 frames, one thread, medians of 3:
+        # 10.9 s against 13.9, the masks identical to the bit; peak memory 1.33-1.46 GB against 1.38-1.48
+        # (the allocator's noise is larger than the gain); a 30-s 44.1 kHz song at --semitones 0 (medians
+        # of 5, two trainings beside it) 16.6 s against 17.0 and 2.18 GB against 2.47.
         self.body = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, mid, 1),
-            nn.BatchNorm2d(mid), nn.ReLU(), nn.Conv2d(mid, mid, 3, padding=1),
-            nn.BatchNorm2d(mid), nn.ReLU(), nn.Conv2d(mid, cout, 1))
+            nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, mid, 1),
+            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, mid, 3, padding=1),
+            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, cout, 1))
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
     def forward(self, x):
-        return self.body(x) + self.skip(x)
+        return self.body(x).add_(self.skip(x))
 
 
 class Hourglass(nn.Module):
@@ -80,8 +86,8 @@ class Hourglass(nn.Module):
         self.up = Residual(channels, channels)
 
     def forward(self, x):
-        low = self.up(self.inner(self.down(F.max_pool2d(x, 2))))
-        return self.skip(x) + F.interpolate(low, scale_factor=2, mode="nearest")
+        up = F.interpolate(self.up(self.inner(self.down(F.max_pool2d(x, 2)))), scale_factor=2, mode="nearest")
+        return up.add_(self.skip(x))                 # in place, as in Residual (the half-size branch freed first)
 
 
 class StackedHourglass(Model.GridImageMaskModel):

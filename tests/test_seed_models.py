@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torch.nn.functional as F_
 
 import Data
 import Model
@@ -338,6 +339,41 @@ def test_hourglass_pads_and_crops_any_size_and_averages_its_stacks():
         m.logits[1].weight.zero_()
         m.logits[1].bias.zero_()
         assert torch.allclose(m(mix), (first(mix) + 0.5) / 2, atol=1e-6)
+
+
+def _out_of_place(module, x):
+    """The hourglass's blocks as written in the paper, every operation on a new tensor: the reference for the
+    in-place forward."""
+    if isinstance(module, Model_Hourglass.Residual):
+        y = x
+        for m in module.body:
+            y = torch.relu(y) if isinstance(m, torch.nn.ReLU) else m(y)
+        return y + (x if isinstance(module.skip, torch.nn.Identity) else module.skip(x))
+    low = _out_of_place(module.up, _out_of_place(module.inner, _out_of_place(module.down, F_.max_pool2d(x, 2))))
+    return _out_of_place(module.skip, x) + F_.interpolate(low, scale_factor=2, mode="nearest")
+
+
+def test_hourglass_blocks_in_place_compute_what_they_would_out_of_place():
+    """Residual and Hourglass add and rectify in place: the same values and the same gradients as the
+    out-of-place operations, in training and in inference, and the input is left as it was."""
+    torch.manual_seed(0)
+    block = Model_Hourglass.Residual(6, 8)
+    hourglass = Model_Hourglass.Hourglass(2, 8)
+    for module, cin in ((block, 6), (hourglass, 8)):
+        module.train()
+        x = torch.randn(2, cin, 8, 12, requires_grad=True)
+        kept = x.detach().clone()
+        out = module(x)
+        (g,) = torch.autograd.grad(out.square().sum(), x)
+        assert torch.equal(x.detach(), kept)
+        module.eval()
+        with torch.no_grad():
+            assert torch.equal(module(x.detach()), _out_of_place(module, x.detach()))
+            assert torch.equal(x.detach(), kept)
+        module.train()
+        x3 = x.detach().clone().requires_grad_(True)
+        (g_train_ref,) = torch.autograd.grad(_out_of_place(module, x3).square().sum(), x3)
+        assert torch.equal(g, g_train_ref)
 
 
 def test_hourglass_follows_park():
