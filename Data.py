@@ -496,8 +496,9 @@ class SeparationDataset(torch.utils.data.Dataset):
     With ``vocal_atten_db`` a > 0 the vocal stem is further lowered by a uniform 0..a dB (MIR-1K
     mixes its voices at 0 dB; produced songs put them a few dB below the accompaniment).
     With ``sample_by`` "second" each track is drawn in proportion to its length and each offset by
-    :func:`random_offset_padded`, so every second of the training audio is heard about equally often
-    ("clip", the default: tracks uniformly, offsets inside the track).
+    :func:`random_offset_padded`, so the training audio is heard far more evenly than with "clip" (the
+    default: tracks uniformly, offsets inside the track): a track's first and last samples about half as
+    often as its middle, and a track shorter than an excerpt less per second.
     Randomness uses a ``random.Random`` seeded from (``seed``, epoch, index), so an epoch is
     repeatable and never touches the global RNG.
     Evaluation (``train=False``): whole tracks (cropped to ``chunk_samples`` from the start when

@@ -78,7 +78,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help="how training excerpts are drawn: clip = a track uniformly, then an offset inside it (short "
                         "tracks count more per second, and each track's first and last seconds less); second = a "
                         "track in proportion to its length and an offset that may run up to half an excerpt past "
-                        "either end (zeros there), so every second of audio counts about the same (default clip)")
+                        "either end (zeros there), so the audio counts far more evenly, a track's ends about half as "
+                        "often as its middle (default clip)")
     g.add_argument("--aligned-prob", type=util.probability, default=0.0,
                    help="probability that a training excerpt is the song as recorded: every stem from the same "
                         "track at the same offset (and --vocal-speed's speed for all), in time and in tune as "
