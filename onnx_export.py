@@ -262,7 +262,8 @@ def accelerate(part) -> None:
     with its current weights, to a session on as many threads as torch has (set ``--threads`` first), after
     checking that its masks equal torch's within :data:`TOLERANCE` on two frame counts; otherwise UserError and
     the part is left as it was. ``separate.apply_runtime`` calls it for the parts whose class names onnxruntime
-    as its faster runtime (the stacked hourglass: its masks 2.4x faster on one thread, a separation 1.5x)."""
+    as its faster runtime (the stacked hourglass: its masks 2.2x faster on one thread, a separation 1.5x
+    before its blocks went in place)."""
     _require()
     import io
 
