@@ -322,7 +322,8 @@ def format_table(summary, meta, source="vocals") -> str:
 
     def line(cells):
         return " ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, w) in enumerate(zip(cells, widths)))
-    lines = [f"{source}: {meta['convention']}", line(COLUMNS)]
+    # the source in the column header too, so that a table cut from the output (e.g. by tail) still says whose it is
+    lines = [f"{source}: {meta['convention']}", line((f"system ({source})"[:widths[0]], *COLUMNS[1:]))]
     for system, s in summary.items():
         if source in s:
             lines.append(line(row_cells(system, s, meta["systems"].get(system, {}), source)))

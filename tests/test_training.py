@@ -460,6 +460,8 @@ def test_train_separate_evaluate_end_to_end(demo, ff_run, tmp_path, capsys):
                        "--out", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache")])
     out = capsys.readouterr().out
     assert "mixture" in out and "ff" in out and "oracle IRM" in out
+    headers = [ln for ln in out.splitlines() if ln.startswith("system (")]      # each table names its source
+    assert [h.split(")")[0] for h in headers] == ["system (vocals", "system (accompaniment"]
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())["summary"]
     assert summary["mixture"]["vocals"]["GNSDR"] == 0
     assert summary["oracle IRM"]["vocals"]["GNSDR"] > 5        # the ceiling is far above the floor
