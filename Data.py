@@ -522,7 +522,6 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.aligned_prob, self.vocal_bend, self.accomp_semitones = aligned_prob, vocal_bend, int(accomp_semitones)
         if sample_by not in SAMPLE_BY:
             raise ValueError(f"sample_by must be one of {SAMPLE_BY}, not {sample_by!r}")
-        self.sample_by = sample_by
         self.weights = [cache.length(t) for t in tracks] if train and sample_by == "second" else None
         self.epoch = 0
 

@@ -27,7 +27,6 @@ computed once per track and model, so every combination is compared on the same 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import sys
 import time
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import Data  # noqa: E402
 import bss_eval  # noqa: E402
+import evaluate_sdr  # noqa: E402
 import separate  # noqa: E402
 import util  # noqa: E402
 
@@ -113,15 +113,13 @@ def main(argv=None) -> int:
         print(f"skipped: {args.data} is absent")
         return 0
     if args.name and len(args.name) != len(args.model):
-        raise SystemExit("--name needs one name per --model")
+        raise util.UserError("--name needs one name per --model")
     if args.out is not None and (args.out / "results.json").exists():
         raise util.UserError(f"{args.out / 'results.json'}: exists")
     torch.set_num_threads(args.threads)
-    tracks = Data.find_tracks(args.data, args.split)
-    if args.tracks:
-        tracks = [t for t in tracks if fnmatch.fnmatchcase(t.name, args.tracks)]
+    tracks = evaluate_sdr.select_tracks(args.data, args.split, [args.tracks] if args.tracks else None)
     if not tracks:
-        raise SystemExit(f"{args.data}: no {args.split} tracks{' match ' + repr(args.tracks) if args.tracks else ''}")
+        raise util.UserError(f"{args.data}: no {args.split} tracks")
     names = args.name or [Path(m).parent.name if Path(m).name.endswith("_best.pt") and Path(m).parent.name != "models"
                           else Path(m).stem for m in args.model]
     rows, t0 = [], time.perf_counter()
@@ -168,4 +166,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    util.run_cli(main)
