@@ -397,6 +397,42 @@ def pitch_bend(audio: np.ndarray, semitones: float, sample_rate: int, rng: rando
     return np.interp(pos, np.arange(n), audio).astype(np.float32)
 
 
+STRETCH_WINDOW_SECONDS = 0.032                   # time_stretch's grain: a few pitch periods of a voice
+
+
+def time_stretch(audio: np.ndarray, n: int, rate: float, sample_rate: int) -> np.ndarray:
+    """(samples,) -> (n,) played ``rate`` times faster with its pitch kept (WSOLA: waveform-similarity
+    overlap-add). Grains of :data:`STRETCH_WINDOW_SECONDS` (a power of two in samples) under a
+    periodic Hann window are laid down every half grain; the grain for output time t is read near
+    input time ``t * rate``, within +-a quarter grain, at the offset whose waveform best continues the
+    grain laid before it (the largest cross-correlation), so the periods of a voice line up and its
+    pitch and timbre stay while its tempo changes. ``audio`` should hold about ``n * rate`` samples;
+    reading past its ends gives zeros."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if rate == 1.0 and len(audio) == n:
+        return audio
+    win = 1 << int(round(np.log2(STRETCH_WINDOW_SECONDS * sample_rate)))
+    hop, tol = win // 2, win // 4
+    frames = -(-n // hop) + 2                     # frame k covers output [(k - 1) hop, (k + 1) hop)
+    pad = win + tol + int(np.ceil(hop * rate))
+    x = np.concatenate([np.zeros(pad, np.float32), audio,
+                        np.zeros(pad + int(np.ceil(frames * hop * rate)), np.float32)])
+    window = np.hanning(win + 1)[:win].astype(np.float32)          # periodic: halves overlap-add to 1
+    out = np.zeros((frames + 1) * hop, np.float32)
+    prev = None
+    for k in range(frames):
+        nominal = pad + int(round((k - 1) * hop * rate))
+        if prev is None:
+            pos = nominal
+        else:
+            ref = x[prev + hop:prev + hop + win]                   # the previous grain's natural continuation
+            corr = np.correlate(x[nominal - tol:nominal + tol + win], ref, mode="valid")
+            pos = nominal - tol + int(np.argmax(corr)) if np.any(ref) else nominal
+        out[k * hop:k * hop + win] += x[pos:pos + win] * window
+        prev = pos
+    return out[hop:hop + n].copy()
+
+
 ENVELOPE_ITERATIONS = 8
 
 
@@ -491,6 +527,9 @@ class SeparationDataset(torch.utils.data.Dataset):
     produced songs' vocal stems do).
     With ``vocal_bend`` b > 0 the vocal stem follows a slow random pitch curve within +-b semitones
     (:func:`pitch_bend`: other melodies and vibratos), except in aligned excerpts.
+    With ``vocal_stretch`` t > 0 the vocal stem is played at a random tempo in [1/(1+t), 1+t] with its
+    pitch kept (:func:`time_stretch`; drawn from its own random stream, so every other draw of the
+    excerpt stays as without it), except in aligned excerpts: singers who hold and hurry other notes.
     With ``vocal_formant`` f > 0 the vocal stem's formants move by a random factor in [1/(1+f), 1+f]
     (:func:`formant_shift`, pitch kept): with the varispeed, voices of other timbres and ranges.
     With ``vocal_atten_db`` a > 0 the vocal stem is further lowered by a uniform 0..a dB (MIR-1K
@@ -508,7 +547,8 @@ class SeparationDataset(torch.utils.data.Dataset):
     def __init__(self, tracks, cache: AudioCache, sources=SOURCES, train=False, chunk_samples=None,
                  samples_per_epoch=1000, remix_prob=0.5, gain=(0.25, 1.25), seed=0, vocal_speed=0.0,
                  eq_db=0.0, vocal_reverb=0.0, vocal_atten_db=0.0, vocal_formant=0.0, accomp_speed=0.0,
-                 aligned_prob=0.0, vocal_bend=0.0, accomp_semitones=0, sample_by="clip"):
+                 aligned_prob=0.0, vocal_bend=0.0, accomp_semitones=0, sample_by="clip",
+                 vocal_stretch=0.0):
         tracks = [t for t in tracks if t.has(sources)]
         if not tracks:
             raise UserError(f"no tracks with sources {', '.join(sources)}")
@@ -520,6 +560,7 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.vocal_speed, self.eq_db, self.vocal_reverb = vocal_speed, eq_db, vocal_reverb
         self.vocal_atten_db, self.vocal_formant, self.accomp_speed = vocal_atten_db, vocal_formant, accomp_speed
         self.aligned_prob, self.vocal_bend, self.accomp_semitones = aligned_prob, vocal_bend, int(accomp_semitones)
+        self.vocal_stretch = vocal_stretch
         if sample_by not in SAMPLE_BY:
             raise ValueError(f"sample_by must be one of {SAMPLE_BY}, not {sample_by!r}")
         self.weights = [cache.length(t) for t in tracks] if train and sample_by == "second" else None
@@ -555,6 +596,9 @@ class SeparationDataset(torch.utils.data.Dataset):
                 rate = shared_rate
             elif s == "vocals":
                 rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
+                if self.vocal_stretch:            # its own stream: the other draws stay as without it
+                    tempo = random_factor(random.Random(hash((self.seed, self.epoch, index, 7919))),
+                                          self.vocal_stretch)
             else:
                 if other_rate is None:
                     if self.accomp_semitones:
@@ -562,7 +606,8 @@ class SeparationDataset(torch.utils.data.Dataset):
                     else:
                         other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
-            span = max(1, int(round(self.chunk * rate)))
+            stretched = s == "vocals" and not aligned and self.vocal_stretch
+            span = max(1, int(round(self.chunk * rate * (tempo if stretched else 1.0))))
             if shared_start is not None:
                 start = shared_start
             elif self.weights is not None:
@@ -572,7 +617,9 @@ class SeparationDataset(torch.utils.data.Dataset):
             if aligned:
                 shared_start = start
             audio = read_padded(self.cache, track, s, start, span)
-            if span != self.chunk:
+            if stretched:
+                audio = time_stretch(audio, max(1, int(round(self.chunk * rate))), tempo, self.cache.sample_rate)
+            if len(audio) != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
             if s == "vocals" and self.vocal_bend and not aligned:     # an aligned excerpt stays in tune
                 audio = pitch_bend(audio, self.vocal_bend, self.cache.sample_rate, rng)

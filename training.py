@@ -98,6 +98,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs=30, batch_size=16
                    help="augmentation: each training vocal follows a slow random pitch curve (a new value every "
                         "0.25 s, pitch and tempo together) within +-SEMITONES, centred on the vocal's own pitch: "
                         "other melodies and vibratos (default 0: off)")
+    g.add_argument("--vocal-stretch", type=util.float_range(0, 1), default=0.0,
+                   help="augmentation: play each training vocal at a random tempo in [1/(1+t), 1+t], its pitch "
+                        "kept (WSOLA; not in --aligned-prob's excerpts; 0.1 = +-10%%; default 0: off)")
     g.add_argument("--vocal-formant", type=util.float_range(0, 1), default=0.0,
                    help="augmentation: move each training vocal's formants by a random factor in [1/(1+f), 1+f], "
                         "its pitch kept (another vocal tract; 0.15 = +-15%%; default 0: off)")
@@ -424,7 +427,8 @@ def prepare_data(args, sources):
                                        vocal_reverb=args.vocal_reverb, vocal_atten_db=args.vocal_atten_db,
                                        vocal_formant=args.vocal_formant, accomp_speed=args.accomp_speed,
                                        aligned_prob=args.aligned_prob, vocal_bend=args.vocal_bend,
-                                       accomp_semitones=args.accomp_semitones, sample_by=args.sample_by)
+                                       accomp_semitones=args.accomp_semitones, sample_by=args.sample_by,
+                                       vocal_stretch=args.vocal_stretch)
     valid_set = Data.SeparationDataset(valid_tracks, cache, sources, train=False,
                                        chunk_samples=int(args.valid_seconds * args.sample_rate))
     return root, train_set, valid_set

@@ -215,6 +215,27 @@ def _local_freqs(x, sr, win):
     return np.array(out)
 
 
+def test_time_stretch_changes_the_tempo_and_keeps_the_pitch():
+    sr = 16000
+    t = np.arange(int(4.4 * sr)) / sr
+    gate = np.sin(2 * np.pi * 2 * t) > 0                                      # a 440 Hz tone, on and off at 2 Hz
+    x = (np.sin(2 * np.pi * 440 * t) * (0.1 + gate)).astype(np.float32)
+    for rate in (0.8, 1.25):
+        n = min(int(round(len(x) / rate)), 4 * sr)
+        y = Data.time_stretch(x, n, rate, sr)
+        assert y.shape == (n,) and y.dtype == np.float32
+        np.testing.assert_allclose(np.median(_local_freqs(y, sr, sr // 20)), 440, atol=2)   # the pitch kept
+        env = np.abs(y).reshape(-1, 160).mean(1)                               # 10 ms envelope
+        e = env - env.mean()
+        ac = np.correlate(e, e, "full")[len(e) - 1:]
+        period = (np.argmax(ac[20:]) + 20) * 160 / sr
+        assert abs(period - 0.5 / rate) < 0.02                                 # the gate now runs at 2 * rate Hz
+        assert np.isclose(np.sqrt(np.mean(y[sr:-sr] ** 2)), np.sqrt(np.mean(x ** 2)), rtol=0.1)   # no fades
+    assert Data.time_stretch(x, len(x), 1.0, sr) is x                          # 1: untouched
+    slow = Data.time_stretch(x[:8000], 9000, 8000 / 9000, sr)                  # past the input's end: zeros, no error
+    assert slow.shape == (9000,)
+
+
 def test_pitch_bend_moves_the_pitch_within_its_bound():
     sr = 16000
     x = np.sin(2 * np.pi * 440 * np.arange(4 * sr) / sr).astype(np.float32)
@@ -345,6 +366,13 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     g = [bd[i] for i in range(10)]
     assert all(torch.equal(x, y) for x, y in zip(g, [bd[i] for i in range(10)]))
     assert not any(torch.allclose(x[0], y[0]) for x, y in zip(a, g) if x[0].norm() > 0)   # every vocal bent
+    sd = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
+                                remix_prob=1.0, seed=3, vocal_stretch=0.2)
+    k = [sd[i] for i in range(10)]
+    assert all(torch.equal(x, y) for x, y in zip(k, [sd[i] for i in range(10)]))
+    assert all(torch.equal(x[1:], y[1:]) for x, y in zip(a, k))               # its own stream: the rest as before
+    assert not any(torch.allclose(x[0], y[0]) for x, y in zip(a, k) if x[0].norm() > 0)   # every vocal stretched
+    assert all(y.shape == x.shape for x, y in zip(a, k))
 
 
 def _locate(x, cache, tracks, source):

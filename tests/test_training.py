@@ -168,14 +168,14 @@ def test_training_keeps_freed_memory_flushes_denormals_and_takes_the_formant_and
     real_init = Data.SeparationDataset.__init__
     monkeypatch.setattr(Data.SeparationDataset, "__init__",
                         lambda self, *a, **k: speeds.append((k.get("accomp_speed"), k.get("vocal_bend"),
-                                                             k.get("accomp_semitones")))
+                                                             k.get("accomp_semitones"), k.get("vocal_stretch")))
                         or real_init(self, *a, **k))
     train_feedforward.main(tiny_args(demo, tmp_path / "run", tmp_path / "cache", "--vocal-formant", "0.2",
                                      "--accomp-speed", "0.15", "--vocal-bend", "0.5",
-                                     "--accomp-semitones", "3"))
+                                     "--accomp-semitones", "3", "--vocal-stretch", "0.1"))
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist["train_args"]["vocal_formant"] == 0.2 and len(hist["valid"]) == 2
-    assert speeds[0] == (0.15, 0.5, 3)                      # the training set's, not validation's
+    assert speeds[0] == (0.15, 0.5, 3, 0.1)                 # the training set's, not validation's
     assert calls == [True, "flush"]                         # once, before the model and the data
 
 
