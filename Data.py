@@ -421,7 +421,7 @@ def time_stretch(audio: np.ndarray, n: int, rate: float, sample_rate: int) -> np
     out = np.zeros((frames + 1) * hop, np.float32)
     prev = None
     for k in range(frames):
-        nominal = pad + int(round((k - 1) * hop * rate))
+        nominal = pad + int(round(k * hop * rate)) - hop          # the grain's centre at k hop x rate
         if prev is None:
             pos = nominal
         else:
@@ -607,7 +607,7 @@ class SeparationDataset(torch.utils.data.Dataset):
                         other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
             stretched = s == "vocals" and not aligned and self.vocal_stretch
-            span = max(1, int(round(self.chunk * rate * (tempo if stretched else 1.0))))
+            span = max(1, int(round(self.chunk * rate)))
             if shared_start is not None:
                 start = shared_start
             elif self.weights is not None:
@@ -616,10 +616,13 @@ class SeparationDataset(torch.utils.data.Dataset):
                 start = random_offset(self.cache.length(track), span, rng)
             if aligned:
                 shared_start = start
-            audio = read_padded(self.cache, track, s, start, span)
-            if stretched:
-                audio = time_stretch(audio, max(1, int(round(self.chunk * rate))), tempo, self.cache.sample_rate)
-            if len(audio) != self.chunk:
+            if stretched:       # the offset drawn for the unstretched span (the main stream's draws as without
+                long = max(1, int(round(span * tempo)))               # it), the stretched span centred on it
+                audio = read_padded(self.cache, track, s, start + (span - long) // 2, long)
+                audio = time_stretch(audio, span, tempo, self.cache.sample_rate)
+            else:
+                audio = read_padded(self.cache, track, s, start, span)
+            if span != self.chunk:
                 audio = varispeed(audio, self.chunk, rate)
             if s == "vocals" and self.vocal_bend and not aligned:     # an aligned excerpt stays in tune
                 audio = pitch_bend(audio, self.vocal_bend, self.cache.sample_rate, rng)
