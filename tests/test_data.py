@@ -374,7 +374,8 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(g, [bd[i] for i in range(10)]))
     assert not any(torch.allclose(x[0], y[0]) for x, y in zip(a, g) if x[0].norm() > 0)   # every vocal bent
     kw = dict(train=True, chunk_samples=2000, samples_per_epoch=40, remix_prob=1.0, seed=3, vocal_speed=0.12)
-    plain, sd = Data.SeparationDataset(tracks, cache, **kw), Data.SeparationDataset(tracks, cache, vocal_stretch=0.2, **kw)
+    plain = Data.SeparationDataset(tracks, cache, **kw)
+    sd = Data.SeparationDataset(tracks, cache, vocal_stretch=0.2, **kw)
     p, k = [plain[i] for i in range(40)], [sd[i] for i in range(40)]
     assert all(torch.equal(x, y) for x, y in zip(k, [sd[i] for i in range(40)]))
     assert all(torch.equal(x[1:], y[1:]) for x, y in zip(p, k))               # its own stream: the rest as before
