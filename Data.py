@@ -596,9 +596,6 @@ class SeparationDataset(torch.utils.data.Dataset):
                 rate = shared_rate
             elif s == "vocals":
                 rate = random_factor(rng, self.vocal_speed) if self.vocal_speed else 1.0
-                if self.vocal_stretch:            # its own stream: the other draws stay as without it
-                    tempo = random_factor(random.Random(hash((self.seed, self.epoch, index, 7919))),
-                                          self.vocal_stretch)
             else:
                 if other_rate is None:
                     if self.accomp_semitones:
@@ -607,6 +604,8 @@ class SeparationDataset(torch.utils.data.Dataset):
                         other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
             stretched = s == "vocals" and not aligned and self.vocal_stretch
+            if stretched:                         # its own stream: the other draws stay as without it
+                tempo = random_factor(random.Random(hash((self.seed, self.epoch, index, 7919))), self.vocal_stretch)
             span = max(1, int(round(self.chunk * rate)))
             if shared_start is not None:
                 start = shared_start
