@@ -625,8 +625,9 @@ class SeparationDataset(torch.utils.data.Dataset):
                 audio = varispeed(audio, self.chunk, rate)
             if s == "vocals" and self.vocal_bend and not aligned:     # an aligned excerpt stays in tune
                 audio = pitch_bend(audio, self.vocal_bend, self.cache.sample_rate, rng)
-            if s == "vocals" and self.vocal_formant:
-                audio = formant_shift(audio, random_factor(rng, self.vocal_formant), self.cache.sample_rate)
+            if s == "vocals" and self.vocal_formant:      # its own stream, as the stretch's
+                ratio = random_factor(random.Random(hash((self.seed, self.epoch, index, 7927))), self.vocal_formant)
+                audio = formant_shift(audio, ratio, self.cache.sample_rate)
             if self.eq_db:
                 audio = random_eq(audio, rng, self.eq_db)
             if s == "vocals" and self.vocal_reverb and rng.random() < self.vocal_reverb:

@@ -345,6 +345,7 @@ def test_training_items_random_remix_repeatable(dsd100, tmp_path):
     e = [fm[i] for i in range(10)]
     assert all(torch.equal(x, y) for x, y in zip(e, [fm[i] for i in range(10)]))
     assert not any(torch.allclose(x[0], y[0]) for x, y in zip(a, e) if x[0].norm() > 0)   # every vocal reshaped
+    assert all(torch.equal(x[1:], y[1:]) for x, y in zip(a, e))                 # its own stream: the rest as before
     off = Data.SeparationDataset(tracks, cache, train=True, chunk_samples=2000, samples_per_epoch=10,
                                  remix_prob=1.0, seed=3, vocal_formant=0.0)
     assert all(torch.equal(x, off[i]) for i, x in enumerate(a))        # 0: off, the same random stream
