@@ -566,6 +566,13 @@ class SeparationDataset(torch.utils.data.Dataset):
         self.weights = [cache.length(t) for t in tracks] if train and sample_by == "second" else None
         self.epoch = 0
 
+    STRETCH_STREAM, FORMANT_STREAM = 7919, 7927    # side streams of an item (see _stream)
+
+    def _stream(self, index, *side) -> random.Random:
+        """Item ``index``'s random stream this epoch, or with ``side`` one of its side streams: an
+        augmentation drawn from its own side stream leaves every draw of the main one as without it."""
+        return random.Random(hash((self.seed, self.epoch, index, *side)))
+
     def _draw_track(self, rng: random.Random):
         if self.weights is None:
             return rng.choice(self.tracks)
@@ -579,7 +586,7 @@ class SeparationDataset(torch.utils.data.Dataset):
             track = self.tracks[index]
             stop = min(self.cache.length(track), self.chunk) if self.chunk else self.cache.length(track)
             return torch.from_numpy(np.stack([self.cache.source(track, s, 0, stop) for s in self.sources]))
-        rng = random.Random(hash((self.seed, self.epoch, index)))
+        rng = self._stream(index)
         aligned = bool(self.aligned_prob) and rng.random() < self.aligned_prob
         vocal_track = self._draw_track(rng)
         if aligned:                             # the song as recorded: one track, one offset, one speed
@@ -604,8 +611,8 @@ class SeparationDataset(torch.utils.data.Dataset):
                         other_rate = random_factor(rng, self.accomp_speed) if self.accomp_speed else 1.0
                 rate = other_rate
             stretched = s == "vocals" and not aligned and self.vocal_stretch
-            if stretched:                         # its own stream: the other draws stay as without it
-                tempo = random_factor(random.Random(hash((self.seed, self.epoch, index, 7919))), self.vocal_stretch)
+            if stretched:
+                tempo = random_factor(self._stream(index, self.STRETCH_STREAM), self.vocal_stretch)
             span = max(1, int(round(self.chunk * rate)))
             if shared_start is not None:
                 start = shared_start
@@ -625,8 +632,8 @@ class SeparationDataset(torch.utils.data.Dataset):
                 audio = varispeed(audio, self.chunk, rate)
             if s == "vocals" and self.vocal_bend and not aligned:     # an aligned excerpt stays in tune
                 audio = pitch_bend(audio, self.vocal_bend, self.cache.sample_rate, rng)
-            if s == "vocals" and self.vocal_formant:      # its own stream, as the stretch's
-                ratio = random_factor(random.Random(hash((self.seed, self.epoch, index, 7927))), self.vocal_formant)
+            if s == "vocals" and self.vocal_formant:
+                ratio = random_factor(self._stream(index, self.FORMANT_STREAM), self.vocal_formant)
                 audio = formant_shift(audio, ratio, self.cache.sample_rate)
             if self.eq_db:
                 audio = random_eq(audio, rng, self.eq_db)
