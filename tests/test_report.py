@@ -215,3 +215,12 @@ def test_transposition_weights_table(tmp_path, monkeypatch):
     text = _pdf_text(build_report.build(tmp_path / "report.pdf"))
     i = text.index("uniform 4")
     assert text[i:i + 8] == ["uniform 4", "8.50", "-", "6.55", "median", "8.80", "-", "6.26"]
+
+
+def test_hidden_singers_estimate_reads_the_gap_as_a_difference_and_as_a_ratio():
+    s = {"Hourglass": {"vocals": {"GNSDR": 11.17}}, "RNN": {"vocals": {"GNSDR": 9.31}}}
+    text = build_report.hidden_singers_estimate(s, "Hourglass")
+    # 9.31 - 1.9 and 9.31 - 1.5; 9.31 x the mean of 6.42 / 8.11 and 5.47 / 6.93
+    assert "RNN 7.41 to 7.81 dB as a difference, 7.36 as a ratio" in text
+    assert "Hourglass 9.27 to 9.67 dB as a difference, 8.83 as a ratio" in text
+    assert "DRNN" not in text and text.count("Hourglass") == 1
